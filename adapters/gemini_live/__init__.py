@@ -1,0 +1,1 @@
+"""adapters/gemini_live"""

@@ -1,0 +1,98 @@
+"""The telcoflow SDK's error contract, translated in one place.
+
+Two SDK generations exist: telcoflow 1.0.0 returns a falsy ``CommandResult`` (with
+``error_code``) from commands, while the family's documented API (``agentao_sdk``) raises
+``WSSCallCommandError`` / ``WSSCallCommandTimeoutError``. Both become a
+:class:`~bridge.ports.CommandOutcome`. Exceptions that mean "the caller is gone" become
+:class:`~bridge.errors.CallGone`; a full send buffer becomes
+:class:`~bridge.errors.PlaybackFull`. Nothing else from the SDK leaks into the bridge.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import telcoflow
+
+from bridge.errors import CallGone, CommandFailed, PlaybackFull
+from bridge.ports import CallCommand, CommandOutcome
+
+GONE_ERRORS: tuple[type[BaseException], ...] = (
+    telcoflow.WSSCallClosedError,
+    telcoflow.BufferClosedError,
+    telcoflow.WSSSessionError,
+)
+"""Exceptions after which the caller is unreachable (see the SDK's state table)."""
+
+
+async def run_command(command: CallCommand, pending: Awaitable[Any]) -> CommandOutcome:
+    """Await an SDK command and express its result, in either SDK style, as an outcome."""
+    started = time.monotonic()
+    try:
+        result = await pending
+    except telcoflow.WSSCallCommandTimeoutError as exc:
+        return CommandOutcome(command, False, "TIMEOUT", str(exc), time.monotonic() - started)
+    except telcoflow.WSSCallCommandError as exc:
+        return CommandOutcome(
+            command,
+            False,
+            getattr(exc, "error_code", None) or "COMMAND_FAILED",
+            getattr(exc, "error_message", None) or str(exc),
+            time.monotonic() - started,
+        )
+    except GONE_ERRORS as exc:
+        raise CallGone(f"{command.value}: {type(exc).__name__}: {exc}") from exc
+    except telcoflow.WSSCallError as exc:
+        # Voice socket could not be opened or was lost: nothing more can reach the caller.
+        raise CallGone(f"{command.value}: {exc}") from exc
+    elapsed = time.monotonic() - started
+    if result is None or bool(result):
+        return CommandOutcome(command, True, None, "", elapsed)
+    return CommandOutcome(
+        command,
+        False,
+        getattr(result, "error_code", None) or "COMMAND_FAILED",
+        getattr(result, "error_message", None) or "",
+        elapsed,
+    )
+
+
+async def clear_buffer(pending: Awaitable[Any]) -> int:
+    """``clear_send_audio_buffer()``: raises on failure in 1.0.0; becomes CommandFailed."""
+    try:
+        cleared = await pending
+    except telcoflow.WSSCallCommandTimeoutError as exc:
+        raise CommandFailed("agent.interrupt", "TIMEOUT", str(exc)) from exc
+    except telcoflow.WSSCallCommandError as exc:
+        raise CommandFailed(
+            "agent.interrupt",
+            getattr(exc, "error_code", None),
+            getattr(exc, "error_message", None) or str(exc),
+        ) from exc
+    except GONE_ERRORS as exc:
+        raise CallGone(f"agent.interrupt: {exc}") from exc
+    except telcoflow.WSSCallError as exc:
+        raise CallGone(f"agent.interrupt: {exc}") from exc
+    return int(cleared) if isinstance(cleared, int) else 0
+
+
+async def write(pending: Awaitable[None]) -> None:
+    """``send_audio()``: full buffer and gone caller, as our exceptions."""
+    try:
+        await pending
+    except telcoflow.BufferFullError as exc:
+        raise PlaybackFull(str(exc)) from exc
+    except GONE_ERRORS as exc:
+        raise CallGone(f"send_audio: {exc}") from exc
+    except telcoflow.WSSCallError as exc:
+        raise CallGone(f"send_audio: {exc}") from exc
+
+
+async def query(pending: Awaitable[int]) -> int:
+    """``get_send_audio_buffer_size()``: a gone caller as CallGone."""
+    try:
+        return await pending
+    except (*GONE_ERRORS, telcoflow.WSSCallError) as exc:
+        raise CallGone(f"buffer size: {exc}") from exc

@@ -1,0 +1,542 @@
+"""One bridged call: a TaskGroup with the audio pumps, barge-in and tool dispatch.
+
+Tasks, all owned by one ``asyncio.TaskGroup``:
+
+- ``caller pump``: caller audio -> resample -> fixed frames -> model. Held back (bounded)
+  while a BLOCKING tool call is pending, because Gemini closes the session (1008) if audio
+  arrives then.
+- ``model pump``: model events -> decisions. It never awaits anything slow: agent audio goes
+  to a bounded in-memory queue, tool calls to the dispatcher, clears to the clearer.
+- ``playout``: writes queued agent audio into the call's send buffer, paced so the buffer
+  stays under a high-water mark (the SDK raises instead of waiting when it is full).
+- ``clearer``: runs ``clear_audio()`` (which waits for a server acknowledgement) after a
+  barge-in, off the audio path; a failure is a warning, never fatal.
+- ``tools``: the tool dispatcher's own TaskGroup.
+- ``watchdog``: slow-response and stalled-turn warnings.
+- ``supervisor``: ends the group when any part calls :meth:`BridgedCall.finish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from bridge.audio import Rechunker, StreamResampler, frame_bytes
+from bridge.config import AudioSettings, WarningSettings
+from bridge.errors import CallGone, CommandFailed, ModelUnavailable, PlaybackFull
+from bridge.events import (
+    GenerationComplete,
+    Interrupted,
+    ModelAudio,
+    ModelEvent,
+    SessionNotice,
+    ToolCall,
+    ToolCallCancelled,
+    Transcript,
+    TurnComplete,
+    Usage,
+)
+from bridge.ports import CallCommand, CallPort, ModelSession
+from bridge.record import CallRecord
+from bridge.speech import CallerActivity
+from bridge.tools import HangUp, ToolDispatcher
+from bridge.warnings import CallWarner, WarningCode
+
+log = structlog.get_logger("callbridge.call")
+
+PACE_S = 0.02
+"""How often the playout re-checks the send buffer while it is above the high-water mark."""
+
+
+@dataclass
+class CallStats:
+    """Measurements of one call, for the record, metrics and the demo."""
+
+    caller_frames: int = 0
+    caller_bytes_to_model: int = 0
+    agent_bytes_written: int = 0
+    agent_bytes_dropped_on_interrupt: int = 0
+    interrupts: int = 0
+    interrupt_to_clear_s: list[float] = field(default_factory=list)
+    interrupt_to_local_drop_s: list[float] = field(default_factory=list)
+    first_agent_audio_s: float | None = None
+    overflow_dropped_bytes: int = 0
+
+
+class _CallOver(Exception):
+    """Raised by the supervisor to end the TaskGroup; carries nothing (see ``outcome``)."""
+
+
+class BridgedCall:
+    """Runs one call between a :class:`CallPort` and an open :class:`ModelSession`."""
+
+    def __init__(
+        self,
+        call: CallPort,
+        session: ModelSession,
+        *,
+        audio: AudioSettings,
+        thresholds: WarningSettings,
+        record: CallRecord,
+        warner: CallWarner,
+        greeting_prompt: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.call = call
+        self.session = session
+        self.record = record
+        self.warner = warner
+        self.stats = CallStats()
+        self._audio = audio
+        self._thresholds = thresholds
+        self._greeting = greeting_prompt
+        self._clock = clock
+        self.tools: ToolDispatcher | None = None
+
+        self._in_resampler = StreamResampler(
+            call.sample_rate, session.input_rate, audio.resample_quality
+        )
+        self._to_model = Rechunker(frame_bytes(session.input_rate, audio.frame_ms))
+        self._out_resampler = StreamResampler(
+            session.output_rate, call.sample_rate, audio.resample_quality
+        )
+        self._call_frame = frame_bytes(call.sample_rate, 20)
+        self._bytes_per_s = call.sample_rate * 2
+        self._high_water = int(audio.playout_high_water_s * self._bytes_per_s)
+        self._max_pending = int(audio.max_pending_agent_audio_s * self._bytes_per_s)
+        self.caller = CallerActivity(call.sample_rate)
+
+        # Agent audio waiting for room in the call's send buffer: (generation, pcm).
+        self._pending: deque[tuple[int, bytes]] = deque()
+        self._pending_bytes = 0
+        self._turn_bytes = 0
+        self._audio_ready = asyncio.Event()
+        self._generation = 0
+        self._discard_until_turn_end = False
+        self._agent_audio_enabled = True
+        self._turn_active = False
+        self._turn_started_at: float | None = None
+        self._last_model_activity = clock()
+        self._turn_had_audio = False
+
+        # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
+        gated_frames = int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms)
+        self._gated: deque[bytes] = deque(maxlen=max(gated_frames, 1))
+
+        self._clear_wanted = asyncio.Event()
+        self._clear_idle = asyncio.Event()
+        self._clear_idle.set()
+        self._interrupted_at = 0.0
+
+        self._done = asyncio.Event()
+        self.outcome = "in_progress"
+        self._hang_up: HangUp = "none"
+        self._agent_text: list[str] = []
+        self._caller_text: list[str] = []
+        self._log = log.bind(call_id=record.call_id, tenant=record.tenant)
+
+    # ── Public control (also the tools' CallControl) ─────────────────────────────────────
+
+    def finish(self, outcome: str, hang_up: HangUp = "none") -> None:
+        """End the call; the first outcome given wins."""
+        if self._done.is_set():
+            return
+        self.outcome = outcome
+        self._hang_up = hang_up
+        self._done.set()
+
+    def set_agent_audio(self, enabled: bool) -> None:
+        self._agent_audio_enabled = enabled
+        if not enabled:
+            self._drop_pending()
+        self.record.note("agent_audio", enabled=enabled)
+
+    async def wait_until_played(self, timeout_s: float) -> bool:
+        deadline = self._clock() + timeout_s
+        while self._clock() < deadline:
+            if not self._turn_active and not self._pending:
+                try:
+                    if await self.call.buffered_bytes() == 0:
+                        return True
+                except CallGone:
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
+    @property
+    def agent_speaking(self) -> bool:
+        return self._turn_active or bool(self._pending)
+
+    async def inject(self, text: str) -> bool:
+        """Make the agent say something now, unless someone is speaking (then warn)."""
+        if self.caller.speaking:
+            self.warner.warn(
+                WarningCode.INJECT_MESSAGE_DURING_USER_SPEECH,
+                "injected message refused: the caller is speaking",
+            )
+            return False
+        if self.agent_speaking:
+            self.warner.warn(
+                WarningCode.INJECT_MESSAGE_DURING_AGENT_SPEECH,
+                "injected message refused: the agent is speaking",
+            )
+            return False
+        self.record.note("inject", text=text)
+        await self.session.send_text(
+            "Say this to the caller now, in your own voice, then continue: " + text
+        )
+        return True
+
+    # ── Running ──────────────────────────────────────────────────────────────────────────
+
+    async def run(self, dispatcher: ToolDispatcher | None = None) -> str:
+        """Bridge until either side ends; returns the outcome. Hang-up runs shielded."""
+        self.tools = dispatcher
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._supervisor(), name="supervisor")
+                if dispatcher is not None:
+                    tg.create_task(dispatcher.run(), name="tools")
+                tg.create_task(self._caller_pump(), name="caller-pump")
+                tg.create_task(self._model_pump(), name="model-pump")
+                tg.create_task(self._playout(), name="playout")
+                tg.create_task(self._clearer(), name="clearer")
+                tg.create_task(self._watchdog(), name="watchdog")
+                if self._greeting:
+                    await self.session.send_text(self._greeting)
+        except* _CallOver:
+            pass
+        finally:
+            self._flush_transcripts()
+            await asyncio.shield(self._hang_up_if_needed())
+        self.record.finish(self.outcome)
+        return self.outcome
+
+    async def _supervisor(self) -> None:
+        await self._done.wait()
+        raise _CallOver
+
+    async def _hang_up_if_needed(self) -> None:
+        if self._hang_up == "none":
+            return
+        command = CallCommand.DISCONNECT if self._hang_up == "disconnect" else CallCommand.CLOSE
+        try:
+            outcome = await self.call.command(command)
+        except CallGone:
+            return
+        self.record.command(command.value, outcome.ok, outcome.error_code)
+        if not outcome.ok:
+            self.warner.warn(
+                WarningCode.CALL_COMMAND_FAILED,
+                f"{command.value} at call end failed: {outcome.error_code}",
+                command=command.value,
+                error_code=outcome.error_code,
+            )
+
+    # ── Caller -> model ──────────────────────────────────────────────────────────────────
+
+    async def _caller_pump(self) -> None:
+        try:
+            async for chunk in self.call.caller_audio():
+                self.stats.caller_frames += 1
+                if self.caller.update(chunk):
+                    self.record.note("caller_stopped_speaking")
+                pcm = self._in_resampler.process(chunk)
+                for frame in self._to_model.push(pcm):
+                    await self._send_to_model(frame)
+        except CallGone:
+            pass
+        self.finish("caller_hangup")
+
+    async def _send_to_model(self, frame: bytes) -> None:
+        if self.tools is not None and self.tools.blocking_pending:
+            self._gated.append(frame)
+            return
+        while self._gated:
+            await self.session.send_audio(self._gated.popleft())
+        await self.session.send_audio(frame)
+        self.stats.caller_bytes_to_model += len(frame)
+
+    # ── Model -> caller ──────────────────────────────────────────────────────────────────
+
+    async def _model_pump(self) -> None:
+        try:
+            async for event in self.session.events():
+                self._on_model_event(event)
+        except ModelUnavailable as exc:
+            self.warner.warn(
+                WarningCode.MODEL_REQUEST_FAILED,
+                f"model session failed ({exc}); ending the call",
+                close_code=exc.close_code,
+            )
+            self.finish("model_failed", hang_up="disconnect")
+            return
+        self.finish("model_ended", hang_up="disconnect")
+
+    def _on_model_event(self, event: ModelEvent) -> None:
+        self._last_model_activity = self._clock()
+        match event:
+            case ModelAudio(pcm=pcm):
+                self._on_model_audio(pcm)
+            case Interrupted():
+                self._on_interrupted()
+            case GenerationComplete():
+                self._end_turn_audio()
+            case TurnComplete():
+                self._on_turn_complete()
+            case Transcript(speaker=speaker, text=text):
+                (self._agent_text if speaker == "agent" else self._caller_text).append(text)
+            case ToolCall():
+                self.record.note("tool_call", name=event.name)
+                self._flush_transcripts()
+                if self.tools is not None:
+                    self.tools.submit(event)
+            case ToolCallCancelled(call_ids=ids):
+                self.record.note("tool_call_cancelled", ids=list(ids))
+                if self.tools is not None:
+                    self.tools.cancel(ids)
+            case Usage():
+                self.record.add_usage(
+                    {
+                        "prompt_tokens": event.prompt_tokens,
+                        "response_tokens": event.response_tokens,
+                        "total_tokens": event.total_tokens,
+                        **{f"tokens_{k.lower()}": v for k, v in event.by_modality.items()},
+                    }
+                )
+            case SessionNotice(kind=kind, detail=detail, close_code=code):
+                self.record.note("model_session", kind=kind, detail=detail, close_code=code)
+
+    def _on_model_audio(self, pcm: bytes) -> None:
+        if self._discard_until_turn_end:
+            return
+        if not self._turn_active:
+            self._turn_active = True
+            self._turn_had_audio = False
+            self._turn_started_at = self._clock()
+            self._flush_caller_transcript()
+            self.record.note("agent_turn_start")
+            if self.stats.first_agent_audio_s is None:
+                self.stats.first_agent_audio_s = self.record.elapsed()
+        self._turn_had_audio = True
+        if not self._agent_audio_enabled:
+            return
+        self._enqueue(self._out_resampler.process(pcm))
+
+    def _enqueue(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        self._pending.append((self._generation, pcm))
+        self._pending_bytes += len(pcm)
+        self._turn_bytes += len(pcm)
+        while self._pending_bytes > self._max_pending and len(self._pending) > 1:
+            _, dropped = self._pending.popleft()
+            self._pending_bytes -= len(dropped)
+            self.stats.overflow_dropped_bytes += len(dropped)
+            self.warner.warn(
+                WarningCode.SEND_BUFFER_FULL,
+                f"agent audio queue over {self._audio.max_pending_agent_audio_s:.0f} s; "
+                f"{self.stats.overflow_dropped_bytes} bytes of the oldest audio dropped",
+            )
+        self._audio_ready.set()
+
+    def _end_turn_audio(self) -> None:
+        """Release the resampler's tail and pad to a whole frame so nothing sticks."""
+        if self._discard_until_turn_end:
+            return
+        tail = self._out_resampler.flush()
+        if self._agent_audio_enabled:
+            self._enqueue(tail)
+        partial = self._turn_bytes % self._call_frame
+        if partial and self._agent_audio_enabled:
+            self._enqueue(bytes(self._call_frame - partial))
+        self._turn_bytes = 0
+
+    def _on_turn_complete(self) -> None:
+        if self._turn_active and not self._turn_had_audio:
+            self.warner.warn(
+                WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio"
+            )
+        self._end_turn_audio()
+        self._discard_until_turn_end = False
+        if self._turn_active:
+            self.record.note("agent_turn_end")
+        self._turn_active = False
+        self._turn_started_at = None
+        self._flush_agent_transcript()
+
+    def _on_interrupted(self) -> None:
+        """Barge-in: drop unplayed audio now; the buffer clear runs in the clearer task."""
+        self._interrupted_at = self._clock()
+        self.stats.interrupts += 1
+        self._generation += 1
+        self._discard_until_turn_end = True
+        dropped = self._drop_pending()
+        self._out_resampler.reset()
+        self._turn_bytes = 0
+        self._turn_active = False
+        self.stats.agent_bytes_dropped_on_interrupt += dropped
+        self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
+        self.record.note("barge_in", dropped_bytes=dropped)
+        self._flush_agent_transcript(interrupted=True)
+        self._clear_idle.clear()
+        self._clear_wanted.set()
+
+    def _drop_pending(self) -> int:
+        dropped = self._pending_bytes
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._audio_ready.clear()
+        return dropped
+
+    async def _playout(self) -> None:
+        """Move agent audio into the call's send buffer without ever overfilling it."""
+        while True:
+            await self._audio_ready.wait()
+            if not self._clear_idle.is_set():
+                # A clear is on its way: writing now could be wiped by it, or play stale audio.
+                try:
+                    async with asyncio.timeout(self._audio.clear_hold_s):
+                        await self._clear_idle.wait()
+                except TimeoutError:
+                    pass
+            if not self._pending:
+                self._audio_ready.clear()
+                continue
+            generation = self._pending[0][0]
+            try:
+                room = self._high_water - await self.call.buffered_bytes()
+            except CallGone:
+                self.finish("caller_hangup")
+                return
+            if room < self._call_frame:
+                await asyncio.sleep(PACE_S)
+                continue
+            chunk = self._take(room, generation)
+            if not chunk:
+                continue
+            try:
+                await self.call.write_audio(chunk)
+            except PlaybackFull:
+                self._pending.appendleft((generation, chunk))
+                self._pending_bytes += len(chunk)
+                self.warner.warn(
+                    WarningCode.SEND_BUFFER_FULL,
+                    "the call's send buffer was full; agent audio is held and retried",
+                )
+                await asyncio.sleep(PACE_S * 5)
+                continue
+            except CallGone:
+                self.finish("caller_hangup")
+                return
+            self.stats.agent_bytes_written += len(chunk)
+
+    def _take(self, room: int, generation: int) -> bytes:
+        """Pop up to ``room`` bytes (whole chunks) of the current generation."""
+        parts: list[bytes] = []
+        size = 0
+        while self._pending and self._pending[0][0] == generation:
+            chunk_len = len(self._pending[0][1])
+            if parts and size + chunk_len > room:
+                break
+            _, chunk = self._pending.popleft()
+            parts.append(chunk)
+            size += chunk_len
+        while self._pending and self._pending[0][0] != self._generation:
+            _, stale = self._pending.popleft()
+            self._pending_bytes -= len(stale)
+        self._pending_bytes -= size
+        if not self._pending:
+            self._audio_ready.clear()
+        if generation != self._generation:
+            return b""
+        return b"".join(parts)
+
+    async def _clearer(self) -> None:
+        while True:
+            await self._clear_wanted.wait()
+            self._clear_wanted.clear()
+            started = self._interrupted_at
+            try:
+                cleared = await self.call.clear_audio()
+            except CommandFailed as exc:
+                self.warner.warn(
+                    WarningCode.CALL_COMMAND_FAILED,
+                    f"agent.interrupt failed with {exc.error_code}; the caller may hear up to "
+                    "the server's prefetch of stale audio",
+                    command="agent.interrupt",
+                    error_code=exc.error_code,
+                )
+                self.record.command("agent.interrupt", False, exc.error_code)
+            except CallGone:
+                self.finish("caller_hangup")
+                return
+            else:
+                took = self._clock() - started
+                self.stats.interrupt_to_clear_s.append(took)
+                self.record.note(
+                    "buffer_cleared", cleared_bytes=cleared, interrupt_to_clear_ms=took * 1000
+                )
+            finally:
+                if not self._clear_wanted.is_set():
+                    self._clear_idle.set()
+
+    # ── Watchdog ─────────────────────────────────────────────────────────────────────────
+
+    async def _watchdog(self) -> None:
+        """Warn on slow answers and stalled turns (checked four times a second)."""
+        warned_slow_for: float | None = None
+        while True:
+            await asyncio.sleep(0.25)
+            now = self._clock()
+            stopped = self.caller.stopped_at
+            waiting = (
+                stopped is not None
+                and not self.caller.speaking
+                and not self._turn_active
+                and (self._turn_started_at is None)
+                and self._last_model_activity < stopped
+            )
+            if (
+                waiting
+                and stopped is not None
+                and now - stopped >= self._thresholds.slow_model_response_s
+                and warned_slow_for != stopped
+            ):
+                warned_slow_for = stopped
+                self.warner.warn(
+                    WarningCode.SLOW_MODEL_RESPONSE,
+                    f"no model audio {now - stopped:.1f} s after the caller stopped speaking",
+                )
+            if (
+                self._turn_active
+                and now - self._last_model_activity >= self._thresholds.model_turn_stall_s
+                and not self._pending
+            ):
+                self._last_model_activity = now
+                self.warner.warn(
+                    WarningCode.MODEL_TURN_INCOMPLETE,
+                    f"model turn stalled: nothing for {self._thresholds.model_turn_stall_s:.1f} s",
+                )
+
+    # ── Transcripts ──────────────────────────────────────────────────────────────────────
+
+    def _flush_caller_transcript(self) -> None:
+        if self._caller_text:
+            self.record.transcript("caller", "".join(self._caller_text).strip())
+            self._caller_text.clear()
+
+    def _flush_agent_transcript(self, interrupted: bool = False) -> None:
+        if self._agent_text:
+            text = "".join(self._agent_text).strip()
+            self.record.transcript("agent", text + (" [interrupted]" if interrupted else ""))
+            self._agent_text.clear()
+
+    def _flush_transcripts(self) -> None:
+        self._flush_caller_transcript()
+        self._flush_agent_transcript()
