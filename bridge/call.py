@@ -49,6 +49,9 @@ from bridge.warnings import CallWarner, WarningCode
 
 log = structlog.get_logger("callbridge.call")
 
+WARN_NOTICES = frozenset({"reconnected", "resume_rejected"})
+"""Session notices that mean the model connection failed (planned rotations do not warn)."""
+
 PACE_S = 0.02
 """How often the playout re-checks the send buffer while it is above the high-water mark."""
 
@@ -198,23 +201,28 @@ class BridgedCall:
         """Bridge until either side ends; returns the outcome. Hang-up runs shielded."""
         self.tools = dispatcher
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._supervisor(), name="supervisor")
-                if dispatcher is not None:
-                    tg.create_task(dispatcher.run(), name="tools")
-                tg.create_task(self._caller_pump(), name="caller-pump")
-                tg.create_task(self._model_pump(), name="model-pump")
-                tg.create_task(self._playout(), name="playout")
-                tg.create_task(self._clearer(), name="clearer")
-                tg.create_task(self._watchdog(), name="watchdog")
-                if self._greeting:
-                    await self.session.send_text(self._greeting)
-        except* _CallOver:
-            pass
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._supervisor(), name="supervisor")
+                    if dispatcher is not None:
+                        tg.create_task(dispatcher.run(), name="tools")
+                    tg.create_task(self._caller_pump(), name="caller-pump")
+                    tg.create_task(self._model_pump(), name="model-pump")
+                    tg.create_task(self._playout(), name="playout")
+                    tg.create_task(self._clearer(), name="clearer")
+                    tg.create_task(self._watchdog(), name="watchdog")
+                    if self._greeting:
+                        await self.session.send_text(self._greeting)
+            except* _CallOver:
+                pass
+        except asyncio.CancelledError:
+            # Shut down from outside (drain grace over): hang up rather than leave dead air.
+            self.finish("shutdown", hang_up="disconnect")
+            raise
         finally:
             self._flush_transcripts()
             await asyncio.shield(self._hang_up_if_needed())
-        self.record.finish(self.outcome)
+            self.record.finish(self.outcome)
         return self.outcome
 
     async def _supervisor(self) -> None:
@@ -311,6 +319,10 @@ class BridgedCall:
                 )
             case SessionNotice(kind=kind, detail=detail, close_code=code):
                 self.record.note("model_session", kind=kind, detail=detail, close_code=code)
+                if kind in WARN_NOTICES:
+                    self.warner.warn(
+                        WarningCode.MODEL_REQUEST_FAILED, detail, close_code=code, action=kind
+                    )
 
     def _on_model_audio(self, pcm: bytes) -> None:
         if self._discard_until_turn_end:

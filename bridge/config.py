@@ -150,7 +150,7 @@ class LimitSettings(_Strict):
 
 
 class ServiceSettings(_Strict):
-    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_host: str = "0.0.0.0"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     admin_token: SecretStr | None = None
     records_url: str = "sqlite+aiosqlite:///callbridge-records.sqlite"

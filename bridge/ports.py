@@ -78,9 +78,9 @@ class CallPort(Protocol):
         """
         ...
 
-    async def command(self, command: CallCommand, *, ring_time_s: int | None = None) -> (
-        CommandOutcome
-    ):
+    async def command(
+        self, command: CallCommand, *, ring_time_s: int | None = None
+    ) -> CommandOutcome:
         """Run a call command. Raises ``CallGone`` only when the caller is gone."""
         ...
 

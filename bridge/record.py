@@ -82,9 +82,7 @@ class CallRecord:
         self._append("tool", {"name": name, "call_id": call_id, "status": status, **data})
 
     def warning(self, warning: BridgeWarning) -> None:
-        self._append(
-            "warning", {"code": warning.code.value, "description": warning.description}
-        )
+        self._append("warning", {"code": warning.code.value, "description": warning.description})
 
     def add_usage(self, by_key: dict[str, int]) -> None:
         for key, value in by_key.items():

@@ -302,7 +302,6 @@ def build_tools(
 # ── Dispatch ────────────────────────────────────────────────────────────────────────────────
 
 
-
 class ToolDispatcher:
     """Runs tool calls as tasks beside the audio pumps.
 

@@ -85,7 +85,8 @@ CATALOGUE: Mapping[WarningCode, CatalogueEntry] = {
         "connector's configuration with the telephony provider.",
     ),
     WarningCode.FALLBACK_MODEL_USED: CatalogueEntry(
-        "The primary model could not be connected at call start; the fallback model serves the call.",
+        "The primary model could not be connected at call start; the fallback model "
+        "serves the call.",
         "Check the primary model's status, quota and key.",
     ),
     WarningCode.CALL_ADMISSION_DELAYED: CatalogueEntry(

@@ -1,0 +1,88 @@
+"""The composition root of one tenant's bridge: call source + model connectors + runner.
+
+``bridge/`` never imports a vendor SDK; this module is where the concrete adapters are
+chosen from the tenant configuration and wired together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+from adapters.telcoflow.source import TelcoflowCallSource
+from bridge.config import TenantConfig
+from bridge.delivery import WarningHandler, WarningHub, log_warning
+from bridge.errors import ConfigError
+from bridge.record import RecordListener
+from bridge.runner import CallRunner, NamedConnector
+from bridge.tools import Tool
+
+
+def build_connectors(config: TenantConfig) -> list[NamedConnector]:
+    """Primary model first, then the fallback (if configured)."""
+    model = config.model
+    if model.backend == "adk":
+        from adapters.adk.connector import AdkConnector
+
+        return [NamedConnector(model.model, AdkConnector(config))]
+    from adapters.gemini_live import (
+        GeminiLiveConnector,
+    )  # after the branch: keeps ADK-only images light
+
+    try:
+        connectors = [NamedConnector(model.model, GeminiLiveConnector(model))]
+        if model.fallback_model:
+            key = model.fallback_api_key or model.api_key
+            connectors.append(
+                NamedConnector(
+                    model.fallback_model,
+                    GeminiLiveConnector(
+                        model,
+                        model=model.fallback_model,
+                        api_key=key.get_secret_value() if key else None,
+                    ),
+                )
+            )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return connectors
+
+
+class BridgeApp:
+    """One tenant process: takes calls from Telcoflow and bridges each to the model."""
+
+    def __init__(
+        self,
+        config: TenantConfig,
+        *,
+        connectors: Sequence[NamedConnector] | None = None,
+        warning_handlers: Iterable[WarningHandler] = (log_warning,),
+        record_listeners: Iterable[RecordListener] = (),
+        extra_tools: Iterable[Tool] = (),
+    ) -> None:
+        self.config = config
+        self.warnings = WarningHub(list(warning_handlers))
+        self.runner = CallRunner(
+            config,
+            connectors if connectors is not None else build_connectors(config),
+            warning_sink=self.warnings,
+            record_listeners=record_listeners,
+            extra_tools=extra_tools,
+        )
+        self.source = TelcoflowCallSource(
+            config.telcoflow,
+            sample_rate=config.audio.call_rate,
+            handle_call=self.runner.handle,
+            max_concurrent_calls=config.limits.max_concurrent_calls,
+        )
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop_claiming` and the last call ends (or cancellation)."""
+        async with asyncio.TaskGroup() as group:
+            hub = group.create_task(self.warnings.run(), name="warning-hub")
+            await self.source.run()
+            await self.warnings.drain()
+            hub.cancel()
+
+    def stop_claiming(self) -> None:
+        self.source.stop_claiming()

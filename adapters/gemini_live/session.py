@@ -1,0 +1,371 @@
+"""A :class:`~bridge.ports.ModelSession` over google-genai Live that outlives connections.
+
+A Gemini Live connection lasts about ten minutes; a call can last an hour. This session
+hides that from the call:
+
+- it loops over ``receive()`` (which ends at every ``turnComplete``);
+- it keeps the latest resumable handle;
+- on ``goAway`` it rotates at the next quiet point (no turn in progress, no tool call
+  pending) or just before ``timeLeft`` runs out: it closes the old socket first (the server
+  rejects a resume while the old socket is open), opens a new one with the handle, and only
+  then lets caller audio flow again. Caller audio is not dropped meanwhile: the caller pump
+  waits on the send lock and the call SDK queues what arrives;
+- on an unplanned drop (1000/1006/1011, network errors) it reconnects with the handle,
+  with bounded attempts and backoff;
+- if the handle is rejected it opens a fresh session seeded with a summary of the
+  conversation so far.
+
+Each of these is reported as a :class:`~bridge.events.SessionNotice` so the call can record
+and warn. Close codes 1007/1008 outside a resume are fatal: ``ModelUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import structlog
+import websockets
+from google import genai
+from google.genai import errors, live, types
+
+from adapters.gemini_live.setup import live_config
+from adapters.gemini_live.translate import parse_duration_s, translate
+from bridge.config import ModelSettings
+from bridge.errors import ModelUnavailable
+from bridge.events import (
+    ModelAudio,
+    ModelEvent,
+    SessionNotice,
+    ToolCall,
+    ToolResult,
+    Transcript,
+    TurnComplete,
+)
+from bridge.ports import SessionRequest
+
+log = structlog.get_logger("callbridge.gemini")
+
+RETRYABLE_CLOSE = {1000, 1001, 1006, 1011, 1012, 1013, 1014}
+CLOSE_REASONS = {
+    1007: "invalid argument (bad setup, or a rejected resumption handle)",
+    1008: "policy violation (e.g. audio sent while a BLOCKING tool call was pending)",
+    1011: "server deadline expired or keepalive ping timeout",
+}
+ROTATE_MARGIN_S = 1.0
+"""Rotate this long before ``timeLeft`` runs out if no quiet point came."""
+MAX_UNSENT_FRAMES = 500
+"""Frames whose send failed on a dying socket, replayed after reconnecting (10 s at 20 ms)."""
+
+
+def _close_code(exc: BaseException) -> int | None:
+    if isinstance(exc, errors.APIError):
+        return int(exc.code) if exc.code is not None else None
+    if isinstance(exc, websockets.ConnectionClosed):
+        return exc.rcvd.code if exc.rcvd else 1006
+    return None
+
+
+class GeminiLiveSession:
+    """One call's conversation with Gemini Live, across as many connections as it takes."""
+
+    output_rate = 24000
+
+    def __init__(
+        self,
+        client: genai.Client,
+        settings: ModelSettings,
+        request: SessionRequest,
+        *,
+        model: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._request = request
+        self._model = model
+        self._clock = clock
+        self._mime = f"audio/pcm;rate={request.input_rate}"
+        self._context: AbstractAsyncContextManager[live.AsyncSession] | None = None
+        self._live: live.AsyncSession | None = None
+        self._send_lock = asyncio.Lock()
+        self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
+        self._handle: str | None = None
+        self._go_away_deadline: float | None = None
+        self._in_turn = False
+        self._pending_tools: set[str] = set()
+        self._lines: deque[str] = deque(maxlen=40)
+        self._speaking: dict[str, list[str]] = {"caller": [], "agent": []}
+        self.connections = 0
+        self.rotations = 0
+        self.reconnects = 0
+        self._log = log.bind(call_id=request.call_id)
+
+    @property
+    def input_rate(self) -> int:
+        return self._request.input_rate
+
+    @property
+    def resumption_handle(self) -> str | None:
+        return self._handle
+
+    # ── Connection management ─────────────────────────────────────────────────────────
+
+    async def open(self) -> None:
+        await self._connect(handle=None)
+
+    async def aclose(self) -> None:
+        await self._disconnect()
+
+    async def _connect(self, handle: str | None, extra_instruction: str = "") -> None:
+        config = live_config(
+            self._settings, self._request, handle=handle, extra_instruction=extra_instruction
+        )
+        context = self._client.aio.live.connect(model=self._model, config=config)
+        try:
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                session = await context.__aenter__()
+        except errors.APIError as exc:
+            raise ModelUnavailable(
+                f"{self._model}: connect closed with {exc.code}: {exc.message or exc}",
+                close_code=_close_code(exc),
+            ) from None
+        except TimeoutError:
+            raise ModelUnavailable(
+                f"{self._model}: no setupComplete within {self._settings.connect_timeout_s} s"
+            ) from None
+        except (OSError, websockets.WebSocketException) as exc:
+            raise ModelUnavailable(f"{self._model}: cannot connect: {exc}") from None
+        self._context, self._live = context, session
+        self._go_away_deadline = None
+        self._in_turn = False
+        self.connections += 1
+
+    async def _disconnect(self) -> None:
+        context, self._context, self._live = self._context, None, None
+        if context is None:
+            return
+        try:
+            await context.__aexit__(None, None, None)
+        except Exception as exc:  # closing a broken socket may fail; it is gone either way
+            self._log.debug("close_failed", error=str(exc))
+
+    # ── Sending ──────────────────────────────────────────────────────────────────────
+
+    async def send_audio(self, pcm: bytes) -> None:
+        async with self._send_lock:
+            live_session = self._live
+            if live_session is None:
+                self._unsent.append(pcm)
+                return
+            try:
+                await live_session.send_realtime_input(
+                    audio=types.Blob(data=pcm, mime_type=self._mime)
+                )
+            except (websockets.ConnectionClosed, OSError):
+                # The receive side sees the close and reconnects; this frame goes out then.
+                self._unsent.append(pcm)
+
+    async def send_text(self, text: str) -> None:
+        async with self._send_lock:
+            if self._live is not None:
+                try:
+                    await self._live.send_realtime_input(text=text)
+                except (websockets.ConnectionClosed, OSError) as exc:
+                    self._log.warning("text_not_sent", error=str(exc))
+
+    async def send_tool_result(self, result: ToolResult) -> None:
+        self._pending_tools.discard(result.call_id)
+        response = types.FunctionResponse(
+            id=result.call_id,
+            name=result.name,
+            response=dict(result.response),
+            scheduling=types.FunctionResponseScheduling(result.scheduling)
+            if result.scheduling
+            else None,
+        )
+        async with self._send_lock:
+            if self._live is not None:
+                try:
+                    await self._live.send_tool_response(function_responses=[response])
+                except (websockets.ConnectionClosed, OSError) as exc:
+                    self._log.warning("tool_response_not_sent", error=str(exc))
+
+    async def _replay_unsent(self) -> None:
+        """Send frames that failed on the old socket (caller holds the send lock)."""
+        assert self._live is not None
+        while self._unsent:
+            await self._live.send_realtime_input(
+                audio=types.Blob(data=self._unsent[0], mime_type=self._mime)
+            )
+            self._unsent.popleft()
+
+    # ── Receiving ────────────────────────────────────────────────────────────────────
+
+    async def events(self) -> AsyncIterator[ModelEvent]:
+        while True:
+            try:
+                async for event in self._connection_events():
+                    yield event
+            except (errors.APIError, websockets.ConnectionClosed, OSError) as exc:
+                code = _close_code(exc)
+                if code is not None and code not in RETRYABLE_CLOSE:
+                    reason = CLOSE_REASONS.get(code, str(exc))
+                    raise ModelUnavailable(
+                        f"Gemini Live closed the session with {code}: {reason} ({exc})",
+                        close_code=code,
+                    ) from None
+                yield await self._reconnect(code, str(exc))
+
+    async def _connection_events(self) -> AsyncIterator[ModelEvent]:
+        """Events of the current connection; returns after a planned rotation."""
+        live_session = self._live
+        if live_session is None:
+            raise ModelUnavailable("session is closed")
+        turn = live_session.receive()
+        while True:
+            deadline = self._go_away_deadline
+            try:
+                if deadline is None:
+                    message = await anext(turn)
+                else:
+                    wait_s = max(deadline - ROTATE_MARGIN_S - self._clock(), 0.0)
+                    message = await asyncio.wait_for(anext(turn), wait_s)
+            except StopAsyncIteration:
+                self._in_turn = False
+                if self._go_away_deadline is not None and not self._pending_tools:
+                    yield await self._rotate("turn boundary")
+                    return
+                turn = live_session.receive()
+                continue
+            except TimeoutError:
+                yield await self._rotate("timeLeft nearly over")
+                return
+            for event in self._observe(message):
+                yield event
+            if self._go_away_deadline is not None and not self._in_turn and not self._pending_tools:
+                yield await self._rotate("quiet point")
+                return
+
+    def _observe(self, message: types.LiveServerMessage) -> list[ModelEvent]:
+        """Translate, and keep what rotation needs: handle, turn state, transcript lines."""
+        update = message.session_resumption_update
+        if update is not None and update.resumable and update.new_handle:
+            self._handle = update.new_handle
+        out: list[ModelEvent] = []
+        if message.go_away is not None:
+            time_left = parse_duration_s(message.go_away.time_left, default=10.0)
+            self._go_away_deadline = self._clock() + time_left
+            out.append(SessionNotice("go_away", f"connection ends in {time_left:.1f} s"))
+        for event in translate(message):
+            if isinstance(event, ModelAudio | ToolCall):
+                self._in_turn = True
+            if isinstance(event, ToolCall):
+                self._pending_tools.add(event.call_id)
+            elif isinstance(event, TurnComplete):
+                self._in_turn = False
+                self._end_lines()
+            elif isinstance(event, Transcript):
+                self._speaking[event.speaker].append(event.text)
+            out.append(event)
+        return out
+
+    def _end_lines(self) -> None:
+        for speaker in ("caller", "agent"):
+            words = "".join(self._speaking[speaker]).strip()
+            if words:
+                self._lines.append(f"{speaker}: {words}")
+            self._speaking[speaker].clear()
+
+    def summary(self, max_chars: int = 4000) -> str:
+        """The conversation so far, newest last, for seeding a fresh session."""
+        self._end_lines()
+        text = "\n".join(self._lines)
+        return text[-max_chars:]
+
+    # ── Rotation and reconnection ────────────────────────────────────────────────────
+
+    async def _rotate(self, why: str) -> SessionNotice:
+        """Planned handover after goAway: old socket closed first, then resume."""
+        started = self._clock()
+        async with self._send_lock:
+            await self._disconnect()
+            notice = await self._resume_or_restart(
+                "rotated", f"goAway rotation at {why}", close_code=None
+            )
+            await self._replay_unsent()
+        self.rotations += 1
+        took_ms = (self._clock() - started) * 1000
+        self._log.info("rotated", why=why, took_ms=round(took_ms, 1), kind=notice.kind)
+        return SessionNotice(notice.kind, f"{notice.detail}; took {took_ms:.0f} ms", None)
+
+    async def _reconnect(self, code: int | None, error: str) -> SessionNotice:
+        """Unplanned drop: reconnect with the handle, bounded attempts with backoff."""
+        async with self._send_lock:
+            await self._disconnect()
+            attempts = self._settings.max_reconnect_attempts
+            last_error = error
+            for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(min(0.2 * 2**attempt, 3.0))
+                try:
+                    notice = await self._resume_or_restart(
+                        "reconnected",
+                        f"connection closed ({code}: {error}); reconnected on attempt "
+                        f"{attempt + 1}",
+                        close_code=code,
+                    )
+                except ModelUnavailable as exc:
+                    last_error = str(exc)
+                    continue
+                await self._replay_unsent()
+                self.reconnects += 1
+                return notice
+        raise ModelUnavailable(
+            f"connection closed ({code}: {error}); {attempts} reconnect attempts failed: "
+            f"{last_error}",
+            close_code=code,
+        )
+
+    async def _resume_or_restart(
+        self, kind: str, detail: str, *, close_code: int | None
+    ) -> SessionNotice:
+        handle = self._handle if self._settings.session_resumption else None
+        if handle is not None:
+            try:
+                await self._connect(handle)
+                return SessionNotice(kind, detail + " (resumed)", close_code)
+            except ModelUnavailable as exc:
+                if exc.close_code not in (1007, 1008, 1011):
+                    raise
+                self._log.warning("resume_rejected", error=str(exc))
+                self._handle = None
+                resume_error = str(exc)
+        else:
+            resume_error = "no resumable handle yet"
+        summary = self.summary()
+        seed = (
+            "This call continues an earlier conversation that could not be resumed. "
+            "Do not greet the caller again. The conversation so far:\n" + summary
+            if summary
+            else ""
+        )
+        await self._connect(None, extra_instruction=seed)
+        return SessionNotice(
+            "resume_rejected",
+            f"{detail}; resumption failed ({resume_error}); fresh session seeded with "
+            f"{len(summary)} characters of summary",
+            close_code,
+        )
+
+
+def session_info(session: GeminiLiveSession) -> dict[str, Any]:
+    return {
+        "connections": session.connections,
+        "rotations": session.rotations,
+        "reconnects": session.reconnects,
+    }
