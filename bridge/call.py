@@ -126,6 +126,7 @@ class BridgedCall:
         self._turn_started_at: float | None = None
         self._last_model_activity = clock()
         self._turn_had_audio = False
+        self._playout_until = clock()
 
         # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
         gated_frames = int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms)
@@ -387,6 +388,7 @@ class BridgedCall:
         self._interrupted_at = self._clock()
         self.stats.interrupts += 1
         self._generation += 1
+        self._playout_until = self._interrupted_at
         self._discard_until_turn_end = True
         dropped = self._drop_pending()
         self._out_resampler.reset()
@@ -447,6 +449,9 @@ class BridgedCall:
                 self.finish("caller_hangup")
                 return
             self.stats.agent_bytes_written += len(chunk)
+            # The server pulls in real time: this is when what we wrote will have played.
+            now = self._clock()
+            self._playout_until = max(now, self._playout_until) + len(chunk) / self._bytes_per_s
 
     def _take(self, room: int, generation: int) -> bytes:
         """Pop up to ``room`` bytes (whole chunks) of the current generation."""
@@ -525,10 +530,11 @@ class BridgedCall:
                     WarningCode.SLOW_MODEL_RESPONSE,
                     f"no model audio {now - stopped:.1f} s after the caller stopped speaking",
                 )
+            quiet_since = max(self._last_model_activity, self._playout_until)
             if (
                 self._turn_active
-                and now - self._last_model_activity >= self._thresholds.model_turn_stall_s
                 and not self._pending
+                and now - quiet_since >= self._thresholds.model_turn_stall_s
             ):
                 self._last_model_activity = now
                 self.warner.warn(
