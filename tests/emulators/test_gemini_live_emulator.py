@@ -475,6 +475,76 @@ async def test_turn_without_audio_fault() -> None:
     assert "generationComplete" in emu.sessions[0].kinds()
 
 
+async def test_stop_pongs_fault_trips_client_keepalive() -> None:
+    script = Script(faults=[Fault.stop_pongs(after_s=0.0)])
+    async with GeminiLiveEmulator(script=script) as emu:
+        client = genai.Client(
+            api_key="test-key",
+            http_options=types.HttpOptions(
+                base_url=emu.base_url,
+                async_client_args={
+                    "ssl": emu.client_ssl_context(),
+                    "ping_interval": 0.2,
+                    "ping_timeout": 0.5,
+                },
+            ),
+        )
+        async with client.aio.live.connect(model=MODEL_25, config=live_config()) as session:
+            with pytest.raises(errors.APIError) as caught:
+                async with asyncio.timeout(20):
+                    async for _ in session.receive():
+                        pass
+    # The client gives up with "keepalive ping timeout" (it sends 1011, receives no close frame).
+    assert caught.value.code in (1006, 1011)
+    log = emu.sessions[0]
+    await log.wait_closed()
+    assert "fault: stop_pongs" in log.notes
+    assert log.close_code == 1011
+
+
+async def test_close_fault_1006_drops_the_connection() -> None:
+    script = Script(faults=[Fault.close(after_s=0.1, code=1006, on_connection=0)])
+    async with GeminiLiveEmulator(script=script) as emu, live(emu) as (_session, inbox):
+        error = await inbox.wait_error()
+    assert error.code == 1006
+
+
+async def test_3x_setup_with_affective_dialog_never_completes() -> None:
+    async with GeminiLiveEmulator() as emu:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                config = live_config(enable_affective_dialog=True)
+                async with client_for(emu).aio.live.connect(model=MODEL_3X, config=config):
+                    pass
+        log = (await emu.wait_sessions(1))[0]
+        await log.wait_closed()
+    assert "setupComplete" not in log.kinds()
+
+
+async def test_manual_activity_signals_and_greet_on_connect() -> None:
+    greeting = short_speech(0.2, "Hello.")
+    answer = short_speech(0.2, "Sure.")
+    script = Script([Turn([answer])], greeting=Turn([greeting]), greet_on_connect=True)
+    manual = types.RealtimeInputConfig(
+        automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)
+    )
+    async with (
+        GeminiLiveEmulator(script=script) as emu,
+        live(emu, realtime_input_config=manual) as (session, inbox),
+    ):
+        await inbox.wait_for(is_turn_complete)
+        await session.send_realtime_input(activity_start=types.ActivityStart())
+        await send_audio(session, caller("caller_bye"))
+        await session.send_realtime_input(activity_end=types.ActivityEnd())
+        await inbox.wait_count(is_turn_complete, 2)
+    said = [
+        m.server_content.output_transcription.text
+        for m in inbox.messages
+        if m.server_content and m.server_content.output_transcription
+    ]
+    assert said == ["Hello.", "Sure."]
+
+
 # ---------------------------------------------------------------------------- raw wire
 
 
@@ -558,6 +628,25 @@ async def test_first_frame_must_be_setup_and_non_pcm_is_refused() -> None:
             assert ws.close_code == 1007
 
 
+# ---------------------------------------------------------------------------- VAD
+
+
+def test_vad_start_end_and_blips_in_audio_time() -> None:
+    from emulators.gemini_live.vad import EnergyVad
+
+    vad = EnergyVad(threshold_rms=500, hangover_s=0.4)
+    tone = (np.sin(np.arange(8000) / 3) * 3000).astype("<i2").tobytes()  # 1 s at 8 kHz
+    blip = tone[: 2 * 8 * 40]  # 40 ms: below the 60 ms start threshold
+    assert not vad.feed(blip + bytes(2 * 8 * 500), 8000).started
+    events = [vad.feed(tone[i : i + 160], 8000) for i in range(0, len(tone), 160)]
+    assert [e.started for e in events].count(True) == 1
+    assert events[5].started  # 6 x 10 ms chunks = 60 ms voiced
+    assert not any(e.ended for e in events)
+    quiet = [vad.feed(bytes(320), 8000) for _ in range(25)]  # 25 x 20 ms of silence
+    assert [e.ended for e in quiet].index(True) == 19  # ended after 400 ms
+    assert vad.feed(tone[:3200], 8000).in_speech and vad.flush()  # 200 ms counts
+
+
 # ---------------------------------------------------------------------------- ADK
 
 
@@ -624,3 +713,72 @@ async def test_adk_runner_gets_model_audio() -> None:
         assert log.setup["system_instruction"]["parts"][0]["text"].startswith("Help the caller.")
         assert log.audio_in_bytes > 0
         assert log.speech_ended_at
+
+
+@pytest.mark.parametrize("model", [MODEL_25, MODEL_3X])
+async def test_adk_executes_tool_once_in_both_model_families(model: str) -> None:
+    """The profile must match ADK's expectation, or ADK never runs the tool (deadlock)."""
+    from google.adk.agents import Agent
+    from google.adk.agents.live_request_queue import LiveRequestQueue
+    from google.adk.agents.run_config import RunConfig
+    from google.adk.models.google_llm import Gemini
+    from google.adk.runners import Runner
+    from google.adk.sessions import InMemorySessionService
+
+    calls: list[str] = []
+
+    async def escalate_to_human(reason: str) -> dict[str, str]:
+        """Hand the call to a person."""
+        calls.append(reason)
+        return {"status": "queued"}
+
+    after = short_speech(0.3, "Connecting you.")
+    script = Script(
+        [Turn([CallTool("escalate_to_human", {"reason": "asked"}), after], input_transcript="Hi")]
+    )
+    async with GeminiLiveEmulator(script=script) as emu:
+        model_obj = Gemini(
+            model=model,
+            base_url=emu.base_url,
+            client_kwargs={
+                "api_key": "x",
+                "http_options": {"async_client_args": {"ssl": emu.client_ssl_context()}},
+            },
+        )
+        agent = Agent(name="phone_agent", model=model_obj, tools=[escalate_to_human])
+        sessions = InMemorySessionService()
+        runner = Runner(app_name="emu_test", agent=agent, session_service=sessions)
+        adk_session = await sessions.create_session(app_name="emu_test", user_id="caller")
+        queue = LiveRequestQueue()
+        audio = bytearray()
+
+        # Exactly speech + the 0.4 s hangover: no audio may follow while the BLOCKING call is
+        # pending, or the emulator (like the real service) closes 1008.
+        pcm = caller("caller_greeting") + bytes(int(0.4 * 32000))
+        for i in range(0, len(pcm), 3200):
+            queue.send_realtime(
+                types.Blob(data=pcm[i : i + 3200], mime_type="audio/pcm;rate=16000")
+            )
+        events = runner.run_live(
+            user_id="caller",
+            session_id=adk_session.id,
+            live_request_queue=queue,
+            run_config=RunConfig(response_modalities=["AUDIO"]),
+        )
+        async with asyncio.timeout(30):
+            async for event in events:
+                parts = event.content.parts if event.content and event.content.parts else []
+                for part in parts:
+                    if part.inline_data and part.inline_data.data:
+                        audio.extend(part.inline_data.data)
+                if event.turn_complete and audio:
+                    break
+        queue.close()
+        await events.aclose()
+        log = emu.sessions[0]
+    assert calls == ["asked"]
+    assert bytes(audio) == after.pcm
+    assert [r["id"] for r in log.tool_responses] == [c["id"] for c in log.tool_calls]
+    assert log.tool_responses[0]["response"] == {"status": "queued"}
+    decl = log.setup["tools"][0]["function_declarations"][0]
+    assert decl["name"] == "escalate_to_human"
