@@ -39,7 +39,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -51,7 +51,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
 
-log = structlog.get_logger(__name__)
+
+def _log() -> Any:
+    # Looked up per use (these events are rare) so a later structlog.configure() applies.
+    return structlog.get_logger(__name__)
+
 
 metadata = sa.MetaData()
 
@@ -126,11 +130,14 @@ class StoreListener:
     ``maxsize`` entries are already waiting, the oldest is dropped and counted in ``dropped``.
     """
 
-    def __init__(self, maxsize: int = 10_000, *, full_numbers: bool = False) -> None:
+    def __init__(
+        self, maxsize: int = 10_000, *, full_numbers: bool = False, urgent_batch: int = 200
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._queue: deque[_Pending] = deque()
-        self._maxsize = maxsize
+        self.maxsize = maxsize
+        self.urgent_batch = urgent_batch
         self._full_numbers = full_numbers
         self.dropped = 0
         """Entries dropped because the queue was full, since the listener was made."""
@@ -138,13 +145,13 @@ class StoreListener:
         """Set when an entry is queued."""
         self.urgent = asyncio.Event()
         """Set when the queued entries should be committed now (state entry, batch full)."""
-        self.urgent_batch = 200
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def on_entry(self, record: CallRecord, entry: RecordEntry) -> None:
-        if len(self._queue) >= self._maxsize:
+        # CallRecord appends before it notifies, so the entry's index is its stable seq.
+        if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
         self._queue.append(_Pending(self._row(record), len(record.entries) - 1, entry))
@@ -232,8 +239,9 @@ class RecordStore:
         self.url = url
         self.commit_interval = commit_interval
         self.batch_size = batch_size
-        self._listener = StoreListener(queue_size, full_numbers=full_numbers)
-        self._listener.urgent_batch = batch_size
+        self._listener = StoreListener(
+            queue_size, full_numbers=full_numbers, urgent_batch=batch_size
+        )
         self._engine: AsyncEngine | None = None
         self._write_lock = asyncio.Lock()
         self._retry: list[_Pending] = []
@@ -265,7 +273,7 @@ class RecordStore:
             await self.flush()
         except Exception as error:  # the engine must still be disposed of
             pending = len(self._listener) + len(self._retry)
-            log.error("record_store_close_failed", error=repr(error), entries_lost=pending)
+            _log().error("record_store_close_failed", error=repr(error), entries_lost=pending)
         finally:
             self._report_drops()
             await self.engine.dispose()
@@ -303,7 +311,7 @@ class RecordStore:
             try:
                 await self._write_next()
             except _TRANSIENT as error:
-                log.warning(
+                _log().warning(
                     "record_store_unavailable",
                     error=repr(error),
                     retry_in_s=round(backoff, 2),
@@ -344,7 +352,7 @@ class RecordStore:
                 raise
             except Exception as error:
                 self.lost += len(batch)
-                log.error(
+                _log().error(
                     "record_batch_rejected",
                     error=repr(error),
                     entries_lost=len(batch),
@@ -378,11 +386,11 @@ class RecordStore:
     def _report_drops(self) -> None:
         dropped = self._listener.dropped
         if dropped > self._reported_drops:
-            log.warning(
+            _log().warning(
                 "record_entries_dropped",
                 dropped=dropped - self._reported_drops,
                 dropped_total=dropped,
-                queue_size=self._listener._maxsize,
+                queue_size=self._listener.maxsize,
             )
             self._reported_drops = dropped
 
@@ -406,9 +414,7 @@ class RecordStore:
                 .where(call_entries.c.call_id == call_id)
                 .order_by(call_entries.c.seq)
             )
-            entries = tuple(
-                RecordEntry(cast(EntryKind, kind), t, data) for kind, t, data in result
-            )
+            entries = tuple(RecordEntry(cast(EntryKind, kind), t, data) for kind, t, data in result)
         return _stored(row._mapping, entries)
 
 
@@ -430,4 +436,3 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
 
 
 __all__ = ["RecordStore", "StoreListener", "StoredCall", "call_entries", "calls", "metadata"]
-_ = field  # dataclasses.field kept importable for subclasses' defaults
