@@ -10,7 +10,8 @@ same connector takes them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,24 @@ import telcoflow
 from adapters.telcoflow import sdk_fixes
 from adapters.telcoflow.port import TelcoflowCall
 from bridge.config import TelcoflowSettings
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 
 log = structlog.get_logger("callbridge.telcoflow")
 
 CallHandler = Callable[[TelcoflowCall], Awaitable[Any]]
+
+
+class TelephonyUnavailable(BridgeError):
+    """The Telcoflow session manager could not be reached or refused our credentials."""
+
+
+@asynccontextmanager
+async def _entered(manager: telcoflow.SessionManager) -> AsyncIterator[None]:
+    """Exit an already-entered SessionManager (entered separately to translate its errors)."""
+    try:
+        yield
+    finally:
+        await manager.__aexit__(None, None, None)
 
 
 @dataclass
@@ -110,7 +124,15 @@ class TelcoflowCallSource:
             log.warning("sdk_versions_unverified", telcoflow=telco_v, abxbus=bus_v)
         # Registered before connecting: the SDK drops notifies that arrive with no handler.
         manager.on_session_notification(self._on_notify)
-        async with manager:
+        try:
+            await manager.__aenter__()
+        except (telcoflow.WSSConnectionError, telcoflow.WSSAuthenticationError) as exc:
+            raise TelephonyUnavailable(
+                f"Telcoflow refused the connection to {self._settings.base_url or 'production'}: "
+                f"{exc}. Check TELCOFLOW_API_KEY and TELCOFLOW_CONNECTOR_UUID (or the mTLS "
+                "cert/key) and TELCOFLOW_BASE_URL."
+            ) from None
+        async with _entered(manager):
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self.ready.set()
