@@ -37,6 +37,15 @@ class ScriptCursor:
         self._voiced_base = 0.0
         self._deadline = 0.0
 
+    @property
+    def waiting_for_agent(self) -> bool:
+        """True while a ``WaitForAgentAudio`` step runs (only then is agent audio measured)."""
+        return (
+            self._started
+            and not self._finished
+            and isinstance(self._steps[self._index], WaitForAgentAudio)
+        )
+
     def next_frame(self, now: float, agent_voiced_s: float) -> bytes | None:
         """The caller's frame for this tick, or ``None`` to hang up now."""
         # Steps that finish without producing a frame fall through to the next one, so a

@@ -58,7 +58,8 @@ class VoiceLeg:
         self._pending: dict[str, CommandLog] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
-        self._pump_started = False
+        self._cursor: ScriptCursor | None = None
+        self._request_frames: dict[int, str] = {}
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -127,7 +128,10 @@ class VoiceLeg:
         rec = self.call.raw_record
         rec.agent_audio_bytes += len(pcm)
         rec.pulls.append(PulledFrame(now, pcm if self.record_audio else b"", len(pcm)))
-        self.agent_voiced_s += nonsilent_seconds(pcm, self.sample_rate)
+        cursor = self._cursor
+        if cursor is not None and cursor.waiting_for_agent:
+            # Measuring speech costs numpy time per frame; only a waiting script needs it.
+            self.agent_voiced_s += nonsilent_seconds(pcm, self.sample_rate)
 
     async def _on_text(self, text: str) -> None:
         obj = wire.parse_object(text)
@@ -235,11 +239,14 @@ class VoiceLeg:
             await self._respond(log, False, code="UNKNOWN_COMMAND", message=f"unknown {name!r}")
 
     def _answer(self) -> None:
-        if self._pump_started or self._tg is None:
+        if self._cursor is not None or self._tg is None:
             return
-        self._pump_started = True
+        rec = self.call.raw_record
+        self._cursor = ScriptCursor(
+            self.call.script, self.sample_rate, self.frame_size, rec.script_events
+        )
         self.call.mark_answered(time.monotonic())
-        self._tg.create_task(self._pump())
+        self._tg.create_task(self._pump(self._cursor))
 
     async def _connect(self, log: CommandLog, delay: float) -> None:
         ring = log.data.get("ringTimeSeconds", DEFAULT_RING_S)
@@ -260,21 +267,25 @@ class VoiceLeg:
                 log, False, code="CALL_UNANSWERED", message=f"no answer after {ring_s:g} s"
             )
 
+    def _buffer_request_text(self, requested: int) -> str:
+        """The serialised ``buffer_request`` (cached: almost every request is one frame)."""
+        text = self._request_frames.get(requested)
+        if text is None:
+            text = json.dumps(wire.buffer_request(requested, self.frame_size))
+            self._request_frames[requested] = text
+        return text
+
     # -- the 20 ms pump --------------------------------------------------------------------
 
-    async def _pump(self) -> None:
+    async def _pump(self, cursor: ScriptCursor) -> None:
         try:
-            await self._pump_loop()
+            await self._pump_loop(cursor)
         except ConnectionClosed:
             pass
         except Exception:
             logger.exception("call %s: pump failed", self.call.call_id)
 
-    async def _pump_loop(self) -> None:
-        rec = self.call.raw_record
-        cursor = ScriptCursor(
-            self.call.script, self.sample_rate, self.frame_size, rec.script_events
-        )
+    async def _pump_loop(self, cursor: ScriptCursor) -> None:
         prefix = b"\x00"
         next_t = time.monotonic()
         while not self._closing:
@@ -297,5 +308,5 @@ class VoiceLeg:
                 self.playout_buf += agent
             request = self.playout.top_up(now)
             if request:
-                await self.send(wire.buffer_request(request, self.frame_size))
+                await self.ws.send(self._buffer_request_text(request))
             next_t += FRAME_S

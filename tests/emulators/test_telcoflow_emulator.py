@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Callable
@@ -116,7 +118,7 @@ class FakeBridge:
 
 @contextlib.asynccontextmanager
 async def bridge(
-    emu: TelcoflowEmulator,
+    target: TelcoflowEmulator | str,
     *,
     sample_rate: int = 16000,
     claim: bool = True,
@@ -125,7 +127,7 @@ async def bridge(
     config = SessionManagerConfig.create(
         api_key=api_key,
         connector_uuid=CONNECTOR,
-        base_url=emu.base_url,
+        base_url=target if isinstance(target, str) else target.base_url,
         call_audio=CallAudioConfig(sample_rate=sample_rate),
     )
     sm = SessionManager(config)
@@ -714,3 +716,63 @@ async def test_stereo_wav_lines_up_caller_and_agent(tmp_path: Path) -> None:
     with wave.open(str(path)) as wav:
         assert (wav.getnchannels(), wav.getframerate()) == (2, 16000)
         assert wav.getnframes() == len(record.caller_pcm) // 2
+
+
+async def test_cli_places_a_call_and_prints_its_summary(tmp_path: Path) -> None:
+    pcm = tmp_path / "caller.pcm"
+    pcm.write_bytes(tone(0.3, rate=8000))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulators.telcoflow",
+        "--port",
+        "0",
+        "--api-key",
+        API_KEY,
+        "--connector",
+        CONNECTOR,
+        "--calls",
+        "1",
+        "--pcm",
+        str(pcm),
+        "--rate",
+        "8000",
+        "--pause",
+        "0",
+        "--wait-agent",
+        "0.2",
+        "--hold",
+        "0.2",
+        "--wav-dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        async with asyncio.timeout(30):
+            banner = (await proc.stderr.readline()).decode()
+        base_url = banner.split(" on ")[1].strip()
+        async with bridge(base_url) as fake:
+            call = await fake.next_call(timeout=15)
+            assert await call.answer()
+            frames = 0
+            async for _chunk in call.audio_stream():
+                frames += 1
+                if frames == 17:  # 0.3 s of speech is over: the caller now waits for us
+                    break
+            await call.send_audio(tone(0.5, freq=300.0))
+            async with asyncio.timeout(30):
+                line = await proc.stdout.readline()
+        summary = json.loads(line)
+        assert summary["end_reason"] == "caller_hangup"
+        assert summary["commands"] == [["call.answer", True, None]]
+        assert 0 < summary["agent_audio_bytes"] <= 16000
+        assert "wait_agent:1:done" in summary["script_events"]
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        assert (tmp_path / f"{summary['call_id']}.wav").exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
