@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sys
 import time
 import wave
@@ -751,8 +752,12 @@ async def test_cli_places_a_call_and_prints_its_summary(tmp_path: Path) -> None:
     try:
         assert proc.stderr is not None and proc.stdout is not None
         async with asyncio.timeout(30):
-            banner = (await proc.stderr.readline()).decode()
-        base_url = banner.split(" on ")[1].strip()
+            found = None
+            while found is None:
+                found = re.search(
+                    r"emulator on (ws://\S+)", (await proc.stderr.readline()).decode()
+                )
+        base_url = found.group(1)
         async with bridge(base_url) as fake:
             call = await fake.next_call(timeout=15)
             assert await call.answer()
@@ -763,8 +768,8 @@ async def test_cli_places_a_call_and_prints_its_summary(tmp_path: Path) -> None:
                     break
             await call.send_audio(tone(0.5, freq=300.0))
             async with asyncio.timeout(30):
-                line = await proc.stdout.readline()
-        summary = json.loads(line)
+                printed = await proc.stdout.readline()
+        summary = json.loads(printed)
         assert summary["end_reason"] == "caller_hangup"
         assert summary["commands"] == [["call.answer", True, None]]
         assert 0 < summary["agent_audio_bytes"] <= 16000
