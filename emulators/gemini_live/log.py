@@ -28,8 +28,10 @@ class SessionLog:
     conversation_id: str = ""
     connection_index: int = 0  # 0 for a fresh conversation, then 1, 2... for each resume
     resumed_from: str | None = None
-    audio_in: list[tuple[float, int]] = field(default_factory=list)
+    audio_in: list[tuple[float, int]] = field(default_factory=list)  # (received, bytes)
     audio_in_bytes: int = 0
+    audio_in_chunks: int = 0
+    audio_chunks_out: int = 0  # 40 ms modelTurn audio frames sent
     audio_in_rate: int | None = None
     texts_in: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)

@@ -3,7 +3,9 @@
 A handle captures the conversation's resumable state when it is issued (which script turn comes
 next, the transcript so far, the token context). Resuming restores that snapshot, so a client
 that resumes from an old handle replays what it lost, as with the real service. Handles expire
-`ttl_s` after they were issued (the Gemini API documents 2 hours).
+`ttl_s` after they were issued (the Gemini API documents 2 hours). Only the latest
+`per_conversation` handles of a conversation are kept, which bounds memory in long soaks; clients
+resume from their latest handle anyway.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import copy
 import itertools
 import secrets
 import time
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection
@@ -72,9 +75,11 @@ class _Entry:
 class HandleStore:
     """Issued handles; shared by every connection of one emulator."""
 
-    def __init__(self, ttl_s: float = 7200.0) -> None:
+    def __init__(self, ttl_s: float = 7200.0, per_conversation: int = 16) -> None:
         self._ttl_s = ttl_s
+        self._per_conversation = per_conversation
         self._entries: dict[str, _Entry] = {}
+        self._by_conversation: defaultdict[str, deque[str]] = defaultdict(deque)
 
     def issue(self, conversation: Conversation) -> str:
         """Snapshot the conversation and return a fresh opaque handle for it."""
@@ -82,6 +87,10 @@ class HandleStore:
         handle = f"{conversation.id}-{secrets.token_urlsafe(12)}"
         snapshot = copy.deepcopy(conversation.state)
         self._entries[handle] = _Entry(conversation, snapshot, time.monotonic())
+        recent = self._by_conversation[conversation.id]
+        recent.append(handle)
+        while len(recent) > self._per_conversation:
+            self._entries.pop(recent.popleft(), None)
         return handle
 
     def lookup(self, handle: str) -> tuple[Conversation, ConversationState] | None:
@@ -97,6 +106,12 @@ class HandleStore:
         cutoff = time.monotonic() - self._ttl_s
         while self._entries:
             oldest = next(iter(self._entries))
-            if self._entries[oldest].issued_at >= cutoff:
+            entry = self._entries[oldest]
+            if entry.issued_at >= cutoff:
                 break
             del self._entries[oldest]
+            recent = self._by_conversation.get(entry.conversation.id)
+            if recent and recent[0] == oldest:
+                recent.popleft()
+                if not recent:
+                    del self._by_conversation[entry.conversation.id]

@@ -50,7 +50,8 @@ class GeminiLiveEmulator:
     audio is released (the real service bursts too); `strict_blocking` closes 1008 when audio
     arrives while a BLOCKING function call is pending, as the real service does;
     `stall_3x_on_affective` reproduces 3.x models never answering a setup that carries
-    affective dialog or proactivity.
+    affective dialog or proactivity. `log_audio_frames=False` keeps only counters for audio
+    (no per-chunk entries in `audio_in` / `sent`), for long many-session soaks.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class GeminiLiveEmulator:
         binary_frames: bool = True,
         strict_blocking: bool = True,
         stall_3x_on_affective: bool = True,
+        log_audio_frames: bool = True,
         handle_ttl_s: float = 7200.0,
         setup_timeout_s: float = 60.0,
         compression: bool = False,
@@ -76,6 +78,7 @@ class GeminiLiveEmulator:
             vad_hangover_s=vad_hangover_s,
             binary_frames=binary_frames,
             strict_blocking=strict_blocking,
+            log_audio_frames=log_audio_frames,
         )
         self._stall_3x = stall_3x_on_affective
         self._setup_timeout_s = setup_timeout_s

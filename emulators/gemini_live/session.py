@@ -63,6 +63,7 @@ class SessionConfig:
     vad_hangover_s: float = 0.4
     binary_frames: bool = True
     strict_blocking: bool = True
+    log_audio_frames: bool = True  # per-chunk entries in audio_in / sent (off for long soaks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +174,10 @@ class LiveSession:
         except ConnectionClosed:
             self._closing = True
             return
+        if kind == "audio":
+            self._log.audio_chunks_out += 1
+            if not self._config.log_audio_frames:
+                return
         self._log.sent.append((time.monotonic(), kind))
 
     # ------------------------------------------------------------------ client frames
@@ -253,7 +258,9 @@ class LiveSession:
         pcm = decode_b64(data)
         now = time.monotonic()
         log = self._log
-        log.audio_in.append((now, len(pcm)))
+        if self._config.log_audio_frames:
+            log.audio_in.append((now, len(pcm)))
+        log.audio_in_chunks += 1
         log.audio_in_bytes += len(pcm)
         log.audio_in_rate = rate
         self._audio_in_s += len(pcm) / (2 * rate)
@@ -391,10 +398,15 @@ class LiveSession:
         interval = msg.AUDIO_CHUNK_S / speed if speed > 0 else 0.0
         start = time.monotonic()
         remaining = len(step.pcm)
+        if not frames:
+            progress.spoken.extend(pieces[0])
+            for piece in pieces[0]:
+                content = msg.server_content(outputTranscription={"text": piece})
+                await self._send(content, "outputTranscription")
         for i, frame in enumerate(frames):
             delay = start + i * interval - time.monotonic()
-            if delay > 0.001:
-                await asyncio.sleep(delay)
+            # Always yield, so the reader sees barge-in even at unlimited burst speed.
+            await asyncio.sleep(delay if delay > 0.001 else 0)
             await self._send_frame(frame, "audio")
             now = time.monotonic()
             if progress.first_audio is None:

@@ -346,7 +346,10 @@ async def test_tool_call_round_trip_by_model_family(
         call = call_msg.tool_call.function_calls[0]
         assert call.name == "escalate_to_human" and call.args == {"reason": "caller asked"}
         assert call.id
-        await asyncio.sleep(0.3)  # give a wrong-profile turnComplete time to show up
+        if turn_complete_after_call:
+            await inbox.wait_count(is_turn_complete, 1)
+        else:
+            await asyncio.sleep(0.3)  # give a wrong-profile turnComplete time to show up
         early = inbox.count(is_turn_complete)
         await session.send_tool_response(
             function_responses=[
@@ -782,3 +785,87 @@ async def test_adk_executes_tool_once_in_both_model_families(model: str) -> None
     assert log.tool_responses[0]["response"] == {"status": "queued"}
     decl = log.setup["tools"][0]["function_declarations"][0]
     assert decl["name"] == "escalate_to_human"
+
+
+async def test_reject_resume_fault_fails_once_then_resumes() -> None:
+    script = Script(faults=[Fault.reject_resume()])
+    resumption = types.SessionResumptionConfig()
+    async with GeminiLiveEmulator(script=script) as emu:
+        async with live(emu, session_resumption=resumption) as (_, inbox):
+            update = await inbox.wait_for(lambda m: m.session_resumption_update is not None)
+        assert update.session_resumption_update is not None
+        resume = types.SessionResumptionConfig(handle=update.session_resumption_update.new_handle)
+        with pytest.raises(errors.APIError) as caught:
+            async with live(emu, session_resumption=resume):
+                pass
+        assert caught.value.code == 1007
+        async with live(emu, session_resumption=resume) as (session, _):
+            assert session.setup_complete is not None
+        assert [s.resumed_from is not None for s in emu.sessions] == [False, False, True]
+
+
+async def test_adk_reconnects_on_go_away_with_the_latest_handle() -> None:
+    from google.adk.agents import Agent
+    from google.adk.agents.live_request_queue import LiveRequestQueue
+    from google.adk.agents.run_config import RunConfig
+    from google.adk.models.google_llm import Gemini
+    from google.adk.runners import Runner
+    from google.adk.sessions import InMemorySessionService
+
+    speech = short_speech(0.3, "Still here.")
+    script = Script(
+        [Turn([speech], input_transcript="Hello?")],
+        faults=[Fault.go_away(after_s=0.2, time_left_s=5.0, on_connection=0)],
+    )
+    async with GeminiLiveEmulator(script=script) as emu:
+        model = Gemini(
+            model=MODEL_25,
+            base_url=emu.base_url,
+            client_kwargs={
+                "api_key": "x",
+                "http_options": {"async_client_args": {"ssl": emu.client_ssl_context()}},
+            },
+        )
+        agent = Agent(name="phone_agent", model=model)
+        sessions = InMemorySessionService()
+        runner = Runner(app_name="emu_test", agent=agent, session_service=sessions)
+        adk_session = await sessions.create_session(app_name="emu_test", user_id="caller")
+        queue = LiveRequestQueue()
+        audio = bytearray()
+
+        async def feed_after_reconnect() -> None:
+            await emu.wait_sessions(2)
+            pcm = caller("caller_greeting") + SILENCE_1S
+            for i in range(0, len(pcm), 3200):
+                blob = types.Blob(data=pcm[i : i + 3200], mime_type="audio/pcm;rate=16000")
+                queue.send_realtime(blob)
+                await asyncio.sleep(0.01)
+
+        async def consume() -> None:
+            events = runner.run_live(
+                user_id="caller",
+                session_id=adk_session.id,
+                live_request_queue=queue,
+                run_config=RunConfig(
+                    response_modalities=["AUDIO"],
+                    session_resumption=types.SessionResumptionConfig(),
+                ),
+            )
+            async for event in events:
+                parts = event.content.parts if event.content and event.content.parts else []
+                for part in parts:
+                    if part.inline_data and part.inline_data.data:
+                        audio.extend(part.inline_data.data)
+                if event.turn_complete and audio:
+                    break
+            queue.close()
+            await events.aclose()
+
+        async with asyncio.timeout(30), asyncio.TaskGroup() as tg:
+            tg.create_task(feed_after_reconnect())
+            tg.create_task(consume())
+        first, second = emu.sessions[:2]
+    assert "goAway" in first.kinds()
+    assert second.resumed_from == first.handles_issued[-1]
+    assert second.conversation_id == first.conversation_id
+    assert bytes(audio) == speech.pcm
