@@ -147,6 +147,16 @@ class LimitSettings(_Strict):
     admission_wait_s: Annotated[float, Field(ge=0, le=30)] = 3.0
     max_prompt_chars: Annotated[int, Field(ge=100)] = 25_000
     drain_grace_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    model_connects_burst: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="connects allowed back to back; default: 10 seconds' worth of the rate",
+    )
+
+    def connect_burst(self) -> int:
+        """The token bucket's size: a short burst, so a restart does not spend a minute's quota."""
+        if self.model_connects_burst is not None:
+            return self.model_connects_burst
+        return max(1, -(-self.model_connects_per_minute // 6))
 
 
 class ServiceSettings(_Strict):
@@ -229,8 +239,79 @@ def format_validation_error(err: ValidationError) -> list[str]:
     lines = []
     for item in err.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"{path}: {item['msg']}")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}: {message}".replace("\n", " "))
     return lines
+
+
+class ConfigInvalid(ConfigError):
+    """Several problems at once; ``problems`` has one line per problem, each naming its field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def config_problems(error: ConfigError) -> list[str]:
+    """One line per problem, whichever way ``error`` was raised."""
+    if isinstance(error, ConfigInvalid):
+        return list(error.problems)
+    return [line for line in str(error).splitlines() if line.strip()]
+
+
+MIN_ADMIN_TOKEN_CHARS = 16
+"""A shorter bearer token is guessable; the admin API can end calls."""
+
+_FILE_FIELDS = (
+    ("telcoflow", "cert_path"),
+    ("telcoflow", "key_path"),
+    ("model", "ca_file"),
+    ("model", "system_instruction_file"),
+)
+
+
+def _effective(data: dict[str, Any], env: dict[str, str], section: str, key: str) -> Any:
+    """A field's value as the settings will see it: ``CALLBRIDGE_<SECTION>__<KEY>`` wins."""
+    from_env = env.get(f"CALLBRIDGE_{section.upper()}__{key.upper()}")
+    if from_env:
+        return from_env
+    block = data.get(section)
+    return block.get(key) if isinstance(block, dict) else None
+
+
+def service_problems(data: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """What a running service needs beyond a well-formed file: its secrets and its files.
+
+    Checked on the merged raw data so that these are reported together with any schema
+    errors, in one pass, instead of one restart per problem.
+    """
+    problems = []
+    backend = _effective(data, env, "model", "backend") or "gemini"
+    if backend == "gemini" and not _effective(data, env, "model", "api_key"):
+        problems.append(
+            "model.api_key: not set; set GEMINI_API_KEY in the environment "
+            "(the Gemini Live back end needs it)"
+        )
+    for section, key in _FILE_FIELDS:
+        value = _effective(data, env, section, key)
+        if isinstance(value, str | Path) and value and not Path(value).is_file():
+            problems.append(f"{section}.{key}: file not found: {value}")
+    base_url = _effective(data, env, "telcoflow", "base_url")
+    if isinstance(base_url, str) and not base_url.startswith(("ws://", "wss://")):
+        problems.append(
+            f"telcoflow.base_url: must start with ws:// or wss:// (got {base_url!r}; "
+            "env TELCOFLOW_BASE_URL)"
+        )
+    agent = _effective(data, env, "model", "adk_agent")
+    if backend == "adk" and isinstance(agent, str) and agent.count(":") != 1:
+        problems.append(f"model.adk_agent: expected 'module:attribute', got {agent!r}")
+    token = _effective(data, env, "service", "admin_token")
+    if isinstance(token, str) and 0 < len(token) < MIN_ADMIN_TOKEN_CHARS:
+        problems.append(
+            f"service.admin_token: too short ({len(token)} characters; at least "
+            f"{MIN_ADMIN_TOKEN_CHARS}); set a random CALLBRIDGE_ADMIN_TOKEN"
+        )
+    return problems
 
 
 def load_config(
@@ -238,8 +319,13 @@ def load_config(
     *,
     env: dict[str, str] | None = None,
     overrides: dict[str, Any] | None = None,
+    service: bool = False,
 ) -> TenantConfig:
-    """Read, merge and validate; raise ``ConfigError`` listing every problem."""
+    """Read, merge and validate; raise ``ConfigError`` listing every problem.
+
+    With ``service`` also check what serving needs (:func:`service_problems`): the model's
+    key and the files the settings name. ``callbridge serve`` and ``check-config`` set it.
+    """
     env = dict(os.environ) if env is None else env
     data: dict[str, Any] = {}
     problems: list[str] = []
@@ -263,7 +349,11 @@ def load_config(
         config = TenantConfig(**data)
     except ValidationError as exc:
         problems += format_validation_error(exc)
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+        if service:
+            problems += service_problems(data, env)
+        raise ConfigInvalid(problems) from None
+    if service:
+        problems += service_problems(data, env)
     if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigInvalid(problems)
     return config
