@@ -149,9 +149,10 @@ class Script:
     """A conversation: turns consumed in order, one per user turn end.
 
     `greeting` plays for the first text / client_content (the bridge's nudge) or, with
-    `greet_on_connect`, right after setupComplete. Once the turns run out, `fallback` plays for
-    every further user turn; with no fallback the model answers with an empty turn
-    (generationComplete + turnComplete, no audio), which keeps the protocol moving silently.
+    `greet_on_connect`, right after setupComplete; once any scripted turn has run it is skipped.
+    Once the turns run out, `fallback` plays for every further user turn; with no fallback the
+    model answers with an empty turn (generationComplete + turnComplete, no audio), which keeps
+    the protocol moving silently.
     """
 
     turns: Sequence[Turn] = ()

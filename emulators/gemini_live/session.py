@@ -353,10 +353,10 @@ class LiveSession:
             if not task.done():
                 task.cancel()
         self._turn_task = self._progress = None
+        interrupted, self._interrupting = task.cancelled() and self._interrupting, False
+        if interrupted:
+            await self._send_interruption(progress)
         if task.cancelled():
-            if self._interrupting:
-                self._interrupting = False
-                await self._send_interruption(progress)
             return
         exc = task.exception()
         if exc is not None:
