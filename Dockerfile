@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# callbridge: one tenant's bridge per container.
+#   docker build -t callbridge .
+#   docker run --env-file secrets.env -v ./tenant.toml:/etc/callbridge/tenant.toml:ro -p 8080:8080 callbridge
+
+# ── builder: resolve and install everything into a self-contained venv ──────────────────────
+FROM python:3.11-slim AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/callbridge
+ENV PATH=/opt/callbridge/bin:$PATH
+
+WORKDIR /src
+# Dependencies first (pinned by the lock, used as constraints so dev tools stay out),
+# so that a code change does not re-download them.
+COPY requirements.lock pyproject.toml README.md ./
+RUN mkdir -p bridge adapters \
+    && touch bridge/__init__.py adapters/__init__.py \
+    && pip install --no-cache-dir -c requirements.lock . \
+    && pip uninstall --yes callbridge
+COPY bridge ./bridge
+COPY adapters ./adapters
+RUN pip install --no-cache-dir --no-deps . \
+    && python -m compileall -q /opt/callbridge/lib
+
+# ── runtime: the venv only; no compilers, no pip cache, not root ────────────────────────────
+FROM python:3.11-slim
+
+LABEL org.opencontainers.image.title="callbridge" \
+      org.opencontainers.image.description="Telcoflow calls bridged to Gemini Live / ADK agents"
+
+RUN groupadd --system --gid 10001 callbridge \
+    && useradd --system --uid 10001 --gid callbridge --no-create-home --home-dir /var/lib/callbridge callbridge \
+    && mkdir -p /var/lib/callbridge /etc/callbridge \
+    && chown callbridge:callbridge /var/lib/callbridge
+
+COPY --from=builder /opt/callbridge /opt/callbridge
+ENV PATH=/opt/callbridge/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# Relative sqlite paths (records, ADK sessions) land here; mount a volume to keep them.
+WORKDIR /var/lib/callbridge
+USER 10001:10001
+EXPOSE 8080
+
+# slim has no curl: probe with the interpreter that is already there.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+
+# Exec form: callbridge is PID 1 and receives SIGTERM itself (it drains, then exits 0).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["callbridge", "serve"]
+CMD ["--config", "/etc/callbridge/tenant.toml"]
