@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from bridge.config import ToolsSettings
-from bridge.errors import CallGone, ConfigError
+from bridge.errors import CallGone, CommandFailed, ConfigError
 from bridge.events import ToolCall, ToolResult
 from bridge.ports import CallCommand, CallPort, CommandOutcome, FunctionSpec
 from bridge.record import CallRecord
@@ -153,12 +153,25 @@ async def transfer_to_human(ctx: ToolContext, args: Mapping[str, Any]) -> ToolRe
 
         return ToolReply({"status": "connected", "agent": "leaving"}, then=leave)
     mode_reply = await set_mode(ctx, after)
-    response = {"status": "connected", **mode_reply}
-    if after == "whisper" and summary:
-        response["instruction"] = (
-            "Only the human agent hears you now. Brief them with this summary: " + summary
-        )
+    # "status" stays "connected" whatever the mode command did: the human *is* on the line.
+    response: dict[str, Any] = {"status": "connected", "mode": ctx.human.mode}
+    if mode_reply["status"] != "ok":
+        response["mode_error"] = mode_reply.get("error_code") or mode_reply.get("reason")
+    response["instruction"] = _MODE_INSTRUCTIONS.get(ctx.human.mode or "", _NO_MODE_INSTRUCTION)
+    if ctx.human.mode == "whisper" and summary:
+        response["instruction"] += " Brief them with this summary: " + summary
     return ToolReply(response)
+
+
+_MODE_INSTRUCTIONS: Mapping[str, str] = {
+    "whisper": "A human agent is on the call. Only the human agent hears you now.",
+    "barge": "A human agent is on the call. Both the caller and the human hear you.",
+    "spy": "A human agent is on the call. You are listening silently: nobody hears you.",
+}
+_NO_MODE_INSTRUCTION = (
+    "A human agent is on the call, but switching your mode failed; stay quiet and let the "
+    "human talk."
+)
 
 
 async def end_call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolReply:
@@ -194,12 +207,35 @@ async def set_mode(ctx: ToolContext, mode: str) -> dict[str, Any]:
             "status": "refused",
             "reason": "no human is on the call yet; transfer_to_human must succeed first",
         }
+    if mode == "spy":
+        # Mute first and empty the line: agent audio already queued for the caller must not
+        # be heard once the platform has switched to spy (nobody may hear the agent then).
+        ctx.control.set_agent_audio(False)
+        await _clear_line(ctx)
     outcome = await run_command(ctx, _MODE_COMMANDS[mode])
     if not outcome.ok:
+        ctx.control.set_agent_audio(ctx.human.mode != "spy")  # back to the mode we are in
         return {"status": "failed", "error_code": outcome.error_code}
     ctx.human.mode = mode  # type: ignore[assignment]
     ctx.control.set_agent_audio(mode != "spy")
     return {"status": "ok", "mode": mode}
+
+
+async def _clear_line(ctx: ToolContext) -> None:
+    """Drop agent audio not yet played (a failure is a warning: the mode switch goes on)."""
+    try:
+        cleared = await ctx.call.clear_audio()
+    except CommandFailed as exc:
+        ctx.record.command("agent.interrupt", False, exc.error_code)
+        ctx.warner.warn(
+            WarningCode.CALL_COMMAND_FAILED,
+            f"agent.interrupt before spy failed with {exc.error_code}; up to the server's "
+            "prefetch of agent audio may still be heard",
+            command="agent.interrupt",
+            error_code=exc.error_code,
+        )
+    else:
+        ctx.record.note("line_cleared", cleared_bytes=cleared, reason="spy")
 
 
 async def set_agent_mode(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""Escalation to a human: connect outcomes, the three after-transfer modes, state checks.
+
+Every test runs a whole call through the unmodified telcoflow and google-genai clients and
+both emulators (``LocalStack``) and asserts on what the emulators recorded (commands and
+their order, audio pulled, tool responses) and on the bridge's own call record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulators.gemini_live import CallTool, Script, Turn
+from emulators.stack import LocalStack
+from emulators.telcoflow import CallerScript, ConnectOutcome, HangUp, Pause, PulledFrame, Say
+from emulators.telcoflow.pcm import nonsilent_seconds
+from tests.control.kit import (
+    Records,
+    Warnings,
+    agent_says,
+    caller_says,
+    names,
+    the,
+    tool_entries,
+    voiced,
+)
+
+TRANSFER = CallTool("transfer_to_human", {"reason": "asked for a person", "summary": "Order A-1."})
+
+
+def overrides(after: str, ring_s: int = 5) -> dict[str, Any]:
+    return {"tools": {"after_transfer": after, "ring_time_s": ring_s}}
+
+
+async def test_transfer_leave_closes_after_the_connect_and_ends_the_model_session() -> None:
+    records, warnings = Records(), Warnings()
+    script = Script(greeting=Turn([agent_says(0.6, "Connecting you."), TRANSFER]))
+    async with LocalStack(
+        script,
+        overrides=overrides("leave"),
+        record_listeners=[records],
+        warning_handlers=[warnings],
+    ) as stack:
+        call = stack.place_call(
+            CallerScript([Pause(20)]), connect_outcomes=[ConnectOutcome.answered(0.5)]
+        )
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+        await session.wait_closed(timeout=5)
+
+    assert names(telco) == ["call.answer", "call.connect", "call.close"]
+    connect, close = the(telco, "call.connect"), the(telco, "call.close")
+    assert connect.success and connect.responded_at is not None
+    assert close.t >= connect.responded_at, "call.close must follow the successful connect"
+    assert telco.end_reason == "agent_close"
+    assert telco.connects == 1
+    assert bridge.outcome == "transferred"
+    [response] = session.tool_responses
+    assert response["response"]["status"] == "connected"
+    assert tool_entries(bridge, "done")[0].data["response"]["status"] == "connected"
+    assert warnings == []
+
+
+async def test_transfer_whisper_keeps_the_agent_talking() -> None:
+    records = Records()
+    script = Script(
+        greeting=Turn(
+            [agent_says(0.4, "Connecting you."), TRANSFER, agent_says(1.0, "Here is the summary.")]
+        )
+    )
+    async with LocalStack(
+        script, overrides=overrides("whisper"), record_listeners=[records]
+    ) as stack:
+        call = stack.place_call(
+            CallerScript([Pause(3.0), HangUp()]), connect_outcomes=[ConnectOutcome.answered(0.3)]
+        )
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+        await session.wait_closed(timeout=5)
+
+    assert names(telco) == ["call.answer", "call.connect", "agent.whisper"]
+    connect, whisper = the(telco, "call.connect"), the(telco, "agent.whisper")
+    assert connect.responded_at is not None and whisper.t >= connect.responded_at
+    assert whisper.success and telco.modes == ["whisper"]
+    # The agent stays on the line and keeps talking (to the human) after the whisper.
+    assert voiced_seconds(voiced(telco.pulls, after=whisper.t), telco.sample_rate) > 0.6
+    assert telco.end_reason == "caller_hangup"
+    assert bridge.outcome == "caller_hangup"
+    [response] = session.tool_responses
+    assert response["response"]["status"] == "connected"
+    assert response["response"]["mode"] == "whisper"
+    assert "summary" in response["response"]["instruction"].lower()
+
+
+async def test_transfer_spy_mutes_the_agent_but_the_model_still_hears_the_caller() -> None:
+    records = Records()
+    script = Script(
+        greeting=Turn(
+            [agent_says(1.5, "Connecting you."), TRANSFER, agent_says(1.5, "Muted words.")]
+        )
+    )
+    async with LocalStack(script, overrides=overrides("spy"), record_listeners=[records]) as stack:
+        call = stack.place_call(
+            CallerScript([Pause(2.5), Say(caller_says(0.5)), Pause(1.0), HangUp()]),
+            connect_outcomes=[ConnectOutcome.answered(0.3)],
+        )
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+        await session.wait_closed(timeout=5)
+
+    spy = the(telco, "agent.spy")
+    assert spy.success and telco.modes == ["spy"]
+    assert names(telco)[:3] == ["call.answer", "call.connect", "agent.interrupt"]
+    assert "call.close" not in names(telco) and "call.disconnect" not in names(telco)
+    # The model went on talking after the spy command, and none of it reached the line.
+    assert session.turn_audio_first_sent and session.sent[-1][0] > spy.t
+    late_audio = [t for t, kind in session.sent if kind == "audio" and t > spy.t]
+    assert late_audio, "the script's model speech after the transfer should have been sent"
+    assert voiced(telco.pulls, after=spy.t) == []
+    # Caller audio still reaches the model: its VAD heard the caller speak after the spy.
+    assert any(t > spy.t for t in session.speech_started_at)
+    assert sum(n for t, n in session.audio_in if t > spy.t) > 16000 * 2 * 1.0
+    assert bridge.outcome == "caller_hangup"
+
+
+def voiced_seconds(frames: list[PulledFrame], rate: int) -> float:
+    return sum(nonsilent_seconds(f.pcm, rate) for f in frames)
