@@ -148,8 +148,9 @@ async def transfer_to_human(ctx: ToolContext, args: Mapping[str, Any]) -> ToolRe
     if after == "leave":
 
         async def leave() -> None:
-            await run_command(ctx, CallCommand.CLOSE)
-            ctx.control.finish("transferred", hang_up="none")
+            outcome = await run_command(ctx, CallCommand.CLOSE)
+            # A failed close is retried once at call end: never stay on the line silently.
+            ctx.control.finish("transferred", hang_up="none" if outcome.ok else "close")
 
         return ToolReply({"status": "connected", "agent": "leaving"}, then=leave)
     mode_reply = await set_mode(ctx, after)
@@ -175,9 +176,23 @@ _NO_MODE_INSTRUCTION = (
 
 
 async def end_call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolReply:
-    """Hang up once the farewell has fully played (bounded wait)."""
+    """Hang up once the farewell has fully played (bounded wait).
+
+    With only the caller on the line this is ``disconnect()``. Once a human has been
+    connected the agent *leaves* with ``close()`` instead: ``disconnect()`` would hang up on
+    the caller and the human alike (see the SDK's close-vs-disconnect contract).
+    """
     reason = str(args.get("reason", ""))
     ctx.record.note("end_call_requested", reason=reason)
+    if ctx.human.connected:
+
+        async def leave() -> None:
+            await ctx.control.wait_until_played(ctx.settings.farewell_drain_timeout_s)
+            outcome = await run_command(ctx, CallCommand.CLOSE)
+            # A failed close is retried once at call end: never stay on the line silently.
+            ctx.control.finish("transferred", hang_up="none" if outcome.ok else "close")
+
+        return ToolReply({"status": "leaving_call", "human": "stays with the caller"}, then=leave)
 
     async def hang_up() -> None:
         played = await ctx.control.wait_until_played(ctx.settings.farewell_drain_timeout_s)

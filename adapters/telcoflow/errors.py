@@ -5,13 +5,16 @@ Two SDK generations exist: telcoflow 1.0.0 returns a falsy ``CommandResult`` (wi
 ``WSSCallCommandError`` / ``WSSCallCommandTimeoutError``. Both become a
 :class:`~bridge.ports.CommandOutcome`. Exceptions that mean "the caller is gone" become
 :class:`~bridge.errors.CallGone`; a full send buffer becomes
-:class:`~bridge.errors.PlaybackFull`. Nothing else from the SDK leaks into the bridge.
+:class:`~bridge.errors.PlaybackFull`. A command that *fails because the call is over* (the
+caller hung up while it was pending, e.g. during a ringing ``connect``) is not a command
+failure either: it becomes ``CallGone`` too, so nobody warns about it or answers the model
+for a call that no longer exists. Nothing else from the SDK leaks into the bridge.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import telcoflow
@@ -27,8 +30,31 @@ GONE_ERRORS: tuple[type[BaseException], ...] = (
 """Exceptions after which the caller is unreachable (see the SDK's state table)."""
 
 
-async def run_command(command: CallCommand, pending: Awaitable[Any]) -> CommandOutcome:
-    """Await an SDK command and express its result, in either SDK style, as an outcome."""
+CALL_ENDED_CODES = frozenset({"CALL_TERMINATED"})
+"""Command error codes that mean the call itself has ended. The platform answers commands
+still pending at a hang-up with a failure; its code is not documented (the emulator uses
+``CALL_TERMINATED``), so :func:`run_command` also asks the SDK whether the call is over."""
+
+
+def _never() -> bool:
+    return False
+
+
+async def run_command(
+    command: CallCommand, pending: Awaitable[Any], *, ended: Callable[[], bool] = _never
+) -> CommandOutcome:
+    """Await an SDK command and express its result, in either SDK style, as an outcome.
+
+    ``ended`` tells whether the call is over (the SDK's TERMINATED state): a command that
+    failed on an ended call raises ``CallGone`` instead of returning a failed outcome.
+    """
+    outcome = await _outcome(command, pending)
+    if not outcome.ok and (outcome.error_code in CALL_ENDED_CODES or ended()):
+        raise CallGone(f"{command.value}: the call ended ({outcome.error_code})")
+    return outcome
+
+
+async def _outcome(command: CallCommand, pending: Awaitable[Any]) -> CommandOutcome:
     started = time.monotonic()
     try:
         result = await pending

@@ -37,8 +37,11 @@ class TelcoflowCall:
     def sample_rate(self) -> int:
         return self._rate
 
+    def _ended(self) -> bool:
+        return bool(self._call.state == telcoflow.CallState.TERMINATED)
+
     async def answer(self) -> CommandOutcome:
-        return await errors.run_command(CallCommand.ANSWER, self._call.answer())
+        return await errors.run_command(CallCommand.ANSWER, self._call.answer(), ended=self._ended)
 
     async def caller_audio(self) -> AsyncIterator[bytes]:
         async for chunk in self._call.audio_stream(0):
@@ -72,4 +75,4 @@ class TelcoflowCall:
                 pending = call.disconnect()
             case CallCommand.CLOSE:
                 pending = call.close()
-        return await errors.run_command(command, pending)
+        return await errors.run_command(command, pending, ended=self._ended)

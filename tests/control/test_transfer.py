@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bridge.warnings import WarningCode
 from emulators.gemini_live import CallTool, Script, Turn
 from emulators.stack import LocalStack
 from emulators.telcoflow import CallerScript, ConnectOutcome, HangUp, Pause, PulledFrame, Say
@@ -18,6 +21,7 @@ from tests.control.kit import (
     Warnings,
     agent_says,
     caller_says,
+    eventually,
     names,
     the,
     tool_entries,
@@ -127,3 +131,129 @@ async def test_transfer_spy_mutes_the_agent_but_the_model_still_hears_the_caller
 
 def voiced_seconds(frames: list[PulledFrame], rate: int) -> float:
     return sum(nonsilent_seconds(f.pcm, rate) for f in frames)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code"),
+    [(ConnectOutcome.unanswered(), "CALL_UNANSWERED"), (ConnectOutcome.timeout(), "TIMEOUT")],
+)
+async def test_nobody_answers_the_model_is_told_and_the_conversation_goes_on(
+    outcome: ConnectOutcome, code: str
+) -> None:
+    records, warnings = Records(), Warnings()
+    script = Script(
+        greeting=Turn([agent_says(0.3, "Connecting you."), TRANSFER, agent_says(0.4, "Sorry.")]),
+        turns=[Turn([agent_says(0.8, "Here is your answer.")], input_transcript="And now?")],
+    )
+    async with LocalStack(
+        script,
+        overrides=overrides("leave", ring_s=1),
+        record_listeners=[records],
+        warning_handlers=[warnings],
+    ) as stack:
+        call = stack.place_call(
+            CallerScript([Pause(2.0), Say(caller_says(0.5)), Pause(2.0), HangUp()]),
+            connect_outcomes=[outcome],
+        )
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+        await session.wait_closed(timeout=5)
+
+    connect = the(telco, "call.connect")
+    assert not connect.success and connect.error_code == code
+    assert names(telco) == ["call.answer", "call.connect"], "nothing else may be sent"
+    [response] = session.tool_responses
+    assert response["response"]["status"] == "unanswered"
+    assert response["response"]["error_code"] == code
+    assert "nobody answered" in response["response"]["instruction"].lower()
+    assert [w.details["error_code"] for w in warnings.of(WarningCode.CALL_COMMAND_FAILED)] == [code]
+    # The conversation goes on: the caller's next turn is answered, and heard.
+    said = [t for t, label in telco.script_events if label == "say:1:end"]
+    assert said and voiced_seconds(voiced(telco.pulls, after=said[0]), telco.sample_rate) > 0.5
+    assert telco.end_reason == "caller_hangup" and bridge.outcome == "caller_hangup"
+
+
+async def test_caller_hangs_up_while_the_human_phone_rings() -> None:
+    records, warnings = Records(), Warnings()
+    script = Script(greeting=Turn([agent_says(0.3, "Connecting you."), TRANSFER]))
+    async with LocalStack(
+        script,
+        overrides=overrides("leave", ring_s=10),
+        record_listeners=[records],
+        warning_handlers=[warnings],
+    ) as stack:
+        call = stack.place_call(
+            CallerScript([Pause(1.5), HangUp()]),
+            connect_outcomes=[ConnectOutcome.answered(after_s=8.0)],
+        )
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+        await session.wait_closed(timeout=5)
+        assert stack.app is not None
+        await eventually(lambda: stack.app is not None and stack.app.source.active_calls == 0)
+        assert stack.app.runner.live == {}
+
+    connect = the(telco, "call.connect")
+    assert connect.responded_at is not None and telco.ended_at is not None
+    assert connect.responded_at >= telco.ended_at, "the connect was still ringing at hang-up"
+    assert telco.end_reason == "caller_hangup"
+    assert bridge.outcome == "caller_hangup"
+    assert names(telco) == ["call.answer", "call.connect"], "no command after the hang-up"
+    assert session.closed_at is not None
+    assert session.tool_responses == [], "nobody is left to hear a transfer result"
+    assert warnings == [], [w.description for w in warnings]
+
+
+@pytest.mark.parametrize("mode", ["whisper", "spy"])
+async def test_set_agent_mode_before_a_connect_is_refused_before_anything_is_sent(
+    mode: str,
+) -> None:
+    records = Records()
+    script = Script(
+        greeting=Turn([CallTool("set_agent_mode", {"mode": mode}), agent_says(0.6, "Still here.")])
+    )
+    async with LocalStack(script, record_listeners=[records]) as stack:
+        call = stack.place_call(CallerScript([Pause(1.5), HangUp()]))
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+
+    assert names(telco) == ["call.answer"], "no agent.* command (nor a clear) may be sent"
+    assert telco.modes == []
+    [response] = session.tool_responses
+    assert response["response"]["status"] == "refused"
+    assert "transfer_to_human" in response["response"]["reason"]
+    # The agent was not muted by the refused request: its next words are heard.
+    assert voiced(telco.pulls)
+    assert bridge.outcome == "caller_hangup"
+
+
+async def test_which_hang_up_command_goes_out_in_each_state() -> None:
+    """answer() only: end_call disconnects. After a connect the agent leaves with close()."""
+    records = Records()
+    end = CallTool("end_call", {"reason": "done"})
+    script = Script(greeting=Turn([agent_says(0.3, "Goodbye."), end]))
+    async with LocalStack(script, record_listeners=[records]) as stack:
+        alone = await stack.place_call(CallerScript([Pause(10)])).ended(timeout=20)
+    assert names(alone) == ["call.answer", "call.disconnect"]
+    assert alone.end_reason == "agent_disconnect"
+    assert (await records.ended()).outcome == "agent_hangup"
+
+    # Whisper after a transfer, then end_call: close() (the caller stays with the human);
+    # disconnect() would hang up on both of them.
+    records = Records()
+    script = Script(
+        greeting=Turn([agent_says(0.3, "Connecting."), TRANSFER, agent_says(0.3, "Bye."), end])
+    )
+    async with LocalStack(
+        script, overrides=overrides("whisper"), record_listeners=[records]
+    ) as stack:
+        call = stack.place_call(
+            CallerScript([Pause(10)]), connect_outcomes=[ConnectOutcome.answered(0.2)]
+        )
+        helped = await call.ended(timeout=20)
+    assert names(helped) == ["call.answer", "call.connect", "agent.whisper", "call.close"]
+    assert helped.end_reason == "agent_close"
+    assert (await records.ended()).outcome == "transferred"
