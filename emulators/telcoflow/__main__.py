@@ -40,6 +40,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m emulators.telcoflow", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--advertise-host", help="host put in voice URLs (default: --host)")
     p.add_argument("--api-key", default="test-key")
     p.add_argument("--connector", default="conn-1")
     p.add_argument("--calls", type=int, default=1)
@@ -102,6 +103,7 @@ async def _run(args: argparse.Namespace) -> int:
         args.connector,
         host=args.host,
         port=args.port,
+        advertise_host=args.advertise_host,
         notify_delay_s=args.notify_delay,
         renotify_after_s=args.renotify_after,
         record_audio=not args.no_record_audio,

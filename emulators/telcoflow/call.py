@@ -78,7 +78,7 @@ class EmulatedCall:
         self._record = CallRecord(call_id=call_id, session_id=session_id)
         # Session binding, managed by the session-manager hub.
         self.owner: SmConnection | None = None
-        self.ever_claimed = False
+        self.ever_delivered = False
         self.call_in_sent = False
         self.notified: dict[str, float] = {}
         self.notifies_sent = 0
@@ -156,9 +156,10 @@ class EmulatedCall:
     def delay_next(self, command: str, seconds: float) -> None:
         """Answer the next ``command`` ``seconds`` late.
 
-        The effect happens on receipt (an interrupt drops audio at once, an answer starts the
-        audio at once); only the response waits. ``call.disconnect`` and ``call.close`` are
-        delayed as a whole, because the socket closes right after their response.
+        Effects that need no answer happen on receipt (an interrupt drops queued audio at once,
+        a mode change is recorded at once); only the response waits. ``call.answer`` starts the
+        audio after its late response, and ``call.disconnect``/``call.close`` are delayed as a
+        whole, because the socket closes right after their response.
         """
         self.faults.delay_next(command, seconds)
 
@@ -185,7 +186,6 @@ class EmulatedCall:
 
     def bind(self, conn: SmConnection) -> None:
         self.owner = conn
-        self.ever_claimed = True
         self.call_in_sent = False
         if self._record.sample_rate == 0:
             self._record.sample_rate = conn.sample_rate

@@ -56,6 +56,7 @@ class TelcoflowEmulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        advertise_host: str | None = None,
         notify_delay_s: float = 0.25,
         renotify_after_s: float = 2.0,
         resume_delay_s: float = 0.3,
@@ -65,6 +66,10 @@ class TelcoflowEmulator:
         self.api_key = api_key
         self.connector_uuid = connector_uuid
         self._host = host
+        # The host the SDK is told to dial (voice URLs, base_url); a wildcard bind is not one.
+        self._advertise_host = advertise_host or (
+            "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        )
         self._requested_port = port
         self._record_audio = record_audio
         self._shutdown_timeout_s = shutdown_timeout_s
@@ -138,7 +143,7 @@ class TelcoflowEmulator:
     @property
     def base_url(self) -> str:
         """What to pass as ``SessionManagerConfig.create(base_url=...)``."""
-        return f"ws://{self._host}:{self._port}"
+        return f"ws://{self._advertise_host}:{self._port}"
 
     @property
     def calls(self) -> list[EmulatedCall]:

@@ -9,8 +9,9 @@ with ``session.notify`` to every connection, the first ``session.open`` wins, la
   at least ``resume_delay_s`` (300 ms; sooner loses the race with the SDK's reconnect hook);
 - a claimed session is never re-notified while its owner is connected; an unclaimed one is
   re-offered to each connection every ``renotify_after_s``;
-- when the owner's SM-WS goes away the session becomes unclaimed again and is re-offered with
-  ``activity:"RESUME"``; the voice WS is unaffected.
+- when the owner's SM-WS goes away the session becomes unclaimed again and is re-offered, with
+  ``activity:"RESUME"`` once its ``call.in`` had been delivered; the voice WS is unaffected.
+  Like any unclaimed session it is re-offered every ``renotify_after_s`` until re-claimed.
 
 One task (``run_offers``) does all offering, sleeping until the next notify is due or until
 something changes (``wake``).
@@ -199,6 +200,7 @@ class SessionManagerHub:
             logger.info("%s: session.ready for %r ignored", conn.sm_ws_id, session_id)
             return
         call.call_in_sent = True
+        call.ever_delivered = True
         await conn.send(
             wire.call_in(
                 call.session_id, call.call_id, call.caller, call.callee, call.voice_url, call.token
@@ -215,8 +217,10 @@ class SessionManagerHub:
             for call in list(self._calls.values()):
                 if not call.offerable:
                     continue
-                due_next = await self._offer(call)
-                next_due = min(next_due, due_next)
+                try:
+                    next_due = min(next_due, await self._offer(call))
+                except Exception:  # one bad offer must not stop all the others
+                    logger.exception("offering %s failed", call.session_id)
             delay = next_due - time.monotonic()
             if delay > 0 and not self._wake.is_set():
                 try:
@@ -227,7 +231,7 @@ class SessionManagerHub:
 
     async def _offer(self, call: EmulatedCall) -> float:
         """Notify every connection the call is due at; returns when it is next due."""
-        resume = call.ever_claimed
+        resume = call.ever_delivered
         delay = self._resume_delay_s if resume else self._notify_delay_s
         activity = "RESUME" if resume else "NEW_INCOMING_CALL"
         next_due = float("inf")

@@ -205,9 +205,10 @@ class VoiceLeg:
             await self._respond(log, False, code=failure.error_code, message=failure.error_message)
             return
         if name == "call.answer":
-            self._answer()
+            self.call.mark_answered(log.t)
             await asyncio.sleep(delay)
-            await self._respond(log, True)
+            if await self._respond(log, True):
+                self._start_pump()
         elif name == "call.connect":
             await self._connect(log, delay)
         elif name in MODE_COMMANDS:
@@ -238,14 +239,13 @@ class VoiceLeg:
             await asyncio.sleep(delay)
             await self._respond(log, False, code="UNKNOWN_COMMAND", message=f"unknown {name!r}")
 
-    def _answer(self) -> None:
-        if self._cursor is not None or self._tg is None:
+    def _start_pump(self) -> None:
+        if self._cursor is not None or self._tg is None or self._closing:
             return
         rec = self.call.raw_record
         self._cursor = ScriptCursor(
             self.call.script, self.sample_rate, self.frame_size, rec.script_events
         )
-        self.call.mark_answered(time.monotonic())
         self._tg.create_task(self._pump(self._cursor))
 
     async def _connect(self, log: CommandLog, delay: float) -> None:
@@ -297,6 +297,11 @@ class VoiceLeg:
                 now = time.monotonic()
             elif now - next_t > MAX_PUMP_LAG_S:
                 next_t = now
+            else:
+                # Catching up after a late wake-up: let the reader take in agent audio first.
+                await asyncio.sleep(0)
+                if self._closing:
+                    return
             frame = cursor.next_frame(now, self.agent_voiced_s)
             if frame is None:
                 await self.call.end_call("caller_hangup")
