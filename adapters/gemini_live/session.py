@@ -47,6 +47,7 @@ from bridge.events import (
     TurnComplete,
 )
 from bridge.ports import SessionRequest
+from bridge.speech import CallerActivity
 
 log = structlog.get_logger("callbridge.gemini")
 
@@ -58,6 +59,8 @@ CLOSE_REASONS = {
 }
 ROTATE_MARGIN_S = 1.0
 """Rotate this long before ``timeLeft`` runs out if no quiet point came."""
+RESPONSE_WAIT_S = 4.0
+"""After the caller stops, a rotation waits this long for the model's answer to start."""
 MAX_UNSENT_FRAMES = 500
 """Frames whose send failed on a dying socket, replayed after reconnecting (10 s at 20 ms)."""
 
@@ -98,6 +101,8 @@ class GeminiLiveSession:
         self._go_away_deadline: float | None = None
         self._in_turn = False
         self._pending_tools: set[str] = set()
+        self._caller = CallerActivity(request.input_rate, clock=clock)
+        self._awaiting_answer_since: float | None = None
         self._lines: deque[str] = deque(maxlen=40)
         self._speaking: dict[str, list[str]] = {"caller": [], "agent": []}
         self.connections = 0
@@ -157,6 +162,8 @@ class GeminiLiveSession:
     # ── Sending ──────────────────────────────────────────────────────────────────────
 
     async def send_audio(self, pcm: bytes) -> None:
+        if self._caller.update(pcm):
+            self._awaiting_answer_since = self._clock()
         async with self._send_lock:
             live_session = self._live
             if live_session is None:
@@ -219,6 +226,9 @@ class GeminiLiveSession:
                         f"Gemini Live closed the session with {code}: {reason} ({exc})",
                         close_code=code,
                     ) from None
+                if self._in_turn:
+                    self._in_turn = False
+                    yield TurnComplete()
                 yield await self._reconnect(code, str(exc))
 
     async def _connection_events(self) -> AsyncIterator[ModelEvent]:
@@ -233,23 +243,46 @@ class GeminiLiveSession:
                 if deadline is None:
                     message = await anext(turn)
                 else:
-                    wait_s = max(deadline - ROTATE_MARGIN_S - self._clock(), 0.0)
-                    message = await asyncio.wait_for(anext(turn), wait_s)
+                    # Poll while a goAway is pending, so a quiet moment is noticed even if
+                    # nothing arrives from the server (cancelling recv loses no message).
+                    left = deadline - ROTATE_MARGIN_S - self._clock()
+                    message = await asyncio.wait_for(anext(turn), min(max(left, 0.0), 0.25))
             except StopAsyncIteration:
                 self._in_turn = False
-                if self._go_away_deadline is not None and not self._pending_tools:
+                if self._go_away_deadline is not None and self._quiet():
                     yield await self._rotate("turn boundary")
                     return
                 turn = live_session.receive()
                 continue
             except TimeoutError:
-                yield await self._rotate("timeLeft nearly over")
+                assert deadline is not None
+                forced = self._clock() >= deadline - ROTATE_MARGIN_S
+                if not forced and not self._quiet():
+                    turn = live_session.receive()
+                    continue
+                if self._in_turn:
+                    # The old connection would have ended this turn; it will not now.
+                    self._in_turn = False
+                    yield TurnComplete()
+                yield await self._rotate("timeLeft nearly over" if forced else "quiet point")
                 return
             for event in self._observe(message):
                 yield event
-            if self._go_away_deadline is not None and not self._in_turn and not self._pending_tools:
+            if self._go_away_deadline is not None and self._quiet():
                 yield await self._rotate("quiet point")
                 return
+
+    def _quiet(self) -> bool:
+        """A good moment to switch connections: nobody speaks and nothing is owed.
+
+        Not while a model turn runs or a tool call is pending, not while the caller speaks,
+        and not in the gap between the caller finishing and the model's answer starting
+        (that answer would be lost with the old connection).
+        """
+        if self._in_turn or self._pending_tools or self._caller.speaking:
+            return False
+        since = self._awaiting_answer_since
+        return since is None or self._clock() - since > RESPONSE_WAIT_S
 
     def _observe(self, message: types.LiveServerMessage) -> list[ModelEvent]:
         """Translate, and keep what rotation needs: handle, turn state, transcript lines."""
@@ -264,6 +297,7 @@ class GeminiLiveSession:
         for event in translate(message):
             if isinstance(event, ModelAudio | ToolCall):
                 self._in_turn = True
+                self._awaiting_answer_since = None
             if isinstance(event, ToolCall):
                 self._pending_tools.add(event.call_id)
             elif isinstance(event, TurnComplete):
