@@ -88,6 +88,7 @@ class EmulatedCall:
         self._answered_or_ending = asyncio.Event()
         self._done = asyncio.Event()
         self._ending = False
+        self._end_sequence_sent = False
 
     # -- public API --------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class EmulatedCall:
                 await self.end_call("voice_dropped", close_session=True)
             leg.sync_record()
             self._leg = None
-            self._done.set()
+            self._maybe_done()
 
     def mark_answered(self, t: float) -> None:
         if self._record.answered_at is None:
@@ -270,5 +271,10 @@ class EmulatedCall:
             if leg is not None:
                 await leg.close(close_code)
         finally:
-            if leg is None:
-                self._done.set()
+            self._end_sequence_sent = True
+            self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        """Over means: the end sequence was sent and no voice leg is still running."""
+        if self._end_sequence_sent and self._leg is None:
+            self._done.set()

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from telcoflow import (
     CallAudioConfig,
+    CallFlowConfig,
+    ChannelType,
     SessionManager,
     SessionManagerConfig,
     SessionNotification,
@@ -32,6 +34,7 @@ from telcoflow.call import Call
 from telcoflow.exceptions import (
     WSSCallCommandError,
     WSSCallError,
+    WSSChannelNotConfigured,
     WSSConnectionError,
     WSSSessionBusy,
     WSSSessionClosed,
@@ -264,6 +267,30 @@ async def test_list_sessions_over_rest() -> None:
         sessions = await fake.sm.list_sessions(remote_address="+1555")
         assert [s.id for s in sessions] == [emulated.session_id]
         assert sessions[0].channel == "TELCO" and sessions[0].state == "OPEN"
+
+
+async def test_other_sm_requests_and_unknown_frames() -> None:
+    async with TelcoflowEmulator(API_KEY, CONNECTOR) as emu, bridge(emu) as fake:
+        await fake.sm.setup_call_flow(CallFlowConfig())
+        with pytest.raises(WSSChannelNotConfigured):
+            await fake.sm.create_session(ChannelType.TELCO, "+1555")
+        await fake.sm._sm_connection.send_message({"type": "bogus", "x": 1})
+        await fake.sm._sm_connection._ws.send("not json")
+        emulated = emu.place_call()  # the connection survived all of that
+        call = await fake.next_call()
+        assert call.id == emulated.call_id
+        assert emu.sm_connections_seen == 1
+
+
+async def test_hang_up_before_answer_closes_the_session_and_the_voice_url() -> None:
+    async with TelcoflowEmulator(API_KEY, CONNECTOR) as emu, bridge(emu) as fake:
+        emulated = emu.place_call()
+        call = await fake.next_call()
+        await emulated.hang_up()
+        await eventually(lambda: fake.closed.get(emulated.session_id) == ["CALL_TERMINATED"])
+        with pytest.raises(WSSCallError):  # 410: the call is over
+            await call.answer()
+        assert emulated.record.end_reason == "caller_hangup"
 
 
 # -- media ------------------------------------------------------------------------------------
@@ -561,6 +588,15 @@ async def test_drop_voice_is_a_fault_without_call_terminated() -> None:
         with pytest.raises(WSSSessionError):
             await call.disconnect()
         assert emulated.record.end_reason == "voice_dropped"
+        await eventually(lambda: fake.closed.get(emulated.session_id) == ["FORCE_CLOSE"])
+
+
+async def test_bridge_closing_its_voice_socket_counts_as_voice_dropped() -> None:
+    async with TelcoflowEmulator(API_KEY, CONNECTOR) as emu, bridge(emu) as fake:
+        emulated, call = await answered_call(emu, fake)
+        await call._force_close()
+        record = await emulated.ended(timeout=10)
+        assert record.end_reason == "voice_dropped"
         await eventually(lambda: fake.closed.get(emulated.session_id) == ["FORCE_CLOSE"])
 
 
