@@ -52,6 +52,9 @@ log = structlog.get_logger("callbridge.call")
 WARN_NOTICES = frozenset({"reconnected", "resume_rejected"})
 """Session notices that mean the model connection failed (planned rotations do not warn)."""
 
+NUDGE = "(The caller is waiting for your spoken answer. Please answer now.)"
+"""What the watchdog tells a stalled model."""
+
 PACE_S = 0.02
 """How often the playout re-checks the send buffer while it is above the high-water mark."""
 
@@ -69,6 +72,7 @@ class CallStats:
     interrupt_to_local_drop_s: list[float] = field(default_factory=list)
     first_agent_audio_s: float | None = None
     overflow_dropped_bytes: int = 0
+    nudges: int = 0
 
 
 class _CallOver(Exception):
@@ -125,8 +129,10 @@ class BridgedCall:
         self._turn_active = False
         self._turn_started_at: float | None = None
         self._last_model_activity = clock()
-        self._turn_had_audio = False
         self._playout_until = clock()
+        self._nudge_wanted = False
+        self._turn_had_content = False
+        self._nudged_for: float | None = -1.0
 
         # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
         gated_frames = int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms)
@@ -260,7 +266,7 @@ class BridgedCall:
                     await self._send_to_model(frame)
         except CallGone:
             pass
-        self.finish("caller_hangup")
+        self.finish(self.call.end_reason)
 
     async def _send_to_model(self, frame: bytes) -> None:
         if self.tools is not None and self.tools.blocking_pending:
@@ -301,6 +307,7 @@ class BridgedCall:
             case Transcript(speaker=speaker, text=text):
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
             case ToolCall():
+                self._turn_had_content = True
                 self.record.note("tool_call", name=event.name)
                 self._flush_transcripts()
                 if self.tools is not None:
@@ -330,13 +337,12 @@ class BridgedCall:
             return
         if not self._turn_active:
             self._turn_active = True
-            self._turn_had_audio = False
             self._turn_started_at = self._clock()
             self._flush_caller_transcript()
             self.record.note("agent_turn_start")
             if self.stats.first_agent_audio_s is None:
                 self.stats.first_agent_audio_s = self.record.elapsed()
-        self._turn_had_audio = True
+        self._turn_had_content = True
         if not self._agent_audio_enabled:
             return
         self._enqueue(self._out_resampler.process(pcm))
@@ -371,10 +377,12 @@ class BridgedCall:
         self._turn_bytes = 0
 
     def _on_turn_complete(self) -> None:
-        if self._turn_active and not self._turn_had_audio:
+        if not self._discard_until_turn_end and not self._turn_had_content:
             self.warner.warn(
-                WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio"
+                WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio; nudging"
             )
+            self._nudge_wanted = True
+        self._turn_had_content = False
         self._end_turn_audio()
         self._discard_until_turn_end = False
         if self._turn_active:
@@ -506,41 +514,62 @@ class BridgedCall:
     # ── Watchdog ─────────────────────────────────────────────────────────────────────────
 
     async def _watchdog(self) -> None:
-        """Warn on slow answers and stalled turns (checked four times a second)."""
-        warned_slow_for: float | None = None
+        """Slow answers and stalled turns: warn, and nudge the model once per stall.
+
+        Checked four times a second, so a stall is noticed within its threshold + 0.25 s:
+        - the caller stopped speaking and no model turn started (``SLOW_MODEL_RESPONSE``;
+          after a barge-in this is a stall: ``MODEL_TURN_INCOMPLETE`` and a nudge);
+        - a turn started but nothing came for the stall threshold after its audio played;
+        - a turn ended without any audio (flagged by the model pump).
+        """
+        handled_stop: float | None = None
         while True:
             await asyncio.sleep(0.25)
             now = self._clock()
+            limits = self._thresholds
             stopped = self.caller.stopped_at
-            waiting = (
+            if (
                 stopped is not None
+                and stopped != handled_stop
                 and not self.caller.speaking
                 and not self._turn_active
-                and (self._turn_started_at is None)
                 and self._last_model_activity < stopped
-            )
-            if (
-                waiting
-                and stopped is not None
-                and now - stopped >= self._thresholds.slow_model_response_s
-                and warned_slow_for != stopped
             ):
-                warned_slow_for = stopped
-                self.warner.warn(
-                    WarningCode.SLOW_MODEL_RESPONSE,
-                    f"no model audio {now - stopped:.1f} s after the caller stopped speaking",
-                )
+                waited = now - stopped
+                after_barge_in = self._interrupted_at > 0 and self._interrupted_at < stopped
+                if after_barge_in and waited >= limits.model_turn_stall_s:
+                    handled_stop = stopped
+                    self.warner.warn(
+                        WarningCode.MODEL_TURN_INCOMPLETE,
+                        f"no answer {waited:.1f} s after the caller barged in; nudging the model",
+                    )
+                    self._nudge_wanted = True
+                elif not after_barge_in and waited >= limits.slow_model_response_s:
+                    handled_stop = stopped
+                    self.warner.warn(
+                        WarningCode.SLOW_MODEL_RESPONSE,
+                        f"no model audio {waited:.1f} s after the caller stopped speaking",
+                    )
             quiet_since = max(self._last_model_activity, self._playout_until)
             if (
                 self._turn_active
                 and not self._pending
-                and now - quiet_since >= self._thresholds.model_turn_stall_s
+                and now - quiet_since >= limits.model_turn_stall_s
             ):
                 self._last_model_activity = now
                 self.warner.warn(
                     WarningCode.MODEL_TURN_INCOMPLETE,
-                    f"model turn stalled: nothing for {self._thresholds.model_turn_stall_s:.1f} s",
+                    f"model turn stalled: nothing for {limits.model_turn_stall_s:.1f} s; nudging",
                 )
+                self._nudge_wanted = True
+            if self._nudge_wanted:
+                self._nudge_wanted = False
+                if self._nudged_for == self.caller.stopped_at:
+                    continue  # one nudge per caller utterance: never a nudge loop
+                self._nudged_for = self.caller.stopped_at
+                self.stats.nudges += 1
+                self.record.note("model_nudged")
+                await self.session.send_text(NUDGE)
 
     # ── Transcripts ──────────────────────────────────────────────────────────────────────
 

@@ -88,6 +88,8 @@ class ModelSettings(_Strict):
     adk_agent: str | None = None
     adk_session_db: str = "sqlite+aiosqlite:///callbridge-adk.sqlite"
     connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+    keepalive_interval_s: Annotated[float, Field(gt=0, le=300)] = 20.0
+    keepalive_timeout_s: Annotated[float, Field(gt=0, le=300)] = 60.0
     max_reconnect_attempts: Annotated[int, Field(ge=0, le=20)] = 5
 
     @model_validator(mode="after")

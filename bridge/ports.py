@@ -62,6 +62,11 @@ class CallPort(Protocol):
         """Caller PCM at :attr:`sample_rate`; ends when the call is gone."""
         ...
 
+    @property
+    def end_reason(self) -> str:
+        """Why caller audio ended: ``caller_hangup`` or ``telephony_lost``."""
+        ...
+
     async def write_audio(self, pcm: bytes) -> None:
         """Queue agent audio for the caller. Raises ``PlaybackFull`` or ``CallGone``."""
         ...

@@ -121,6 +121,11 @@ async def run_command(
 
 NOBODY_ANSWERED = {"CALL_UNANSWERED", "TIMEOUT"}
 
+PLATFORM_PLAYOUT_LEAD_S = 0.25
+"""How far the platform may pull agent audio ahead of playing it. The last pull of a farewell
+is this long from being heard, so ``end_call`` waits this much more before it hangs up (the
+emulator keeps 100 ms; the real platform's lead is not documented)."""
+
 
 async def transfer_to_human(ctx: ToolContext, args: Mapping[str, Any]) -> ToolReply:
     """Ring the human line; on success leave, whisper or spy as configured."""
@@ -196,7 +201,10 @@ async def end_call(ctx: ToolContext, args: Mapping[str, Any]) -> ToolReply:
 
     async def hang_up() -> None:
         played = await ctx.control.wait_until_played(ctx.settings.farewell_drain_timeout_s)
-        if not played:
+        if played:
+            # "Played" means pulled by the platform, which pulls ahead of what it plays.
+            await asyncio.sleep(PLATFORM_PLAYOUT_LEAD_S)
+        else:
             ctx.record.note("farewell_drain_timeout")
         outcome = await run_command(ctx, CallCommand.DISCONNECT)
         if outcome.ok:

@@ -28,6 +28,8 @@ class WarningCode(enum.StrEnum):
     CALL_COMMAND_FAILED = "CALL_COMMAND_FAILED"
     FALLBACK_MODEL_USED = "FALLBACK_MODEL_USED"
     CALL_ADMISSION_DELAYED = "CALL_ADMISSION_DELAYED"
+    CALLER_AUDIO_DROPPED = "CALLER_AUDIO_DROPPED"
+    TELEPHONY_CALL_ERROR = "TELEPHONY_CALL_ERROR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,62 +40,98 @@ class CatalogueEntry:
 
 CATALOGUE: Mapping[WarningCode, CatalogueEntry] = {
     WarningCode.INJECT_MESSAGE_DURING_USER_SPEECH: CatalogueEntry(
-        "An injected agent message was refused because the caller was speaking.",
+        "An injected agent message (`BridgedCall.inject`, `POST /calls/{id}/inject`) was "
+        "refused because the caller was speaking.",
         "Wait for the caller to finish speaking, then inject the message again.",
     ),
     WarningCode.INJECT_MESSAGE_DURING_AGENT_SPEECH: CatalogueEntry(
-        "An injected agent message was refused because the agent was speaking.",
+        "An injected agent message was refused because the agent was speaking (a turn in "
+        "progress, or its audio still queued for the caller).",
         "Wait for the agent to finish its current response, then inject again.",
     ),
     WarningCode.PROMPT_TOO_LONG: CatalogueEntry(
-        "The system instruction exceeded the tenant's limit and was truncated.",
-        "Shorten the system instruction or raise `limits.max_prompt_chars`.",
+        "The system instruction was longer than `limits.max_prompt_chars` (default 25,000) "
+        "and was truncated to it before the model session opened.",
+        "Shorten the system instruction (or its file), or raise `limits.max_prompt_chars`.",
     ),
     WarningCode.MODEL_REQUEST_FAILED: CatalogueEntry(
-        "The Gemini Live connection failed or closed with an error; the description "
-        "gives the close code and what the bridge did (reconnected, fell back, ended the call).",
+        "The Gemini Live connection failed or closed with an error. The description gives "
+        "the close code and what the bridge did: reconnected and resumed, or, when no model "
+        "(primary or fallback) could be connected or reconnected, ended the call cleanly "
+        "with a disconnect.",
         "Check the close code: 1007 invalid setup or resumption handle, 1008 policy "
-        "(e.g. audio during a blocking tool call), 1011 server deadline or keepalive. "
-        "Configure a fallback model for outages.",
+        "(unknown model, or audio during a blocking tool call), 1011 server deadline or "
+        "keepalive. Configure `model.fallback_model` for outages.",
     ),
     WarningCode.TOOL_CALL_FAILED: CatalogueEntry(
-        "A tool raised or timed out; the model received an error result.",
-        "Fix the tool or raise its timeout; the description names the tool and the error.",
+        "A tool raised, timed out, was unknown to the bridge, or was refused because too "
+        "many tool calls were running; the model received an error result.",
+        "Fix the tool or raise its timeout (`tools.custom_timeouts_s`); the details name "
+        "the tool and the description the error.",
     ),
     WarningCode.SLOW_MODEL_RESPONSE: CatalogueEntry(
-        "No model audio arrived within the threshold after the caller stopped speaking.",
+        "No model audio arrived within `warnings.slow_model_response_s` after the caller "
+        "stopped speaking.",
         "Watch for ongoing slowness; consider another model or region.",
     ),
     WarningCode.SLOW_TOOL_CALL: CatalogueEntry(
-        "A tool has been running longer than the threshold while the caller waits.",
+        "A tool has been running longer than `warnings.slow_tool_call_s` (it goes on, and "
+        "may still succeed).",
         "Make the tool faster, or have the agent tell the caller it is working on it.",
     ),
     WarningCode.MODEL_TURN_INCOMPLETE: CatalogueEntry(
-        "A model turn stalled: no audio and no turn end for the threshold, or a turn "
-        "ended with no audio; the bridge nudged the model.",
+        "A model turn stalled: it started speaking, then sent neither audio nor a turn end "
+        "for `warnings.model_turn_stall_s`; or a turn ended without any audio.",
         "Watch for repeats; if frequent, report the model version and consider another.",
     ),
     WarningCode.SEND_BUFFER_FULL: CatalogueEntry(
-        "Agent audio arrived faster than the call could take it and the bridge's bounded "
-        "queue filled; the oldest audio was dropped (counted in the description).",
-        "Raise `audio.max_pending_agent_audio_s`, or check that the telephony side pulls audio.",
+        "Agent audio arrived faster than the call played it: the bridge's queue went over "
+        "`audio.max_pending_agent_audio_s` and the oldest queued audio was dropped (bytes "
+        "in the description), or the call's send buffer refused audio (held and retried).",
+        "Raise `audio.max_pending_agent_audio_s`, or check that the telephony side pulls "
+        "agent audio.",
     ),
     WarningCode.CALL_COMMAND_FAILED: CatalogueEntry(
-        "A call command (connect, whisper, barge, spy, disconnect, close, interrupt) failed; "
-        "the description gives the command and its error_code.",
+        "A call command (connect, whisper, barge, spy, disconnect, close, agent.interrupt) "
+        "failed; the details give the command and its error_code.",
         "CALL_UNANSWERED/TIMEOUT: nobody picked up, retry later; other codes: check the "
         "connector's configuration with the telephony provider.",
     ),
     WarningCode.FALLBACK_MODEL_USED: CatalogueEntry(
-        "The primary model could not be connected at call start; the fallback model "
-        "serves the call.",
-        "Check the primary model's status, quota and key.",
+        "The primary model could not be connected at call start; `model.fallback_model` "
+        "serves the call (the details name it).",
+        "Check the primary model's name, status, quota and key.",
     ),
     WarningCode.CALL_ADMISSION_DELAYED: CatalogueEntry(
-        "A new call waited for the tenant's model-connection rate limit.",
+        "A new call waited (up to `limits.admission_wait_s`) for the tenant's "
+        "model-connection rate limit before its model session opened.",
         "Raise `limits.model_connects_per_minute` if your Gemini quota allows, or add capacity.",
     ),
+    WarningCode.CALLER_AUDIO_DROPPED: CatalogueEntry(
+        "Caller audio held back while a BLOCKING tool call was pending went over "
+        "`audio.max_gated_caller_audio_s`; the oldest was dropped, so the model missed part "
+        "of what the caller said.",
+        "Make the tool answer faster, declare tools NON_BLOCKING (`model.non_blocking_tools`), "
+        "or raise `audio.max_gated_caller_audio_s`.",
+    ),
+    WarningCode.TELEPHONY_CALL_ERROR: CatalogueEntry(
+        "The telephony platform reported an error on the live call (a `call.error` event, "
+        "e.g. TTS_SESSION_ERROR); the call goes on.",
+        "Check the error_code in the details with the telephony provider; repeated errors on "
+        "one connector point at its media configuration.",
+    ),
 }
+
+
+def catalogue_markdown() -> str:
+    """The README table of every code, generated from :data:`CATALOGUE` (one row per code)."""
+    rows = ["| Code | When | Recommended resolution |", "|---|---|---|"]
+    for code in WarningCode:
+        entry = CATALOGUE[code]
+        when = entry.when.replace("|", "\\|")
+        resolution = entry.resolution.replace("|", "\\|")
+        rows.append(f"| `{code.value}` | {when} | {resolution} |")
+    return "\n".join(rows) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +189,11 @@ class RateLimiter:
         self._last[code] = now
         return self._suppressed.pop(code, 0)
 
+    def take_suppressed(self) -> dict[WarningCode, int]:
+        """The suppressed counts not yet reported (and forget them); for the call's end."""
+        pending, self._suppressed = self._suppressed, {}
+        return pending
+
 
 class CallWarner:
     """Raises warnings for one call: rate-limited, recorded, handed to the sink."""
@@ -178,7 +221,26 @@ class CallWarner:
             return
         if suppressed:
             details = {**details, "suppressed_since_last": suppressed}
-        warning = BridgeWarning(code, description, self.call_id, self.tenant, details=details)
+        self._emit(BridgeWarning(code, description, self.call_id, self.tenant, details=details))
+
+    def flush_suppressed(self) -> None:
+        """Report what the rate limiter held back since each code's last warning.
+
+        Without this a burst that stops (a queue that overflowed for half a second) would be
+        reported once, with the count of its repeats lost. Call it when the call ends.
+        """
+        for code, count in self._limiter.take_suppressed().items():
+            self._emit(
+                BridgeWarning(
+                    code,
+                    f"{count} more {code.value} warning(s) were suppressed by the rate limit",
+                    self.call_id,
+                    self.tenant,
+                    details={"suppressed_since_last": count, "summary": True},
+                )
+            )
+
+    def _emit(self, warning: BridgeWarning) -> None:
         if self._on_record is not None:
             self._on_record(warning)
         self._sink.submit(warning)

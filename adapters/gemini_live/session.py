@@ -230,6 +230,14 @@ class GeminiLiveSession:
                     self._in_turn = False
                     yield TurnComplete()
                 yield await self._reconnect(code, str(exc))
+            except (ValueError, TypeError, KeyError) as exc:
+                # google-genai raises these for frames it cannot parse (bad JSON, an unknown
+                # top-level key). The connection's state is unknown: start a new one.
+                self._log.warning("protocol_error", error=f"{type(exc).__name__}: {exc}")
+                if self._in_turn:
+                    self._in_turn = False
+                    yield TurnComplete()
+                yield await self._reconnect(None, f"unreadable message from the server: {exc}")
 
     async def _connection_events(self) -> AsyncIterator[ModelEvent]:
         """Events of the current connection; returns after a planned rotation."""

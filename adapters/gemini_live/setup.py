@@ -11,9 +11,25 @@ from google.genai import types
 from bridge.config import ModelSettings
 from bridge.ports import FunctionSpec, SessionRequest
 
-KEEPALIVE: dict[str, Any] = {"ping_interval": 20, "ping_timeout": 60, "max_size": 16 * 2**20}
-"""Gemini's pongs have been seen to take 8-30 s; websockets' default 20 s timeout would
-close healthy sessions with 1011. A dead server is still noticed within about a minute."""
+MAX_FRAME = 16 * 2**20
+"""Accept server frames up to 16 MiB (websockets' default is 1 MiB)."""
+
+
+def keepalive_args(settings: ModelSettings) -> dict[str, Any]:
+    """websockets options for the Live socket from the tenant's keepalive settings.
+
+    Gemini's pongs have been seen to take 8-30 s; websockets' default 20 s timeout would
+    close healthy sessions with 1011. Defaults: ping every 20 s, allow 60 s for the pong.
+    """
+    return {
+        "ping_interval": settings.keepalive_interval_s,
+        "ping_timeout": settings.keepalive_timeout_s,
+        "max_size": MAX_FRAME,
+    }
+
+
+KEEPALIVE: dict[str, Any] = {"ping_interval": 20.0, "ping_timeout": 60.0, "max_size": MAX_FRAME}
+"""The default :func:`keepalive_args`, for callers without settings at hand."""
 
 
 def make_client(
@@ -23,7 +39,7 @@ def make_client(
     key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
     if not key:
         raise ValueError("model.api_key is not set (env GEMINI_API_KEY)")
-    client_args: dict[str, Any] = dict(KEEPALIVE if keepalive is None else keepalive)
+    client_args: dict[str, Any] = {**keepalive_args(settings), **(keepalive or {})}
     if settings.ca_file is not None:
         client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
     options = types.HttpOptions(base_url=settings.base_url, async_client_args=client_args)

@@ -47,6 +47,14 @@ class TelcoflowCall:
         async for chunk in self._call.audio_stream(0):
             yield chunk
 
+    @property
+    def end_reason(self) -> str:
+        # The voice socket can close without `call.terminated` (a network fault): the SDK
+        # then leaves the call LIVE forever, and nothing more can reach the caller.
+        if self._call.state == telcoflow.CallState.TERMINATED:
+            return "caller_hangup"
+        return "telephony_lost"
+
     async def write_audio(self, pcm: bytes) -> None:
         await errors.write(self._call.send_audio(pcm))
 
