@@ -89,6 +89,7 @@ class PgCluster:
             )
 
     def start(self) -> None:
+        """Create the cluster and start its server on a free port."""
         self._run(
             str(self.bindir / "initdb"),
             "-D",
@@ -105,33 +106,31 @@ class PgCluster:
         last_error: RuntimeError | None = None
         for _ in range(3):  # another process may take the free port before the server does
             self.port = _free_port()
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off"
-            )
             try:
-                self._run(
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.log),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "30",
-                    "start",
-                )
+                self.start_server()
                 return
             except RuntimeError as error:
                 last_error = error
         assert last_error is not None
         raise last_error
 
+    def start_server(self) -> None:
+        """Start (or restart, on the same port) the server of the existing cluster."""
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._run(pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop_server(self) -> None:
+        """Stop the server, disconnecting every client; the cluster stays on disk."""
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
     def stop(self) -> None:
+        """Stop the server and remove the cluster."""
         try:
-            if (self.data / "postmaster.pid").exists():
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+            self.stop_server()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
