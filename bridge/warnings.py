@@ -81,7 +81,8 @@ CATALOGUE: Mapping[WarningCode, CatalogueEntry] = {
     ),
     WarningCode.MODEL_TURN_INCOMPLETE: CatalogueEntry(
         "A model turn stalled: it started speaking, then sent neither audio nor a turn end "
-        "for `warnings.model_turn_stall_s`; or a turn ended without any audio.",
+        "for `warnings.model_turn_stall_s`; a turn ended without any audio; or no answer "
+        "came after a barge-in. The bridge nudged the model once to answer.",
         "Watch for repeats; if frequent, report the model version and consider another.",
     ),
     WarningCode.SEND_BUFFER_FULL: CatalogueEntry(
