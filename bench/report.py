@@ -1,0 +1,224 @@
+"""The benchmark's outputs: ``latest.json`` (everything), ``latest.md`` (tables), ``latest.png``.
+
+The Markdown has one row per (N, bridge) and a ratio table (ours / reference) for every N both
+bridges ran at. The chart plots CPU per call-second and latency percentiles against N.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _dist(d: dict[str, Any] | None, keys: Sequence[str] = ("p50", "p99", "max")) -> str:
+    if not d or not d.get("n"):
+        return "-"
+    return " / ".join(_num(d.get(k)) for k in keys)
+
+
+def _verdict(run: Run) -> str:
+    if run.get("error"):
+        return "failed"
+    if not run["emulator"]["held"]:
+        return "EMULATOR lost real time"
+    return "held" if run["bridge"]["held"] else "LOST"
+
+
+def run_rows(runs: Sequence[Run]) -> list[str]:
+    header = (
+        "| N | bridge | real time | CPU ms per call-s | bridge core | RSS MB per call "
+        "| caller→model ms p50 / p99 / max | model→call ms p50 / p99 / max "
+        "| barge-in ms p50 / p99 / max | stale audio after interrupt ms mean / max "
+        "| underruns | emulator lag p99 ms (pump / gemini) |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for run in runs:
+        if run.get("error"):
+            lines.append(
+                f"| {run['calls']} | {run['bridge_kind']} | failed: {run['error']} |" + " |" * 9
+            )
+            continue
+        emu = run["emulator"]
+        stale = run["stale_after_interrupt_ms"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(run["calls"]),
+                    run["label"],
+                    _verdict(run),
+                    _num(run["cpu_ms_per_call_s"], 2),
+                    f"{run['bridge_core_share'] * 100:.0f} %",
+                    _num(run["rss_mb_per_call"], 2),
+                    _dist(run["caller_to_model_ms"]),
+                    _dist(run["model_to_call_ms"]),
+                    _dist(run["barge_in_ms"]),
+                    f"{_num(stale['mean'])} / {_num(stale['max'])}",
+                    str(run["underruns"]),
+                    f"{_num(emu['pump_lateness_ms']['p99'])} / "
+                    f"{_num(emu['gemini_loop_lag_ms']['p99'])}",
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if a is None or b is None or not b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def ratio_rows(runs: Sequence[Run]) -> list[str]:
+    ours = {r["calls"]: r for r in runs if r["bridge_kind"] == "ours" and not r.get("error")}
+    ref = {r["calls"]: r for r in runs if r["bridge_kind"] == "reference" and not r.get("error")}
+    both = sorted(set(ours) & set(ref))
+    if not both:
+        return []
+    lines = [
+        "| N | CPU per call-s | RSS per call | caller→model p50 | caller→model p99 "
+        "| model→call p50 | barge-in p50 | stale audio mean |",
+        "|" + "---|" * 8,
+    ]
+    for n in both:
+        a, b = ours[n], ref[n]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(n),
+                    _ratio(a["cpu_ms_per_call_s"], b["cpu_ms_per_call_s"]),
+                    _ratio(a["rss_mb_per_call"], b["rss_mb_per_call"]),
+                    _ratio(a["caller_to_model_ms"]["p50"], b["caller_to_model_ms"]["p50"]),
+                    _ratio(a["caller_to_model_ms"]["p99"], b["caller_to_model_ms"]["p99"]),
+                    _ratio(a["model_to_call_ms"]["p50"], b["model_to_call_ms"]["p50"]),
+                    _ratio(a["barge_in_ms"]["p50"], b["barge_in_ms"]["p50"]),
+                    _ratio(
+                        a["stale_after_interrupt_ms"]["mean"],
+                        b["stale_after_interrupt_ms"]["mean"],
+                    ),
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    runs = result["runs"]
+    out = [
+        "# callbridge benchmark",
+        "",
+        f"{meta['started']} · {meta['machine']} · {meta['cores']} · "
+        f"{meta['seconds']:g} s per call · call rate {meta['call_rate']} Hz · "
+        f"model burst {meta['burst_speed']:g}x · commit {meta['commit']}",
+        "",
+        "Real time held: < 1 % of caller audio reached the model > 20 ms late and < 1 % of "
+        "agent-audio ticks underran. The emulators are judged on their own lateness (caller "
+        "pump ticks and event-loop wake-ups late by > 20 ms); when they lose real time, the "
+        "bridge's figures for that N are not the bridge's alone.",
+        "",
+        *run_rows(runs),
+        "",
+    ]
+    ratios = ratio_rows(runs)
+    if ratios:
+        out += ["Ratios, ours / reference (below 1 is better for ours):", "", *ratios, ""]
+    if meta.get("skipped"):
+        out += ["Not run: " + "; ".join(meta["skipped"]), ""]
+    if "profile" in result:
+        out += profile_markdown(result["profile"])
+    return "\n".join(out)
+
+
+def profile_markdown(prof: dict[str, Any], top: int = 12) -> list[str]:
+    """Top costs of our bridge (py-spy), as shares of its busy samples."""
+    if prof.get("error"):
+        return [f"Profile: {prof['error']}", ""]
+    out = [
+        f"## Profile of our bridge at N = {prof['calls']} (py-spy, share of busy samples; "
+        f"idle {prof['idle_share'] * 100:.0f} % of all samples)",
+        "",
+        "| self | function |",
+        "|---|---|",
+    ]
+    out += [f"| {c['share'] * 100:.1f} % | `{c['name']}` |" for c in prof["self"][:top]]
+    out += ["", "| inclusive | function |", "|---|---|"]
+    out += [f"| {c['share'] * 100:.1f} % | `{c['name']}` |" for c in prof["inclusive"][: top * 2]]
+    return [*out, ""]
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in result["runs"] if not r.get("error")]
+    fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    styles = {"ours": ("tab:blue", "o"), "reference": ("tab:orange", "s")}
+    for kind, (colour, marker) in styles.items():
+        mine = sorted((r for r in runs if r["bridge_kind"] == kind), key=lambda r: r["calls"])
+        if not mine:
+            continue
+        label = mine[0]["label"]
+        ns = [r["calls"] for r in mine]
+        cpu_ax.plot(
+            ns, [r["cpu_ms_per_call_s"] for r in mine], marker=marker, color=colour, label=label
+        )
+        for key, style, what in (
+            ("p50", "-", "caller→model p50"),
+            ("p99", "--", "caller→model p99"),
+        ):
+            values = [r["caller_to_model_ms"][key] for r in mine]
+            lat_ax.plot(ns, values, style, marker=marker, color=colour, label=f"{label} {what}")
+        values = [r["model_to_call_ms"]["p50"] for r in mine]
+        lat_ax.plot(ns, values, ":", marker=marker, color=colour, label=f"{label} model→call p50")
+    cpu_ax.set(
+        xscale="log",
+        xlabel="concurrent calls (N)",
+        ylabel="bridge CPU ms per call-second",
+        title="CPU per call",
+    )
+    lat_ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent calls (N)",
+        ylabel="added latency, ms",
+        title="Latency percentiles",
+    )
+    for ax in (cpu_ax, lat_ax):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"callbridge bench · {result['meta']['cores']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write latest.json, latest.md and latest.png into ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "latest.json",
+        "md": out_dir / "latest.md",
+        "png": out_dir / "latest.png",
+    }
+    paths["json"].write_text(json.dumps(result, indent=1) + "\n")
+    paths["md"].write_text(markdown(result))
+    chart(result, paths["png"])
+    return paths

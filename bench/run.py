@@ -1,0 +1,412 @@
+"""``callbridge bench``: calls per core, latency, barge-in and memory, ours vs the reference.
+
+    callbridge bench [--calls N ...] [--seconds T] [--sweep] [--bridge ours|reference|both]
+
+Without ``--calls`` it sweeps N = 1, 10, 50, 100, 200, 400, for each bridge until that bridge
+loses real time (or the emulators do: then nothing higher can be measured). Each (N, bridge)
+run starts fresh processes (``bench.stack.ProcessStack``): both emulators pinned to one core,
+the bridge to another. The calls ramp up over up to 2 s and each lasts T seconds
+(``bench.load``). CPU and memory are taken over the steady window (all calls answered, none
+hung up yet); latencies come from the emulators' timestamps (``bench.measure``).
+
+Outputs: ``bench/results/latest.{json,md,png}`` (``--out`` to change), the Markdown printed.
+``--profile`` re-runs our bridge at the largest N that held real time under py-spy and adds its
+top costs to the report. ``--variant`` runs a prototype optimisation (``bench.variants``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import measure, profile, report
+from bench.load import ramp_seconds
+from bench.procs import (
+    Child,
+    JsonDict,
+    ProcSample,
+    cores_busy_s,
+    cpu_share,
+    pin_self,
+    plan_cores,
+)
+from bench.stack import BridgeKind, ProcessStack, StackOptions
+from bench.variants import VARIANTS
+
+SWEEP = (1, 10, 50, 100, 200, 400)
+SETTLE_S = 1.0
+"""After the last call is answered, wait this long before measuring (connect work settles)."""
+MIN_WINDOW_S = 1.0
+RUN_OVERHEAD_S = 20.0
+"""Process start-up, connect and teardown per run: used to keep a sweep within its budget."""
+RESULTS = Path(__file__).resolve().parent / "results"
+
+Run = dict[str, Any]
+
+
+@dataclass
+class BenchOptions:
+    calls: list[int]
+    seconds: float = 20.0
+    bridges: list[BridgeKind] = field(default_factory=lambda: ["ours", "reference"])
+    sweep: bool = True
+    call_rate: int = 16000
+    variant: str = "default"
+    burst_speed: float = 4.0
+    profile: bool = False
+    profile_calls: int | None = None
+    out: Path = RESULTS
+    budget_s: float = 540.0
+    keep_workdir: bool = False
+
+
+# ── One run ─────────────────────────────────────────────────────────────────────────────────
+
+
+async def _wait_status(
+    telco: Child, done: Callable[[JsonDict], bool], timeout_s: float
+) -> JsonDict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await telco.request("status")
+        if done(status) or time.monotonic() >= deadline:
+            return status
+        await asyncio.sleep(0.25)
+
+
+async def _sleep_until(t: float) -> None:
+    await asyncio.sleep(max(0.0, t - time.monotonic()))
+
+
+def _label(kind: BridgeKind, variant: str) -> str:
+    return kind if kind == "reference" or variant == "default" else f"ours ({variant})"
+
+
+async def measure_run(
+    options: StackOptions, seconds: float, workdir: Path, *, profile_to: Path | None = None
+) -> Run:
+    """Run ``options.calls`` calls of ``seconds`` through one fresh stack and measure them."""
+    n = options.calls
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    async with ProcessStack(options, workdir) as stack:
+        assert stack.bridge and stack.telco and stack.gemini
+        bridge, telco, gemini = stack.bridge, stack.telco, stack.gemini
+        await asyncio.sleep(1.0)
+        idle = bridge.sample()
+        ramp = ramp_seconds(n)
+        await telco.request("start", calls=n, seconds=seconds, ramp_s=ramp)
+        status = await _wait_status(
+            telco, lambda s: s["answered"] + s["failed"] >= n, timeout_s=ramp + 60
+        )
+        answered: list[float] = status["answered_at"]
+        if not answered:
+            raise RuntimeError(f"no call was answered (status {status})")
+        first_hang_up = min(answered) + seconds - 0.1
+        start = max(max(answered), min(max(answered) + SETTLE_S, first_hang_up - MIN_WINDOW_S))
+        end = first_hang_up
+        steady = end - start >= MIN_WINDOW_S
+        if end <= start:
+            end = start + 0.5
+        await _sleep_until(start)
+        b0, t0, g0 = bridge.sample(), telco.sample(), gemini.sample()
+        busy0 = _busy(options)
+        profiling = (
+            asyncio.create_task(profile.record(bridge.pid, end - start - 0.3, profile_to))
+            if profile_to is not None
+            else None
+        )
+        peak_rss = b0.rss_bytes
+        while time.monotonic() < end:
+            await asyncio.sleep(min(0.5, max(0.0, end - time.monotonic())))
+            peak_rss = max(peak_rss, bridge.sample().rss_bytes)
+        b1, t1, g1 = bridge.sample(), telco.sample(), gemini.sample()
+        busy1 = _busy(options)
+        profiled = await profiling if profiling is not None else None
+        final = await _wait_status(
+            telco, lambda s: s["ended"] + s["failed"] >= n, timeout_s=seconds + 60
+        )
+        bridge_stats = await bridge.request("stats")
+        bridge_nice = bridge.nice_applied
+        await telco.request("collect", path=str(workdir / "telcoflow.json"), timeout_s=120)
+        await gemini.request("collect", path=str(workdir / "gemini.json"), timeout_s=120)
+    telco_data = json.loads((workdir / "telcoflow.json").read_text())
+    gemini_data = json.loads((workdir / "gemini.json").read_text())
+    window = measure.Window(b0.t, b1.t)
+    run: Run = {
+        "calls": n,
+        "bridge_kind": options.bridge,
+        "label": _label(options.bridge, options.variant),
+        "variant": options.variant,
+        "seconds": seconds,
+        "steady": steady,
+        **_resources(n, idle, b0, b1, peak_rss),
+        "emulator_cores": {
+            "telcoflow": round(cpu_share(t0, t1), 3),
+            "gemini": round(cpu_share(g0, g1), 3),
+        },
+        "foreign_load": _foreign(options, busy0, busy1, b0, b1, [(t0, t1), (g0, g1)]),
+        "nice": bridge_nice,
+        "answered": final["answered"],
+        "failed": final["failed"],
+        "bridge_stats": bridge_stats,
+        **measure.analyse(telco_data, gemini_data, window),
+    }
+    if profiled is not None:
+        summary = profile.summarise(profiled)
+        run["profile"] = {
+            "file": str(profiled),
+            "idle_share": summary["idle_share"],
+            "self": [asdict(c) for c in summary["self"]],  # type: ignore[union-attr]
+            "inclusive": [asdict(c) for c in summary["inclusive"]],  # type: ignore[union-attr]
+        }
+    return run
+
+
+def _busy(options: StackOptions) -> tuple[float, float]:
+    return cores_busy_s(options.cores.bridge), cores_busy_s(options.cores.emulators)
+
+
+def _foreign(
+    options: StackOptions,
+    busy0: tuple[float, float],
+    busy1: tuple[float, float],
+    b0: ProcSample,
+    b1: ProcSample,
+    emulators: Sequence[tuple[ProcSample, ProcSample]],
+) -> dict[str, float | None]:
+    """Cores' worth of CPU taken by other processes on the bridge's and emulators' cores."""
+    elapsed = max(b1.t - b0.t, 1e-9)
+    if options.cores.shared:
+        return {"bridge_core": None, "emulator_core": None}
+    bridge_other = (busy1[0] - busy0[0]) - (b1.cpu_s - b0.cpu_s)
+    emu_own = sum(e1.cpu_s - e0.cpu_s for e0, e1 in emulators)
+    emu_other = (busy1[1] - busy0[1]) - emu_own
+    return {
+        "bridge_core": round(max(0.0, bridge_other) / elapsed, 3),
+        "emulator_core": round(max(0.0, emu_other) / elapsed, 3),
+    }
+
+
+def _resources(n: int, idle: ProcSample, b0: ProcSample, b1: ProcSample, peak: int) -> Run:
+    elapsed = max(b1.t - b0.t, 1e-9)
+    cpu_s = b1.cpu_s - b0.cpu_s
+    return {
+        "window_start": b0.t,
+        "cpu_ms_per_call_s": round(cpu_s / (n * elapsed) * 1000, 3),
+        "bridge_core_share": round(cpu_s / elapsed, 3),
+        "rss_idle_mb": round(idle.rss_bytes / 2**20, 1),
+        "rss_peak_mb": round(peak / 2**20, 1),
+        "rss_mb_per_call": round((peak - idle.rss_bytes) / 2**20 / n, 3),
+    }
+
+
+# ── The sweep ───────────────────────────────────────────────────────────────────────────────
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} x {model}, Python {platform.python_version()}"
+
+
+def _progress(run: Run) -> str:
+    if run.get("error"):
+        return f"N={run['calls']:>4} {run['label']:<12} failed: {run['error']}"
+    c2m = run["caller_to_model_ms"]
+    return (
+        f"N={run['calls']:>4} {run['label']:<12} {report._verdict(run):<24} "
+        f"cpu {run['cpu_ms_per_call_s']:.2f} ms/call-s ({run['bridge_core_share'] * 100:.0f} %)"
+        f"  c→m p50/p99 {c2m['p50']}/{c2m['p99']} ms  window {run['window_s']:.1f} s"
+    )
+
+
+async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
+    cores = plan_cores()
+    pin_self(cores.emulators)
+    began = time.monotonic()
+    runs: list[Run] = []
+    skipped: list[str] = []
+    lost: set[BridgeKind] = set()
+    for n in options.calls:
+        emulator_lost = False
+        for kind in options.bridges:
+            if kind in lost:
+                continue
+            estimate = options.seconds + ramp_seconds(n) + RUN_OVERHEAD_S
+            if time.monotonic() - began + estimate > options.budget_s:
+                skipped.append(f"N={n} {kind}: time budget ({options.budget_s:.0f} s)")
+                continue
+            stack_options = StackOptions(
+                bridge=kind,
+                calls=n,
+                call_rate=options.call_rate,
+                variant=options.variant if kind == "ours" else "default",
+                burst_speed=options.burst_speed,
+                cores=cores,
+            )
+            try:
+                run = await measure_run(stack_options, options.seconds, workroot / f"{kind}-{n}")
+            except Exception as exc:
+                run = {"calls": n, "bridge_kind": kind, "label": kind, "error": str(exc)[:300]}
+            runs.append(run)
+            print(_progress(run), file=sys.stderr, flush=True)
+            if run.get("error") or not run["bridge"]["held"]:
+                lost.add(kind)
+            if not run.get("error") and not run["emulator"]["held"]:
+                emulator_lost = True
+        if emulator_lost:
+            skipped.append(f"N>{n}: the emulators lost real time at N={n}")
+            break
+    result: dict[str, Any] = {
+        "meta": {
+            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": _machine(),
+            "cores": cores.describe(),
+            "seconds": options.seconds,
+            "call_rate": options.call_rate,
+            "burst_speed": options.burst_speed,
+            "variant": options.variant,
+            "commit": _git_commit(),
+            "sweep": list(options.calls),
+            "skipped": skipped,
+            "criteria": {
+                "late_s": measure.LATE_S,
+                "max_late_share": measure.MAX_LATE_SHARE,
+                "settle_s": SETTLE_S,
+            },
+        },
+        "runs": runs,
+    }
+    if options.profile:
+        result["profile"] = await _profile(options, runs, workroot, cores)
+    result["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
+    return result
+
+
+async def _profile(options: BenchOptions, runs: Sequence[Run], workroot: Path, cores: Any) -> Run:
+    held = [
+        r["calls"]
+        for r in runs
+        if r["bridge_kind"] == "ours"
+        and not r.get("error")
+        and r["bridge"]["held"]
+        and r["emulator"]["held"]
+    ]
+    n = options.profile_calls or (max(held) if held else None)
+    if n is None:
+        return {"error": "no N held real time for our bridge"}
+    if profile.py_spy() is None:
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    stack_options = StackOptions(
+        bridge="ours",
+        calls=n,
+        call_rate=options.call_rate,
+        variant=options.variant,
+        burst_speed=options.burst_speed,
+        cores=cores,
+    )
+    workdir = workroot / f"profile-{n}"
+    run = await measure_run(
+        stack_options, options.seconds, workdir, profile_to=workdir / "pyspy.txt"
+    )
+    print(_progress(run), file=sys.stderr, flush=True)
+    return {"calls": n, **run.get("profile", {"error": "py-spy produced nothing"})}
+
+
+# ── CLI ─────────────────────────────────────────────────────────────────────────────────────
+
+
+def parse(argv: Sequence[str]) -> BenchOptions:
+    parser = argparse.ArgumentParser(
+        prog="callbridge bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--calls", type=int, action="append", help="N (repeatable); no sweep")
+    parser.add_argument("--seconds", type=float, default=20.0, help="each call's length (T)")
+    parser.add_argument("--sweep", action="store_true", help="N = 1,10,50,100,200,400 (default)")
+    parser.add_argument("--bridge", choices=("ours", "reference", "both"), default="both")
+    parser.add_argument("--call-rate", type=int, choices=(8000, 16000, 24000), default=16000)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="default")
+    parser.add_argument("--burst-speed", type=float, default=4.0)
+    parser.add_argument("--profile", action="store_true", help="py-spy our bridge afterwards")
+    parser.add_argument("--profile-calls", type=int, help="N to profile at (default: largest held)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.* are written")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting runs after")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep logs and raw data")
+    args = parser.parse_args(argv)
+    sweep = args.sweep or not args.calls
+    calls = sorted(set(args.calls or [])) if not sweep else list(SWEEP)
+    bridges: list[BridgeKind] = ["ours", "reference"] if args.bridge == "both" else [args.bridge]
+    if any(n < 1 for n in calls) or args.seconds <= 0:
+        parser.error("--calls and --seconds must be positive")
+    return BenchOptions(
+        calls=calls,
+        seconds=args.seconds,
+        bridges=bridges,
+        sweep=sweep,
+        call_rate=args.call_rate,
+        variant=args.variant,
+        burst_speed=args.burst_speed,
+        profile=args.profile,
+        profile_calls=args.profile_calls,
+        out=args.out,
+        budget_s=args.budget_s,
+        keep_workdir=args.keep_workdir,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse(list(sys.argv[1:] if argv is None else argv))
+    workroot = Path(tempfile.mkdtemp(prefix="callbridge-bench-"))
+    try:
+        result = asyncio.run(bench(options, workroot))
+    except KeyboardInterrupt:
+        print(f"interrupted; logs in {workroot}", file=sys.stderr)
+        return 130
+    paths = report.write(result, options.out)
+    print(report.markdown(result))
+    print(f"written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    failed = any(r.get("error") for r in result["runs"])
+    if options.keep_workdir or failed:
+        print(f"logs and raw data: {workroot}", file=sys.stderr)
+    else:
+        shutil.rmtree(workroot, ignore_errors=True)
+    return 1 if failed or not result["runs"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
