@@ -91,6 +91,7 @@ def _summary(record: CallRecord) -> dict[str, object]:
         "commands": [[c.name, c.success, c.error_code] for c in record.commands],
         "agent_audio_bytes": record.agent_audio_bytes,
         "underruns": record.underruns,
+        "pump_resyncs": record.pump_resyncs,
         "interrupts": len(record.interrupts),
         "modes": record.modes,
         "script_events": [label for _, label in record.script_events],

@@ -15,7 +15,9 @@ request the bridge has not yet filled is at least ``stall_s`` (40 ms) old, i.e. 
 us audio and did not deliver. Suspect ticks become underruns only if agent audio arrives again
 within ``burst_gap_s`` (500 ms) of dry ticks: then the bridge stalled mid-burst. If the dry
 stretch outlasts ``burst_gap_s``, or an ``agent.interrupt`` arrives, or the call ends first, the
-burst simply ended (the agent stopped talking) and the suspect ticks are forgotten.
+burst simply ended (the agent stopped talking) and the suspect ticks are forgotten. Dry ticks
+caused by the emulator's own clock catching up after a stall are mostly not suspect, because the
+requests they wait on are fresh; ``CallRecord.pump_resyncs`` reports such stalls.
 """
 
 from __future__ import annotations

@@ -72,6 +72,9 @@ class CallRecord:
     modes: list[str] = field(default_factory=list)
     connects: int = 0
     script_events: list[tuple[float, str]] = field(default_factory=list)
+    pump_resyncs: int = 0
+    """Times the emulator's own 20 ms pump fell over 200 ms behind and skipped ticks. Non-zero
+    means the emulator process was overloaded, so timing results of this call are suspect."""
 
     def commands_named(self, name: str) -> list[CommandLog]:
         """The commands with this name, in arrival order (a convenience for assertions)."""

@@ -297,6 +297,7 @@ class VoiceLeg:
                 now = time.monotonic()
             elif now - next_t > MAX_PUMP_LAG_S:
                 next_t = now
+                self.call.raw_record.pump_resyncs += 1
             else:
                 # Catching up after a late wake-up: let the reader take in agent audio first.
                 await asyncio.sleep(0)
