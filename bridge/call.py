@@ -132,6 +132,7 @@ class BridgedCall:
         self._playout_until = clock()
         self._nudge_wanted = False
         self._turn_had_content = False
+        self._tool_in_turn = False
         self._nudged_for: float | None = -1.0
 
         # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
@@ -308,6 +309,7 @@ class BridgedCall:
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
             case ToolCall():
                 self._turn_had_content = True
+                self._tool_in_turn = True
                 self.record.note("tool_call", name=event.name)
                 self._flush_transcripts()
                 if self.tools is not None:
@@ -382,7 +384,10 @@ class BridgedCall:
                 WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio; nudging"
             )
             self._nudge_wanted = True
-        self._turn_had_content = False
+        # The turn after a tool call may be empty (2.5 models end the tool call's turn, then
+        # answer the result with nothing to add, e.g. after end_call): not a stall.
+        self._turn_had_content = self._tool_in_turn
+        self._tool_in_turn = False
         self._end_turn_audio()
         self._discard_until_turn_end = False
         if self._turn_active:
