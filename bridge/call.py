@@ -437,10 +437,11 @@ class BridgedCall:
                 continue
             generation = self._pending[0][0]
             try:
-                room = self._high_water - await self.call.buffered_bytes()
+                buffered = await self.call.buffered_bytes()
             except CallGone:
                 self.finish("caller_hangup")
                 return
+            room = self._high_water - buffered
             if room < self._call_frame:
                 await asyncio.sleep(PACE_S)
                 continue
@@ -450,11 +451,20 @@ class BridgedCall:
             try:
                 await self.call.write_audio(chunk)
             except PlaybackFull:
-                self._pending.appendleft((generation, chunk))
+                # Nothing was written (all or nothing). Requeue as frames so a smaller write
+                # can succeed, and aim lower: the buffer is smaller than our high-water mark.
+                frames = range(0, len(chunk), self._call_frame)
+                self._pending.extendleft(
+                    (generation, chunk[i : i + self._call_frame]) for i in reversed(frames)
+                )
                 self._pending_bytes += len(chunk)
+                self._high_water = max(
+                    self._call_frame, min(self._high_water, buffered + len(chunk)) // 2
+                )
                 self.warner.warn(
                     WarningCode.SEND_BUFFER_FULL,
-                    "the call's send buffer was full; agent audio is held and retried",
+                    "the call's send buffer was full; agent audio is held and retried, "
+                    f"high-water mark lowered to {self._high_water / self._bytes_per_s:.2f} s",
                 )
                 await asyncio.sleep(PACE_S * 5)
                 continue
