@@ -35,12 +35,13 @@ from google.genai import types
 
 from adapters.adk.model import ObservedGemini
 from adapters.adk.tools import CallControlTool
-from adapters.gemini_live.setup import KEEPALIVE
 from bridge.config import ModelSettings
 from bridge.errors import ConfigError
 
 DEFAULT_ATTRIBUTES = ("app", "root_agent")
 _APP_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
+MAX_FRAME = 16 * 2**20
+"""Accept server frames up to 16 MiB (websockets' default is 1 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,18 @@ def has_endpoint(settings: ModelSettings) -> bool:
 
 def model_factory(settings: ModelSettings) -> Callable[[str], ObservedGemini]:
     """Builds the model for a name, pointed at the tenant's endpoint (if any)."""
-    client_args: dict[str, Any] = dict(KEEPALIVE)
+    # Gemini's pongs have been seen to take 8-30 s: the same relaxed keepalive as the raw back
+    # end (model.keepalive_interval_s / keepalive_timeout_s).
+    client_args: dict[str, Any] = {
+        "ping_interval": settings.keepalive_interval_s,
+        "ping_timeout": settings.keepalive_timeout_s,
+        "max_size": MAX_FRAME,
+    }
     if settings.ca_file is not None:
-        client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
+        try:
+            client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"model.ca_file: cannot use {settings.ca_file}: {exc}") from None
     client_kwargs: dict[str, Any] = {"http_options": {"async_client_args": client_args}}
     if settings.api_key is not None:
         client_kwargs["api_key"] = settings.api_key.get_secret_value()

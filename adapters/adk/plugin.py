@@ -150,8 +150,9 @@ class CallbridgePlugin(BasePlugin):
             call_id, entry = self._entry(tool_context.custom_metadata)
             fc_id = tool_context.function_call_id or ""
             running = self._stop(call_id, fc_id)
-            elapsed = time.monotonic() - running.started if running else 0.0
-            if entry is not None and entry.ctx is not None:
+            # None: already closed as failed (ADK runs after_tool on an answered error too).
+            if running is not None and entry is not None and entry.ctx is not None:
+                elapsed = time.monotonic() - running.started
                 response = dict(result) if isinstance(result, Mapping) else {"result": result}
                 entry.ctx.record.tool(
                     tool.name, fc_id, "done", elapsed_s=round(elapsed, 3), response=response

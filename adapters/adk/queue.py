@@ -19,6 +19,7 @@ call are added here, on the only path every request takes (``get()``, called by 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from google.adk.agents.live_request_queue import LiveRequest, LiveRequestQueue
 from google.genai import types
@@ -30,8 +31,15 @@ ANSWERED_MEMORY = 64
 class CallerQueue(LiveRequestQueue):
     """A ``LiveRequestQueue`` for one call (see the module docstring)."""
 
-    def __init__(self, *, max_pending_bytes: int, max_held_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending_bytes: int,
+        max_held_bytes: int,
+        on_held_dropped: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__()
+        self._on_held_dropped = on_held_dropped
         self._max_pending = max_pending_bytes
         self._max_held = max_held_bytes
         self._pending_bytes = 0
@@ -105,7 +113,12 @@ class CallerQueue(LiveRequestQueue):
         self._held.append(blob)
         self._held_bytes += size
         self.held_total_bytes += size
+        dropped_now = 0
         while self._held_bytes > self._max_held and len(self._held) > 1:
             dropped = self._held.popleft()
             self._held_bytes -= len(dropped.data or b"")
-            self.dropped_held_bytes += len(dropped.data or b"")
+            dropped_now += len(dropped.data or b"")
+        if dropped_now:
+            self.dropped_held_bytes += dropped_now
+            if self._on_held_dropped is not None:
+                self._on_held_dropped(dropped_now)

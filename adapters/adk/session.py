@@ -109,7 +109,9 @@ class AdkSession:
         self._queue = CallerQueue(
             max_pending_bytes=int(MAX_MODEL_BACKLOG_S * bytes_per_s),
             max_held_bytes=int(max_held_audio_s * bytes_per_s),
+            on_held_dropped=self._held_audio_dropped,
         )
+        self._max_held_audio_s = max_held_audio_s
         self._events: asyncio.Queue[ModelEvent | _Ended] = asyncio.Queue(maxsize=EVENT_QUEUE_SIZE)
         self._notices: deque[SessionNotice] = deque(maxlen=MAX_NOTICES)
         self._translator = EventTranslator()
@@ -210,6 +212,17 @@ class AdkSession:
 
     def function_calls(self, calls: list[types.FunctionCall]) -> None:
         self._expect([(call.id or "", call.name or "") for call in calls])
+
+    def _held_audio_dropped(self, dropped: int) -> None:
+        entry = REGISTRY.get(self.call_id)
+        if entry is not None and entry.ctx is not None:
+            entry.ctx.warner.warn(
+                WarningCode.CALLER_AUDIO_DROPPED,
+                f"caller audio held during a BLOCKING tool call went over "
+                f"{self._max_held_audio_s:.0f} s; {self._queue.dropped_held_bytes} bytes of the "
+                "oldest dropped",
+                dropped_bytes=dropped,
+            )
 
     def _expect(self, calls: list[tuple[str, str]]) -> None:
         blocking = [call_id for call_id, name in calls if name not in self._non_blocking]

@@ -91,6 +91,7 @@ class FakeCall:
     caller: str = CALLER
     callee: str = "+15550002222"
     sample_rate: int = 16000
+    end_reason: str = "caller_hangup"
     commands: list[tuple[float, CallCommand]] = field(default_factory=list)
     connect_outcome: str | None = None  # an error code, or None for success
     ring_s: float = 0.0

@@ -1,0 +1,136 @@
+"""Loading ``module:attribute`` and preparing a copy of the user's agent for calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.adk.agents import Agent, LlmAgent
+from google.adk.agents.base_agent import BaseAgent
+from google.adk.models.google_llm import Gemini
+from google.adk.tools.function_tool import FunctionTool
+from google.genai import types
+
+from adapters.adk import AdkConnector, CallbridgePlugin
+from adapters.adk.agent import app_name_for, load_agent, prepare_agent
+from adapters.adk.model import ObservedGemini
+from bridge.config import ModelSettings, TelcoflowSettings, TenantConfig
+from bridge.errors import ConfigError
+from tests.adk.helpers import MODEL_3X, MODEL_25
+
+CERT = Path(__file__).with_name("missing.pem")
+
+
+def _settings(**extra: Any) -> ModelSettings:
+    return ModelSettings(**{"backend": "adk", "adk_agent": "x:y", "model": MODEL_25, **extra})
+
+
+def _llm(agent: BaseAgent) -> LlmAgent:
+    assert isinstance(agent, LlmAgent)
+    return agent
+
+
+def test_load_agent_forms() -> None:
+    plain = load_agent("examples.human_escalation:root_agent")
+    assert plain.app is None and plain.root.name == "front_desk"
+    default = load_agent("examples.after_hours_voicemail")  # module only: ``app`` first
+    assert default.app is not None and default.root.name == "after_hours"
+    assert load_agent("examples.after_hours_voicemail:root_agent").app is None
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_such_module_xyz:agent", "cannot import 'no_such_module_xyz'"),
+        ("examples.human_escalation:nope", "has no nope"),
+        ("examples._data:DATA_ENV", "is a str, not an ADK Agent or App"),
+        (":root_agent", "is not 'module:attribute'"),
+    ],
+)
+def test_load_agent_errors_name_the_setting(target: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"model\.adk_agent") as info:
+        load_agent(target)
+    assert message in str(info.value)
+
+
+def test_prepare_clones_and_points_the_model_at_the_endpoint(tmp_path: Path) -> None:
+    child = Agent(name="billing", model=MODEL_3X, instruction="Bills.")
+    quiet = Agent(name="notes", instruction="Notes.")
+    root = Agent(name="desk", instruction="Help.", sub_agents=[child, quiet])
+    settings = _settings(base_url="https://127.0.0.1:9", api_key="k")
+
+    prepared = prepare_agent(root, settings)
+
+    clone = _llm(prepared.root)
+    assert isinstance(clone.model, ObservedGemini)
+    assert clone.model.model == MODEL_25 and clone.model.base_url == "https://127.0.0.1:9"
+    assert clone.model.client_kwargs is not None and clone.model.client_kwargs["api_key"] == "k"
+    billing, notes = (_llm(a) for a in clone.sub_agents)
+    assert isinstance(billing.model, ObservedGemini) and billing.model.model == MODEL_3X
+    assert notes.model == ""  # inherits the root's model, as before
+    assert billing.parent_agent is clone and notes.parent_agent is clone
+    # The user's tree is untouched.
+    assert root.model == "" and child.model == MODEL_3X and child.parent_agent is root
+    assert prepared.model == MODEL_25
+
+
+def test_prepare_keeps_a_gemini_object_settings_without_an_endpoint() -> None:
+    mine = Gemini(model=MODEL_3X, base_url="https://example.invalid", retry_options=None)
+    prepared = prepare_agent(Agent(name="desk", model=mine), _settings())
+    model = _llm(prepared.root).model
+    assert isinstance(model, ObservedGemini) and model is not mine
+    assert model.model == MODEL_3X and model.base_url == "https://example.invalid"
+    assert prepared.model == MODEL_3X
+
+
+def test_prepare_trusts_the_configured_ca(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.ca_file"):
+        prepare_agent(Agent(name="desk"), _settings(ca_file=CERT))
+    cert = tmp_path / "ca.pem"
+    cert.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"model\.ca_file"):
+        prepare_agent(Agent(name="desk"), _settings(ca_file=cert))
+
+
+def test_non_blocking_tools_are_known_to_the_session() -> None:
+    async def stream_prices(symbol: str) -> Any:
+        """Streams prices."""
+        yield {"price": 1}
+
+    async def lookup(item: str) -> dict[str, str]:
+        """Looks up."""
+        return {}
+
+    background = FunctionTool(lookup)
+    background.behavior = types.Behavior.NON_BLOCKING
+    plain = FunctionTool(lookup)
+    plain.name = "plain_lookup"
+    agent = Agent(name="desk", tools=[stream_prices, background, plain])
+    assert prepare_agent(agent, _settings()).non_blocking_tools == {"stream_prices", "lookup"}
+
+
+def test_app_names() -> None:
+    assert app_name_for(Agent(name="desk")) == "desk"
+    assert app_name_for(Agent(name="_hidden")) == "app_hidden"
+
+
+def _tenant(tmp_path: Path, **model: Any) -> TenantConfig:
+    return TenantConfig(
+        tenant="acme",
+        telcoflow=TelcoflowSettings(api_key="x", connector_uuid="c"),
+        model=_settings(**{"adk_session_db": f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", **model}),
+    )
+
+
+async def test_connector_from_configuration(tmp_path: Path) -> None:
+    config = _tenant(tmp_path, adk_agent="examples.after_hours_voicemail:app")
+    async with AdkConnector(config) as connector:
+        assert connector.app.name == "after_hours"
+        (plugin,) = connector.app.plugins
+        assert isinstance(plugin, CallbridgePlugin)
+        original = load_agent("examples.after_hours_voicemail:app")
+        assert original.app is not None and connector.app is not original.app
+        assert connector.observed and connector.model == MODEL_25
+    with pytest.raises(ConfigError, match=r"model\.adk_session_db"):
+        AdkConnector(_tenant(tmp_path, adk_session_db="not a url"), agent=Agent(name="x"))
