@@ -89,6 +89,7 @@ call_entries = sa.Table(
 
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
 _MAX_BACKOFF_S = 5.0
+_CANCEL_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,14 +342,16 @@ class RecordStore:
             self._report_drops()
             if not batch:
                 return
+            commit = asyncio.get_running_loop().create_task(self._commit(batch))
             try:
-                async with self.engine.begin() as conn:
-                    await self._insert(conn, batch)
+                await asyncio.shield(commit)
             except _TRANSIENT:
                 self._retry = batch
                 raise
             except asyncio.CancelledError:
-                self._retry = batch
+                await _settle(commit, _CANCEL_GRACE_S)
+                if commit.cancelled() or commit.exception() is not None:
+                    self._retry = batch  # the close-time flush tries again
                 raise
             except Exception as error:
                 self.lost += len(batch)
@@ -358,6 +361,10 @@ class RecordStore:
                     entries_lost=len(batch),
                     call_ids=sorted({p.row["call_id"] for p in batch}),
                 )
+
+    async def _commit(self, batch: Sequence[_Pending]) -> None:
+        async with self.engine.begin() as conn:
+            await self._insert(conn, batch)
 
     async def _insert(self, conn: AsyncConnection, batch: Sequence[_Pending]) -> None:
         now = time.time()
@@ -416,6 +423,27 @@ class RecordStore:
             )
             entries = tuple(RecordEntry(cast(EntryKind, kind), t, data) for kind, t, data in result)
         return _stored(row._mapping, entries)
+
+
+async def _settle(task: asyncio.Task[None], grace: float) -> None:
+    """Let ``task`` finish for up to ``grace`` seconds, whatever cancellations arrive meanwhile.
+
+    Why: cancelling a database driver mid-transaction can leave its connection holding
+    SQLite's write lock until it is garbage-collected, so every later write (the close-time
+    flush included) fails with "database is locked". So a cancelled writer lets its commit
+    finish; only a commit stuck past ``grace`` is cancelled. The task never outlives the
+    caller: this returns only once it is done.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            task.cancel()
+        try:
+            await asyncio.wait({task}, timeout=remaining if remaining > 0 else None)
+        except asyncio.CancelledError:
+            continue
 
 
 def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:

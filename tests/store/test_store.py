@@ -163,3 +163,25 @@ async def test_postgres_restart_mid_call_keeps_every_entry(
         stored = await store.get_call("call-1")
     assert stored is not None and stored.entries == tuple(record.entries)
     assert stored.outcome == "completed"
+
+
+async def test_cancelling_the_writer_mid_commit_never_loses_or_locks(sqlite_url: str) -> None:
+    """Cancel the writer at many points inside its commits; close must still write it all.
+
+    A driver cancelled mid-transaction used to keep SQLite's write lock, so the close-time
+    flush failed with "database is locked" and the tail of the call was lost.
+    """
+    for step in range(20):
+        record = CallRecord(f"c{step}", "acme", "+15550001111", "+15550002222")
+        async with RecordStore(sqlite_url, commit_interval=0.0, batch_size=10) as store:
+            record.listeners.append(store.listener())
+            writer = asyncio.get_running_loop().create_task(store.run())
+            for i in range(100):
+                record.note("tick", i=i)
+            await asyncio.sleep(step * 0.001)  # somewhere inside one of the commits
+            writer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await writer
+        async with RecordStore(sqlite_url) as store:
+            stored = await store.get_call(record.call_id)
+        assert stored is not None and stored.entries == tuple(record.entries), step
