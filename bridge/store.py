@@ -88,6 +88,7 @@ call_entries = sa.Table(
 )
 
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+_FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
 _CANCEL_GRACE_S = 5.0
 
@@ -296,7 +297,7 @@ class RecordStore:
 
     async def run(self) -> None:
         """The writer: commit queued entries until :meth:`stop`, then commit the rest."""
-        backoff = self.commit_interval
+        backoff = _FIRST_BACKOFF_S
         listener = self._listener
         while True:
             if not (self._retry or len(listener)):
@@ -321,10 +322,14 @@ class RecordStore:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
             else:
-                backoff = self.commit_interval
+                backoff = _FIRST_BACKOFF_S
 
     def stop(self) -> None:
-        """Ask :meth:`run` to commit what is queued and return."""
+        """Ask :meth:`run` to commit what is queued and return.
+
+        While the database is unreachable ``run`` keeps retrying; cancel it to give up, and
+        the close-time flush makes one last attempt (logging what it could not write).
+        """
         self._stopping = True
         self._listener.wakeup.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,15 +14,20 @@ from bridge.record import CallRecord
 from bridge.warnings import BridgeWarning, WarningCode
 from tests.store.pg import PgCluster, find_bindir
 
+REQUIRE_ENV = "CALLBRIDGE_REQUIRE_POSTGRES"
+
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     bindir = find_bindir()
     if bindir is None:
-        pytest.skip(
+        reason = (
             "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb, pg_ctl); "
             "run scripts/install-test-services.sh"
         )
+        if os.environ.get(REQUIRE_ENV) == "1":  # CI: a missing server is a failure
+            pytest.fail(f"{reason} ({REQUIRE_ENV}=1)")
+        pytest.skip(reason)
     cluster = PgCluster(bindir)
     try:
         cluster.start()
