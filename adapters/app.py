@@ -7,13 +7,14 @@ chosen from the tenant configuration and wired together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from adapters.telcoflow.source import TelcoflowCallSource
+from bridge.call import BridgedCall
 from bridge.config import TenantConfig
 from bridge.delivery import WarningHandler, WarningHub, log_warning
 from bridge.errors import ConfigError
-from bridge.record import RecordListener
+from bridge.record import CallRecord, RecordListener
 from bridge.runner import CallRunner, NamedConnector
 from bridge.tools import Tool
 
@@ -59,6 +60,7 @@ class BridgeApp:
         warning_handlers: Iterable[WarningHandler] = (log_warning,),
         record_listeners: Iterable[RecordListener] = (),
         extra_tools: Iterable[Tool] = (),
+        on_call_finished: Callable[[CallRecord, BridgedCall | None], None] | None = None,
     ) -> None:
         self.config = config
         self.warnings = WarningHub(list(warning_handlers))
@@ -68,6 +70,7 @@ class BridgeApp:
             warning_sink=self.warnings,
             record_listeners=record_listeners,
             extra_tools=extra_tools,
+            on_finished=on_call_finished,
         )
         self.source = TelcoflowCallSource(
             config.telcoflow,

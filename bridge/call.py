@@ -150,6 +150,7 @@ class BridgedCall:
         self._agent_text: list[str] = []
         self._caller_text: list[str] = []
         self._log = log.bind(call_id=record.call_id, tenant=record.tenant)
+        call.on_call_error(self._on_call_error)
 
     # ── Public control (also the tools' CallControl) ─────────────────────────────────────
 
@@ -160,6 +161,14 @@ class BridgedCall:
         self.outcome = outcome
         self._hang_up = hang_up
         self._done.set()
+
+    def _on_call_error(self, error_code: str, message: str) -> None:
+        self.record.note("telephony_error", error_code=error_code, message=message)
+        self.warner.warn(
+            WarningCode.TELEPHONY_CALL_ERROR,
+            f"the telephony platform reported {error_code}: {message}",
+            error_code=error_code,
+        )
 
     def set_agent_audio(self, enabled: bool) -> None:
         self._agent_audio_enabled = enabled
@@ -271,6 +280,12 @@ class BridgedCall:
 
     async def _send_to_model(self, frame: bytes) -> None:
         if self.tools is not None and self.tools.blocking_pending:
+            if len(self._gated) == self._gated.maxlen:
+                self.warner.warn(
+                    WarningCode.CALLER_AUDIO_DROPPED,
+                    f"caller audio held during a blocking tool call exceeded "
+                    f"{self._audio.max_gated_caller_audio_s:.0f} s; the oldest is dropped",
+                )
             self._gated.append(frame)
             return
         while self._gated:

@@ -8,7 +8,7 @@ never cross this boundary.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,6 +65,10 @@ class CallPort(Protocol):
     @property
     def end_reason(self) -> str:
         """Why caller audio ended: ``caller_hangup`` or ``telephony_lost``."""
+        ...
+
+    def on_call_error(self, handler: Callable[[str, str], None]) -> None:
+        """Call ``handler(error_code, message)`` when the platform reports a call error."""
         ...
 
     async def write_audio(self, pcm: bytes) -> None:

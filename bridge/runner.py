@@ -114,6 +114,7 @@ class CallRunner:
             record.finish("shutdown")
             raise
         finally:
+            warner.flush_suppressed()
             self.live.pop(call.call_id, None)
             if self._on_finished is not None:
                 self._on_finished(record, bridged)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import telcoflow
 
@@ -54,6 +55,13 @@ class TelcoflowCall:
         if self._call.state == telcoflow.CallState.TERMINATED:
             return "caller_hangup"
         return "telephony_lost"
+
+    def on_call_error(self, handler: Callable[[str, str], None]) -> None:
+        def relay(data: dict[str, Any] | None = None) -> None:
+            data = data or {}
+            handler(str(data.get("error_code", "UNKNOWN")), str(data.get("error_message", "")))
+
+        self._call.on_call_event(telcoflow.CallEvent.CALL_ERROR)(relay)
 
     async def write_audio(self, pcm: bytes) -> None:
         await errors.write(self._call.send_audio(pcm))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from structlog.typing import EventDict
 
 from adapters.app import BridgeApp, build_connectors
@@ -148,12 +147,6 @@ async def test_call_admission_delayed_by_the_connect_rate(logs: list[EventDict])
     assert all(r.agent_audio_bytes > 0 for r in records), "the delayed call was still served"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="bridge/call.py does not raise CALLER_AUDIO_DROPPED yet when the gated caller "
-    "audio (audio.max_gated_caller_audio_s) overflows",
-)
 async def test_caller_audio_dropped_while_a_blocking_tool_runs(logs: list[EventDict]) -> None:
     overrides = {
         "tools": {"custom": {"lookup": f"{TOOLS}:blocking_lookup"}},
@@ -168,11 +161,6 @@ async def test_caller_audio_dropped_while_a_blocking_tool_runs(logs: list[EventD
             await call.hang_up()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="adapters/telcoflow does not surface the SDK's call.error event to the bridge yet",
-)
 async def test_telephony_call_error_event(logs: list[EventDict]) -> None:
     script = Script(greeting=Turn([agent("agent_greeting")]))
     async with probed_stack(script, logs) as (stack, probe):
