@@ -166,7 +166,9 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callbridge calls", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="callbridge calls", description="List or show the call records a bridge wrote."
+    )
     url_help = f"records database (default: ${URL_ENV} or the service default)"
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="the most recent calls")
