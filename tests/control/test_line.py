@@ -10,11 +10,14 @@ unmodified clients.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+import structlog
 import telcoflow
 from pydantic import SecretStr
 
@@ -23,13 +26,31 @@ from adapters.telcoflow.port import TelcoflowCall
 from bridge.audio import StreamResampler
 from bridge.call import BridgedCall
 from bridge.config import AudioSettings, ModelSettings, WarningSettings
-from bridge.ports import SessionRequest
+from bridge.errors import CallGone
+from bridge.ports import CallCommand, SessionRequest
 from bridge.record import CallRecord
 from bridge.warnings import BridgeWarning, CallWarner, WarningCode
 from emulators.gemini_live import GeminiLiveEmulator, Script, Speak, Turn
 from emulators.gemini_live.messages import AUDIO_CHUNK_BYTES
-from emulators.telcoflow import CallerScript, HangUp, Pause, TelcoflowEmulator
-from tests.control.kit import agent_says
+from emulators.stack import LocalStack
+from emulators.telcoflow import (
+    CallerScript,
+    HangUp,
+    Pause,
+    Say,
+    TelcoflowEmulator,
+    WaitForAgentAudio,
+)
+from tests.control.kit import (
+    Records,
+    Warnings,
+    agent_says,
+    caller_says,
+    eventually,
+    names,
+    the,
+    voiced,
+)
 
 API_KEY, CONNECTOR = "line-key", "line-conn"
 
@@ -86,8 +107,15 @@ def expected_line_audio(speech: Speak, call_rate: int) -> bytes:
     return pcm + bytes(-len(pcm) % frame)
 
 
-async def test_a_tiny_send_buffer_loses_no_model_audio_under_a_burst() -> None:
-    rate, buffer_size, high_water_s = 16000, 16384, 2.0  # the buffer holds 0.5 s, not 2 s
+@pytest.mark.parametrize(
+    "high_water_s",
+    [2.0, 0.4],
+    ids=["high-water-above-buffer", "high-water-below-buffer"],
+)
+async def test_a_tiny_send_buffer_loses_no_model_audio_under_a_burst(high_water_s: float) -> None:
+    """The SDK buffer holds 0.5 s. Above it, writes fail (BufferFullError) and the bridge must
+    hold, retry and aim lower; below it, pacing alone must keep every write in."""
+    rate, buffer_size = 16000, 16384
     speech = agent_says(3.0, "A long burst of model speech.")
     sink = Sink()
     async with (
@@ -133,4 +161,97 @@ async def test_a_tiny_send_buffer_loses_no_model_audio_under_a_burst() -> None:
     assert bridged.stats.overflow_dropped_bytes == 0
     assert len(pulled) == len(expected) and pulled == expected, "model audio lost or altered"
     assert telco.underruns == 0, "the line ran dry mid-burst"
-    assert full, "the full buffer must be reported"
+    if high_water_s * rate * 2 > buffer_size:
+        assert full, "the full buffer must be reported"
+    else:
+        assert full == [], "pacing under the high-water mark never overfills the buffer"
+
+
+async def test_every_send_path_after_a_hang_up_is_call_gone_or_a_no_op() -> None:
+    """After the caller hung up nothing the bridge does may raise an SDK exception."""
+    async with (
+        TelcoflowEmulator(API_KEY, CONNECTOR) as telco_emu,
+        sdk_manager(telco_emu, rate=16000, buffer_size=1 << 20) as claimed,
+    ):
+        emulated = telco_emu.place_call(CallerScript([Pause(0.2), HangUp()]))
+        async with asyncio.timeout(10):
+            sdk_call = await claimed.calls.get()
+        port = TelcoflowCall(sdk_call, 16000)
+        assert (await port.answer()).ok
+        await port.write_audio(bytes(3200))
+        async with asyncio.timeout(10):
+            async for _ in port.caller_audio():
+                pass  # ends at the hang-up
+        telco = await emulated.ended(timeout=10)
+        assert port.end_reason == "caller_hangup"
+        # send_audio on a TERMINATED call is a silent no-op in telcoflow 1.0.0.
+        await port.write_audio(bytes(640))
+        for operation in (port.buffered_bytes, port.clear_audio):
+            with pytest.raises(CallGone):
+                await operation()
+        for command in CallCommand:
+            try:
+                outcome = await port.command(command)
+            except CallGone:
+                continue
+            # disconnect()/close() of an ended call succeed without sending anything.
+            assert outcome.ok and command in (CallCommand.DISCONNECT, CallCommand.CLOSE)
+    assert names(telco) == ["call.answer"], "nothing may reach the platform after the hang-up"
+
+
+async def test_hang_up_during_a_burst_ends_cleanly_without_a_traceback(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    records = Records()
+    script = Script(greeting=Turn([agent_says(6.0, "A long answer.")]))
+    with structlog.testing.capture_logs() as logged:
+        async with LocalStack(script, record_listeners=[records]) as stack:
+            call = stack.place_call(
+                CallerScript([WaitForAgentAudio(min_s=0.5, timeout_s=10), HangUp()])
+            )
+            telco = await call.ended(timeout=20)
+            bridge = await records.ended()
+            await stack.gemini.sessions[0].wait_closed(timeout=5)
+            assert stack.app is not None
+            await eventually(lambda: stack.app is not None and stack.app.source.active_calls == 0)
+    assert telco.end_reason == "caller_hangup" and bridge.outcome == "caller_hangup"
+    assert names(telco) == ["call.answer"], "no command after the hang-up"
+    assert not [e for e in logged if e.get("exc_info") or e["log_level"] in ("error", "critical")]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    seen = any(e.get("event") == "call_ended" for e in logged) or "call_ended" in out + err
+    assert seen, "the bridge's logs were not captured: this test would prove nothing"
+
+
+async def test_a_failing_agent_interrupt_is_a_warning_and_the_call_goes_on() -> None:
+    records, warnings = Records(), Warnings()
+    script = Script(
+        greeting=Turn([agent_says(3.0, "A long answer.")]),
+        turns=[Turn([agent_says(0.8, "Yes?")], input_transcript="Wait")],
+    )
+    async with LocalStack(script, record_listeners=[records], warning_handlers=[warnings]) as stack:
+        call = stack.place_call(
+            CallerScript(
+                [
+                    WaitForAgentAudio(min_s=0.8, timeout_s=10),
+                    Say(caller_says(0.5)),
+                    Pause(2.0),
+                    HangUp(),
+                ]
+            )
+        )
+        call.fail_next("agent.interrupt", "INTERNAL_ERROR")
+        telco = await call.ended(timeout=20)
+        bridge = await records.ended()
+
+    interrupt = the(telco, "agent.interrupt")
+    assert not interrupt.success and interrupt.error_code == "INTERNAL_ERROR"
+    [warning] = warnings.of(WarningCode.CALL_COMMAND_FAILED)
+    assert warning.details == {"command": "agent.interrupt", "error_code": "INTERNAL_ERROR"}
+    failed = [e.data for e in bridge.events("command") if e.data["command"] == "agent.interrupt"]
+    assert failed == [{"command": "agent.interrupt", "ok": False, "error_code": "INTERNAL_ERROR"}]
+    # The call went on: the answer to the barge-in was heard.
+    said = [t for t, label in telco.script_events if label == "say:1:end"]
+    assert said and voiced(telco.pulls, after=said[0] + 0.3)
+    assert bridge.outcome == "caller_hangup"
