@@ -100,6 +100,9 @@ class FakeCall:
     async def caller_audio(self) -> Any:  # pragma: no cover - not used by the tools
         yield b""
 
+    def on_call_error(self, handler: Callable[[str, str], None]) -> None:
+        return None
+
     async def write_audio(self, pcm: bytes) -> None:
         return None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from google.adk.agents import Agent
 from google.adk.sessions.database_session_service import DatabaseSessionService
+from google.adk.tools.function_tool import FunctionTool
 
 from adapters.adk import AdkConnector
 from bridge.events import Interrupted, ModelAudio, ToolCall, Transcript, TurnComplete, Usage
@@ -43,7 +44,8 @@ async def test_greeting_turn_tool_barge_in_and_persistence(model: str, tmp_path:
         lookups.append(order_id)
         return ORDER
 
-    agent = Agent(name="order_desk", instruction="Help the caller.", tools=[lookup_order])
+    tool = FunctionTool(lookup_order)
+    agent = Agent(name="order_desk", instruction="Help the caller.", tools=[tool])
     greeting, answer, farewell = (
         speak("agent_greeting", 1.0),
         speak("agent_answer_long"),
