@@ -214,7 +214,8 @@ class CallbridgePlugin(BasePlugin):
 
     def _observe(self, entry: LiveCall | None, event: Event) -> None:
         self._count(entry, "events")
-        for part in event.content.parts or () if event.content else ():
+        parts = event.content.parts if event.content is not None else None
+        for part in parts or ():
             if part.inline_data is not None:
                 self._count(entry, "audio_chunks")
             if part.function_call is not None:

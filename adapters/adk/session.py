@@ -26,10 +26,10 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import structlog
 import websockets
+from google.adk.events.event import Event
 from google.adk.runners import Runner
 from google.genai import errors, types
 
@@ -320,7 +320,7 @@ class AdkSession:
         self._settled.set()
         await self._put(_Ended(error))
 
-    async def _deliver(self, event: Any) -> None:
+    async def _deliver(self, event: Event) -> None:
         self.stats["events"] += 1
         calls = function_call_ids(event)
         if calls:
