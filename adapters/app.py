@@ -14,6 +14,7 @@ from bridge.call import BridgedCall
 from bridge.config import TenantConfig
 from bridge.delivery import WarningHandler, WarningHub, log_warning
 from bridge.errors import ConfigError
+from bridge.housekeeping import CycleCollector, freeze_import_time_objects
 from bridge.record import CallRecord, RecordListener
 from bridge.runner import CallRunner, NamedConnector
 from bridge.tools import Tool
@@ -70,8 +71,10 @@ class BridgeApp:
             warning_sink=self.warnings,
             record_listeners=record_listeners,
             extra_tools=extra_tools,
-            on_finished=on_call_finished,
+            on_finished=self._call_finished,
         )
+        self._on_call_finished = on_call_finished
+        self.collector = CycleCollector()
         self.source = TelcoflowCallSource(
             config.telcoflow,
             sample_rate=config.audio.call_rate,
@@ -79,13 +82,21 @@ class BridgeApp:
             max_concurrent_calls=config.limits.max_concurrent_calls,
         )
 
+    def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
+        self.collector.call_finished()
+        if self._on_call_finished is not None:
+            self._on_call_finished(record, bridged)
+
     async def run(self) -> None:
         """Serve until :meth:`stop_claiming` and the last call ends (or cancellation)."""
+        freeze_import_time_objects()
         async with asyncio.TaskGroup() as group:
             hub = group.create_task(self.warnings.run(), name="warning-hub")
+            collector = group.create_task(self.collector.run(), name="cycle-collector")
             await self.source.run()
             await self.warnings.drain()
             hub.cancel()
+            collector.cancel()
 
     def stop_claiming(self) -> None:
         self.source.stop_claiming()
