@@ -98,6 +98,7 @@ class GeminiLiveSession:
         self._send_lock = asyncio.Lock()
         self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
         self._handle: str | None = None
+        self._handle_current = False
         self._go_away_deadline: float | None = None
         self._in_turn = False
         self._pending_tools: set[str] = set()
@@ -148,6 +149,7 @@ class GeminiLiveSession:
         self._context, self._live = context, session
         self._go_away_deadline = None
         self._in_turn = False
+        self._handle_current = False
         self.connections += 1
 
     async def _disconnect(self) -> None:
@@ -284,10 +286,15 @@ class GeminiLiveSession:
         """A good moment to switch connections: nobody speaks and nothing is owed.
 
         Not while a model turn runs or a tool call is pending, not while the caller speaks,
-        and not in the gap between the caller finishing and the model's answer starting
-        (that answer would be lost with the old connection).
+        not before the handle covering the last turn has arrived, and not in the gap between
+        the caller finishing and the model's answer starting (that answer would be lost with
+        the old connection).
         """
         if self._in_turn or self._pending_tools or self._caller.speaking:
+            return False
+        if self._settings.session_resumption and not self._handle_current:
+            # The server sends the handle covering a turn just after its turnComplete;
+            # resuming from an older one would make the model forget that turn.
             return False
         since = self._awaiting_answer_since
         return since is None or self._clock() - since > RESPONSE_WAIT_S
@@ -297,12 +304,17 @@ class GeminiLiveSession:
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
             self._handle = update.new_handle
+            self._handle_current = True
+        elif update is not None:
+            self._handle_current = False  # not resumable now (mid-generation, tool pending)
         out: list[ModelEvent] = []
         if message.go_away is not None:
             time_left = parse_duration_s(message.go_away.time_left, default=10.0)
             self._go_away_deadline = self._clock() + time_left
             out.append(SessionNotice("go_away", f"connection ends in {time_left:.1f} s"))
         for event in translate(message):
+            if isinstance(event, ModelAudio | ToolCall | Transcript):
+                self._handle_current = False  # the conversation moved past the handle
             if isinstance(event, ModelAudio | ToolCall):
                 self._in_turn = True
                 self._awaiting_answer_since = None

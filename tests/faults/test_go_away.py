@@ -1,0 +1,130 @@
+"""goAway: the connection is about to end; the call must not notice.
+
+Each scenario checks that the bridge left the old connection itself (close 1000, before the
+server's 1011 deadline), resumed from the *latest* handle the old connection issued (an older
+one would make the model forget the last turn), warned nobody (a planned rotation is not a
+failure), delivered every caller frame exactly once, and that the conversation went on.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from bridge.warnings import WarningCode
+from emulators.gemini_live import Fault, Script, Turn
+from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from tests.faults.kit import (
+    NO_GREETING,
+    agent_says,
+    answered_turns,
+    caller_says,
+    fault_stack,
+    notice_details,
+    notices,
+)
+
+FRAME = 640
+"""20 ms at 16 kHz: the bridge holds back at most one partial frame of caller audio."""
+
+
+def assert_exactly_once(sent: int, received: int) -> None:
+    assert sent - FRAME <= received <= sent, f"caller sent {sent} B, model got {received} B"
+
+
+async def test_go_away_mid_turn_rotates_after_the_turn_without_cutting_it() -> None:
+    script = Script(
+        greeting=Turn([agent_says(3.0, "Hello, this is Acme support, how can I help?")]),
+        turns=[Turn([agent_says(0.8, "It ships on Thursday.")], input_transcript="When?")],
+        faults=[Fault.go_away(after_s=1.0, time_left_s=6.0, on_connection=0)],
+    )
+    caller = CallerScript(
+        [
+            WaitForAgentAudio(min_s=2.8, timeout_s=10),
+            Pause(0.5),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=0.6, timeout_s=10),
+            HangUp(),
+        ]
+    )
+    async with fault_stack(script) as fs:
+        call = fs.stack.place_call(caller)
+        emu = await call.ended(timeout=30)
+        record = await fs.finished(call)
+    first, second = fs.sessions
+    kinds = first.kinds()
+    # The goAway really arrived mid-turn: after the greeting's audio began, before its end.
+    assert kinds.index("audio") < kinds.index("goAway") < kinds.index("turnComplete")
+    assert not first.interrupted_at, "the greeting was not cut"
+    assert notices(record) == ["go_away", "rotated"]
+    assert first.close_code == 1000, "the bridge left before the server's deadline"
+    assert second.resumed_from == first.handles_issued[-1], "resumed from the latest handle"
+    assert second.turn_audio_first_sent, "the next answer came on the new connection"
+    assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+    assert_exactly_once(len(emu.caller_pcm), first.audio_in_bytes + second.audio_in_bytes)
+
+
+async def test_go_away_between_turns_rotates_at_once() -> None:
+    script = Script(
+        greeting=Turn([agent_says(1.0, "Hello, Acme support.")]),
+        turns=[Turn([agent_says(0.8, "It ships on Thursday.")], input_transcript="When?")],
+        faults=[Fault.go_away(after_s=2.0, time_left_s=6.0, on_connection=0)],
+    )
+    caller = CallerScript(
+        [
+            WaitForAgentAudio(min_s=0.8, timeout_s=10),
+            Pause(2.5),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=0.6, timeout_s=10),
+            HangUp(),
+        ]
+    )
+    async with fault_stack(script) as fs:
+        call = fs.stack.place_call(caller)
+        emu = await call.ended(timeout=30)
+        record = await fs.finished(call)
+    first, second = fs.sessions
+    kinds = first.kinds()
+    assert kinds.index("turnComplete") < kinds.index("goAway"), "goAway came between turns"
+    assert notices(record) == ["go_away", "rotated"]
+    assert "quiet point" in notice_details(record, "rotated")[0]
+    assert first.close_code == 1000
+    assert second.resumed_from == first.handles_issued[-1]
+    assert not second.texts_in, "no second greeting nudge after a rotation"
+    assert second.turn_audio_first_sent, "the caller's question was answered after rotating"
+    assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert record.outcome == "caller_hangup"
+    assert_exactly_once(len(emu.caller_pcm), first.audio_in_bytes + second.audio_in_bytes)
+
+
+async def test_several_rotations_in_one_call_lose_no_turn() -> None:
+    turns = 3
+    script = Script(
+        turns=[
+            Turn([agent_says(0.6, f"answer {i}.")], input_transcript=f"question {i}")
+            for i in range(turns)
+        ],
+        # Every connection gets a goAway 1 s in, with 3 s to leave.
+        faults=[Fault.go_away(after_s=1.0, time_left_s=3.0)],
+    )
+    steps: list[object] = [Pause(0.5)]
+    for _ in range(turns):
+        steps += [Say(caller_says(0.6)), WaitForAgentAudio(min_s=0.5, timeout_s=10), Pause(0.8)]
+    caller = CallerScript([*steps, HangUp()])  # type: ignore[list-item]
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(caller)
+        emu = await call.ended(timeout=40)
+        record = await fs.finished(call)
+    sessions = fs.sessions
+    assert len(sessions) >= 3, f"only {len(sessions)} connections"
+    assert set(notices(record)) == {"go_away", "rotated"}
+    for before, after in itertools.pairwise(sessions):
+        assert before.close_code == 1000
+        assert after.resumed_from == before.handles_issued[-1]
+    # Each question was answered exactly once, in order, across the connections.
+    assert answered_turns(sessions) == turns
+    said = [text for speaker, text in record.transcripts() if speaker == "agent"]
+    assert said == [f"answer {i}." for i in range(turns)]
+    assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert record.outcome == "caller_hangup"
+    assert_exactly_once(len(emu.caller_pcm), sum(s.audio_in_bytes for s in sessions))
