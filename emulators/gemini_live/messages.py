@@ -19,6 +19,7 @@ __all__ = [
     "AUDIO_CHUNK_S",
     "audio_frames",
     "go_away",
+    "padded_transcription",
     "resumption_update",
     "server_content",
     "setup_complete",
@@ -58,6 +59,12 @@ def tool_call_cancellation(ids: Sequence[str]) -> Message:
 def go_away(time_left_s: float) -> Message:
     """`goAway` with a protobuf Duration string such as "2s" or "0.5s"."""
     return {"goAway": {"timeLeft": f"{time_left_s:g}s"}}
+
+
+def padded_transcription(size_bytes: int) -> Message:
+    """A valid `outputTranscription` whose JSON is about `size_bytes` long (oversize tests)."""
+    overhead = len('{"serverContent":{"outputTranscription":{"text":""}}}')
+    return server_content(outputTranscription={"text": "a" * max(size_bytes - overhead, 1)})
 
 
 def resumption_update(handle: str | None) -> Message:

@@ -88,7 +88,16 @@ class Turn:
     input_transcript: str | None = None
 
 
-FaultKind = Literal["go_away", "close", "reject_resume", "turn_without_audio", "stop_pongs"]
+FaultKind = Literal[
+    "go_away",
+    "close",
+    "reject_resume",
+    "turn_without_audio",
+    "stop_pongs",
+    "raw_frame",
+    "oversized",
+    "slow_setup",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,9 @@ class Fault:
     turn_index: int = -1
     on_connection: int | None = None
     times: int = 1
+    payload: str = ""
+    size_bytes: int = 0
+    delay_s: float = 0.0
 
     @classmethod
     def go_away(
@@ -142,6 +154,37 @@ class Fault:
     def stop_pongs(cls, after_s: float = 0.0, *, on_connection: int | None = None) -> Fault:
         """Stop answering WebSocket pings, so the client's keepalive times out."""
         return cls("stop_pongs", after_s=after_s, on_connection=on_connection)
+
+    @classmethod
+    def raw_frame(
+        cls, after_s: float, payload: str = "{not json", *, on_connection: int | None = None
+    ) -> Fault:
+        """Send `payload` verbatim as one frame: malformed JSON, a non-object, an unknown key.
+
+        The real service has never been seen doing this; it models a corrupting proxy or a
+        protocol change the client does not know yet (google-genai raises on such frames).
+        """
+        return cls("raw_frame", after_s=after_s, payload=payload, on_connection=on_connection)
+
+    @classmethod
+    def oversized(
+        cls, after_s: float, size_bytes: int, *, on_connection: int | None = None
+    ) -> Fault:
+        """Send one valid `serverContent` frame of about `size_bytes` (an outputTranscription).
+
+        websockets clients refuse frames over their `max_size` (1 MiB by default) and fail
+        the connection with 1009.
+        """
+        if size_bytes < 64:
+            raise ValueError("Fault.oversized needs size_bytes >= 64")
+        return cls("oversized", after_s=after_s, size_bytes=size_bytes, on_connection=on_connection)
+
+    @classmethod
+    def slow_setup(cls, delay_s: float, *, on_connection: int | None = None) -> Fault:
+        """Hold `setupComplete` for `delay_s` (a slow or overloaded backend while reconnecting)."""
+        if delay_s < 0:
+            raise ValueError("Fault.slow_setup needs delay_s >= 0")
+        return cls("slow_setup", delay_s=delay_s, on_connection=on_connection)
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,6 +224,10 @@ class GeminiLiveEmulator:
                 log.notes.append("3.x setup with affective dialog/proactivity: no reply")
                 await ws.wait_closed()
                 return
+            for fault in conversation.script.faults_of("slow_setup"):
+                if fault.on_connection in (None, log.connection_index):
+                    log.notes.append(f"fault: slow_setup {fault.delay_s:g} s")
+                    await asyncio.sleep(fault.delay_s)
             await ws.send(encode_frame(messages.setup_complete(), self._config.binary_frames))
             log.sent.append((time.monotonic(), "setupComplete"))
             session = LiveSession(ws, log, self._config, info, conversation, self.handles)

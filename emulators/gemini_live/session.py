@@ -133,7 +133,8 @@ class LiveSession:
             self._tg = tg
             helpers = [tg.create_task(self._conduct(), name="gemini-emu-conductor")]
             for fault in script.faults:
-                if fault.kind in ("go_away", "close", "stop_pongs") and self._applies(fault):
+                timed = ("go_away", "close", "stop_pongs", "raw_frame", "oversized")
+                if fault.kind in timed and self._applies(fault):
                     helpers.append(tg.create_task(self._fire(fault), name=f"fault-{fault.kind}"))
             try:
                 await self._read()
@@ -491,6 +492,11 @@ class LiveSession:
                 await self._close(fault.code, fault.reason)
         elif fault.kind == "stop_pongs":
             self._stop_pongs()
+        elif fault.kind == "raw_frame":
+            raw = fault.payload
+            await self._send_frame(raw.encode() if self._config.binary_frames else raw, "raw")
+        elif fault.kind == "oversized":
+            await self._send(msg.padded_transcription(fault.size_bytes), "oversized")
 
     def _stop_pongs(self) -> None:
         """Drop every outgoing Pong frame (websockets answers pings inside its protocol)."""

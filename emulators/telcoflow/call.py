@@ -175,6 +175,16 @@ class EmulatedCall:
             wire.call_event("call.error", error_code=error_code, error_message=error_message)
         )
 
+    async def send_raw_text(self, text: str) -> bool:
+        """Send ``text`` verbatim on the voice WS (e.g. malformed JSON); ``False`` if none.
+
+        The SDK logs and skips text it cannot parse; a test can prove the call goes on.
+        """
+        leg = self._leg
+        if leg is None:
+            return False
+        return await leg.send_text(text)
+
     def __repr__(self) -> str:
         return f"<EmulatedCall {self.call_id} session={self.session_id} ended={self._ending}>"
 

@@ -205,6 +205,10 @@ class TelcoflowEmulator:
         """
         return await self._hub.drop_all(code, "dropped by the emulator")
 
+    async def send_raw_sm_text(self, text: str) -> int:
+        """Send ``text`` verbatim on every SM-WS (malformed-frame faults); returns how many."""
+        return await self._hub.send_raw_all(text)
+
     # -- HTTP layer ------------------------------------------------------------------------
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:

@@ -155,6 +155,17 @@ class SessionManagerHub:
                 await conn.ws.close(code, reason)
         return len(conns)
 
+    async def send_raw_all(self, text: str) -> int:
+        """Send ``text`` verbatim to every SM-WS; returns how many got it."""
+        sent = 0
+        for conn in list(self.connections.values()):
+            if not conn.open:
+                continue
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ws.send(text)
+                sent += 1
+        return sent
+
     # -- frames from the SDK ---------------------------------------------------------------
 
     async def _on_frame(self, conn: SmConnection, text: str) -> None:

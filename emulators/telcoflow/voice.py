@@ -93,6 +93,14 @@ class VoiceLeg:
             return False
         return True
 
+    async def send_text(self, text: str) -> bool:
+        """Send ``text`` verbatim as one text frame (fault injection: malformed frames)."""
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed:
+            return False
+        return True
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the socket (waits for the closing handshake or its timeout)."""
         self._closing = True
