@@ -181,6 +181,9 @@ class Service:
             raise ConfigError(
                 f"service.http_port: cannot listen on {host}:{port}: {exc.strerror}"
             ) from None
+        # Listening now (not when uvicorn starts) so the port is reachable the moment it is
+        # logged: connections wait in the backlog until the server accepts them.
+        sock.listen(128)
         sock.setblocking(False)
         return sock
 
