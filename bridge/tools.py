@@ -2,8 +2,15 @@
 
 Tool calls never run inline in the model pump: :class:`ToolDispatcher` runs each one as a
 task in its own TaskGroup with a timeout, so a tool that takes seconds (a human's phone
-ringing) causes no gap in caller audio and no delay in barge-in. A tool that raises or times
-out returns an error result to the model and the call goes on.
+ringing) causes no gap in caller audio and no delay in barge-in. A tool that raises, times
+out or returns something that is not JSON gives the model an error result (and a
+``TOOL_CALL_FAILED`` warning); the call goes on.
+
+``toolCallCancellation`` cancels a running tool, so its side effect never lands and no result
+is sent. The exception is a tool whose effect cannot be called back: a ringing ``connect()``
+has no cancel command, and the human may still pick up. Such a tool (``cancellable=False``)
+is *withdrawn* instead: it runs to the end so the bridge's view of the call (a human on the
+line, the after-transfer mode) matches the platform's, but its result is not sent.
 
 The call-control tools (``transfer_to_human``, ``end_call``, ``set_agent_mode``) turn the
 model's requests into call commands; the same functions serve the raw Gemini back end and
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,6 +93,8 @@ class Tool:
     spec: FunctionSpec
     handler: ToolHandler
     timeout_s: float
+    cancellable: bool = True
+    """False when the tool's effect cannot be called back (see the module docstring)."""
 
 
 # ── Call-control tools ──────────────────────────────────────────────────────────────────────
@@ -349,7 +359,9 @@ def build_tools(
         if getattr(settings, name):
             declared = FunctionSpec(spec.name, spec.description, spec.parameters, non_blocking)
             timeout = settings.ring_time_s + 30.0 if name == "transfer_to_human" else 60.0
-            tools[name] = Tool(declared, handler, timeout)
+            # A ringing connect cannot be cancelled at the platform: withdraw, never cancel.
+            cancellable = name != "transfer_to_human"
+            tools[name] = Tool(declared, handler, timeout, cancellable=cancellable)
     for name, target in settings.custom.items():
         timeout = settings.custom_timeouts_s.get(name, settings.default_timeout_s)
         tools[name] = _user_tool(name, target, timeout, non_blocking)
@@ -388,6 +400,8 @@ class ToolDispatcher:
         self._cancelled: set[str] = set()
         self._blocking: set[str] = set()
         self._overloaded: set[str] = set()
+        self._uncancellable: set[str] = set()
+        self._withdrawn: set[str] = set()
 
     @property
     def blocking_pending(self) -> bool:
@@ -413,14 +427,24 @@ class ToolDispatcher:
         tool = self._tools.get(call.name)
         if tool is not None and not tool.spec.non_blocking:
             self._blocking.add(call.call_id)
+        if tool is not None and not tool.cancellable:
+            self._uncancellable.add(call.call_id)
         self._running[call.call_id] = self._group.create_task(self._execute(call))
 
     def cancel(self, call_ids: Iterable[str]) -> None:
         for call_id in call_ids:
             task = self._running.get(call_id)
-            if task is not None:
-                self._cancelled.add(call_id)
-                task.cancel()
+            if task is None:
+                continue
+            if call_id in self._uncancellable:
+                # The model no longer waits for it (so caller audio is not held for it either),
+                # but its effect on the call may still happen: let it finish.
+                self._withdrawn.add(call_id)
+                self._blocking.discard(call_id)
+                self._ctx.record.note("tool_withdrawn_by_model", call_id=call_id)
+                continue
+            self._cancelled.add(call_id)
+            task.cancel()
 
     async def run(self) -> None:
         """Own every tool task; runs until cancelled with the call."""
@@ -468,28 +492,45 @@ class ToolDispatcher:
             reply = self._failed(call, f"{type(exc).__name__}: {exc}")
         finally:
             slow_timer.cancel()
+        try:
+            json.dumps(reply.response, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            # Sending it would fail inside the model client and take the whole call down.
+            reply = self._failed(call, f"returned a result that is not JSON ({exc})")
         elapsed = time.monotonic() - started
+        withdrawn = call.call_id in self._withdrawn
         self._ctx.record.tool(
-            call.name, call.call_id, "done", elapsed_s=round(elapsed, 3), response=reply.response
+            call.name,
+            call.call_id,
+            "done",
+            elapsed_s=round(elapsed, 3),
+            response=reply.response,
+            **({"withdrawn": True} if withdrawn else {}),
         )
         self._finish(call)
-        non_blocking = tool.spec.non_blocking if tool else True
-        await self._send_result(
-            ToolResult(
-                call.call_id,
-                call.name,
-                reply.response,
-                scheduling="WHEN_IDLE" if non_blocking else None,
+        if not withdrawn:
+            non_blocking = tool.spec.non_blocking if tool else True
+            await self._send_result(
+                ToolResult(
+                    call.call_id,
+                    call.name,
+                    reply.response,
+                    scheduling="WHEN_IDLE" if non_blocking else None,
+                )
             )
-        )
         if reply.then is not None:
-            await reply.then()
+            try:
+                await reply.then()
+            except CallGone:
+                self._ctx.control.finish("caller_hangup")
 
     def _finish(self, call: ToolCall) -> None:
         self._running.pop(call.call_id, None)
         self._cancelled.discard(call.call_id)
         self._blocking.discard(call.call_id)
         self._overloaded.discard(call.call_id)
+        self._uncancellable.discard(call.call_id)
+        self._withdrawn.discard(call.call_id)
 
     def _failed(self, call: ToolCall, error: str) -> ToolReply:
         self._ctx.warner.warn(

@@ -68,6 +68,7 @@ CUSTOM = {
     "slow_lookup": "tests.control.toolbox:slow_lookup",
     "broken_lookup": "tests.control.toolbox:broken_lookup",
     "book_slot": "tests.control.toolbox:book_slot",
+    "opaque_lookup": "tests.control.toolbox:opaque_lookup",
 }
 
 
@@ -149,15 +150,21 @@ async def test_barge_in_clears_as_fast_while_a_tool_runs(tool_running: bool) -> 
 
 
 async def test_a_tool_that_raises_gives_the_model_an_error_and_the_call_goes_on() -> None:
+    """Raising, and returning something that is not JSON, both fail the tool, not the call."""
     records, warnings = Records(), Warnings()
     script = Script(
         greeting=Turn(
-            [CallTool("broken_lookup", {"query": "A-1"}), agent_says(0.5, "I cannot check.")]
+            [
+                CallTool("broken_lookup", {"query": "A-1"}),
+                CallTool("opaque_lookup", {"query": "A-2"}),
+                agent_says(0.5, "I cannot check."),
+            ]
         ),
         turns=[Turn([agent_says(0.6, "Anything else?")], input_transcript="Okay")],
     )
+    overrides = with_tools(warnings={"min_interval_s": 0})
     async with LocalStack(
-        script, overrides=with_tools(), record_listeners=[records], warning_handlers=[warnings]
+        script, overrides=overrides, record_listeners=[records], warning_handlers=[warnings]
     ) as stack:
         call = stack.place_call(
             CallerScript([Pause(1.5), Say(caller_says(0.4)), Pause(1.8), HangUp()])
@@ -166,15 +173,17 @@ async def test_a_tool_that_raises_gives_the_model_an_error_and_the_call_goes_on(
         bridge = await records.ended()
         session = stack.gemini.sessions[0]
 
-    [response] = session.tool_responses
-    assert response["name"] == "broken_lookup"
-    error = response["response"]["error"]
+    raised, opaque = session.tool_responses
+    assert (raised["name"], opaque["name"]) == ("broken_lookup", "opaque_lookup")
+    error = raised["response"]["error"]
     assert "ConnectionError" in error and "order service unreachable" in error
-    [warning] = warnings.of(WarningCode.TOOL_CALL_FAILED)
-    assert warning.details["tool"] == "broken_lookup" and "ConnectionError" in warning.description
-    [done] = tool_entries(bridge, "done")
-    assert done.data["response"] == {"error": error}
-    # The call went on: the caller's next turn was answered and heard.
+    assert "not JSON" in opaque["response"]["error"]
+    failed = warnings.of(WarningCode.TOOL_CALL_FAILED)
+    assert [w.details["tool"] for w in failed] == ["broken_lookup", "opaque_lookup"]
+    assert "ConnectionError" in failed[0].description
+    done = tool_entries(bridge, "done")
+    assert [e.data["response"] for e in done] == [raised["response"], opaque["response"]]
+    # The call went on: the caller's next turn was answered, and heard.
     said = [t for t, label in telco.script_events if label == "say:1:end"]
     assert said and voiced(telco.pulls, after=said[0])
     assert bridge.outcome == "caller_hangup"

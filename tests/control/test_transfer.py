@@ -13,8 +13,17 @@ import pytest
 
 from bridge.warnings import WarningCode
 from emulators.gemini_live import CallTool, Script, Turn
+from emulators.gemini_live import Pause as ModelPause
 from emulators.stack import LocalStack
-from emulators.telcoflow import CallerScript, ConnectOutcome, HangUp, Pause, PulledFrame, Say
+from emulators.telcoflow import (
+    CallerScript,
+    ConnectOutcome,
+    HangUp,
+    Pause,
+    PulledFrame,
+    Say,
+    WaitForAgentAudio,
+)
 from emulators.telcoflow.pcm import nonsilent_seconds
 from tests.control.kit import (
     Records,
@@ -23,6 +32,7 @@ from tests.control.kit import (
     caller_says,
     eventually,
     names,
+    sent_at,
     the,
     tool_entries,
     voiced,
@@ -257,3 +267,40 @@ async def test_which_hang_up_command_goes_out_in_each_state() -> None:
     assert names(helped) == ["call.answer", "call.connect", "agent.whisper", "call.close"]
     assert helped.end_reason == "agent_close"
     assert (await records.ended()).outcome == "transferred"
+
+
+async def test_a_barge_in_while_ringing_withdraws_the_transfer_but_tracks_the_human() -> None:
+    """A ringing connect cannot be cancelled: if the human answers after the model withdrew
+    the call, the bridge still applies the after-transfer mode and knows a human is on."""
+    records = Records()
+    end = CallTool("end_call", {"reason": "done"})
+    script = Script(
+        greeting=Turn([agent_says(1.0, "Connecting you."), TRANSFER]),
+        # The model answers the barge-in, then (well after the human picked up) ends its part.
+        turns=[Turn([agent_says(0.4, "Okay."), ModelPause(1.5), end], input_transcript="Wait")],
+    )
+    async with LocalStack(
+        script, overrides=overrides("whisper"), record_listeners=[records]
+    ) as stack:
+        call = stack.place_call(
+            CallerScript(
+                [WaitForAgentAudio(min_s=0.5, timeout_s=10), Say(caller_says(0.4)), Pause(10)]
+            ),
+            connect_outcomes=[ConnectOutcome.answered(1.5)],
+        )
+        telco = await call.ended(timeout=30)
+        bridge = await records.ended()
+        session = stack.gemini.sessions[0]
+
+    [withdrawn_at] = sent_at(session, "toolCallCancellation")
+    connect, whisper = the(telco, "call.connect"), the(telco, "agent.whisper")
+    assert connect.success and connect.responded_at is not None
+    assert connect.t < withdrawn_at < connect.responded_at, "withdrawn while it rang"
+    assert whisper.t >= connect.responded_at and telco.modes == ["whisper"]
+    [result] = session.tool_responses
+    assert result["name"] == "end_call", "no result for the withdrawn transfer"
+    [done] = [e for e in tool_entries(bridge, "done") if e.data["name"] == "transfer_to_human"]
+    assert done.data["withdrawn"] is True and done.data["response"]["status"] == "connected"
+    # The bridge knows a human is on the line: end_call leaves with close(), not disconnect().
+    assert names(telco)[-1] == "call.close" and "call.disconnect" not in names(telco)
+    assert telco.end_reason == "agent_close" and bridge.outcome == "transferred"

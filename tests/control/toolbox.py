@@ -67,3 +67,16 @@ async def book_slot(slot: str) -> dict[str, str]:
     await _work("book_slot", BOOKING_S)
     LOG.bookings.append(slot)
     return {"booked": slot}
+
+
+class Opaque:
+    """A value no JSON encoder knows (a tool returning its own objects)."""
+
+    def __repr__(self) -> str:
+        return "<Opaque order record>"
+
+
+async def opaque_lookup(query: str = "") -> dict[str, object]:
+    """Look up an order and return the back end's own object (not JSON-serialisable)."""
+    LOG.mark(LOG.started, "opaque_lookup")
+    return {"order": query, "record": Opaque()}
