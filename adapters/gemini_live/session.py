@@ -73,6 +73,19 @@ def _close_code(exc: BaseException) -> int | None:
     return None
 
 
+def _describe(exc: BaseException) -> str:
+    """The error, plus our own close frame when this client failed the connection.
+
+    When the client gives up (a frame over ``max_size``: 1009; no pong in time: 1011) the
+    server's close never arrives and google-genai reports only 1006; the code we sent says
+    what actually happened.
+    """
+    closed = exc if isinstance(exc, websockets.ConnectionClosed) else exc.__context__
+    if isinstance(closed, websockets.ConnectionClosed) and closed.rcvd is None and closed.sent:
+        return f"{exc}; closed by the bridge: {closed.sent.code} {closed.sent.reason}"
+    return str(exc)
+
+
 class GeminiLiveSession:
     """One call's conversation with Gemini Live, across as many connections as it takes."""
 
@@ -231,10 +244,11 @@ class GeminiLiveSession:
                 if self._in_turn:
                     self._in_turn = False
                     yield TurnComplete()
-                yield await self._reconnect(code, str(exc))
-            except (ValueError, TypeError, KeyError) as exc:
-                # google-genai raises these for frames it cannot parse (bad JSON, an unknown
-                # top-level key). The connection's state is unknown: start a new one.
+                yield await self._reconnect(code, _describe(exc))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # google-genai raises these for frames it cannot parse (bad JSON, JSON that
+                # is not an object, an unknown top-level key). The connection's state is
+                # unknown: start a new one.
                 self._log.warning("protocol_error", error=f"{type(exc).__name__}: {exc}")
                 if self._in_turn:
                     self._in_turn = False

@@ -1,0 +1,117 @@
+"""Unplanned closes of the Gemini Live connection, by close code.
+
+1000, 1006 and 1011 are transient: the bridge reconnects with its latest handle, warns
+``MODEL_REQUEST_FAILED`` saying what it did, and the caller's next question is answered.
+A rejected handle falls back to a fresh session seeded with the transcript so far.
+1007 and 1008 mean the bridge itself is at fault (or the model is gone): reconnecting would
+fail the same way, so the call ends cleanly, with the wire notes' reason in the warning.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.warnings import WarningCode
+from emulators.gemini_live import Fault, Script, Turn
+from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from tests.faults.kit import NO_GREETING, agent_says, caller_says, fault_stack, instruction, notices
+
+CLOSE_AT_S = 3.0
+"""The close lands here, between the first answer (done by ~2.3 s) and the next question."""
+
+
+def two_questions() -> CallerScript:
+    """Ask, hear the answer, stay quiet over the close, ask again, hear it, hang up."""
+    return CallerScript(
+        [
+            Pause(0.3),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=0.5, timeout_s=10),
+            Pause(CLOSE_AT_S - 1.3),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=0.5, timeout_s=10),
+            HangUp(),
+        ]
+    )
+
+
+def order_script(*faults: Fault) -> Script:
+    return Script(
+        turns=[
+            Turn([agent_says(0.8, "Order 4471 ships on Thursday.")], "Where is order 4471?"),
+            Turn([agent_says(0.8, "You are welcome, goodbye.")], "Thanks a lot."),
+        ],
+        faults=faults,
+    )
+
+
+@pytest.mark.parametrize("code", [1000, 1006, 1011])
+async def test_transient_close_reconnects_with_the_handle(code: int) -> None:
+    script = order_script(Fault.close(CLOSE_AT_S, code=code, on_connection=0))
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(two_questions())
+        emu = await call.ended(timeout=30)
+        record = await fs.finished(call)
+    first, second = fs.sessions
+    assert first.close_code == code
+    assert first.turn_audio_first_sent, "the first question was answered before the close"
+    assert second.resumed_from == first.handles_issued[-1], "resumed, from the latest handle"
+    assert notices(record) == ["reconnected"]
+    [warning] = fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert warning.details == {"close_code": code, "action": "reconnected"}
+    assert f"connection closed ({code}" in warning.description
+    assert "(resumed)" in warning.description
+    # The conversation went on: the second question was answered on the new connection.
+    assert second.turn_audio_first_sent
+    assert [t for s, t in record.transcripts() if s == "agent"][-1] == "You are welcome, goodbye."
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+
+
+async def test_rejected_handle_starts_a_fresh_session_seeded_with_the_transcript() -> None:
+    script = order_script(
+        Fault.close(CLOSE_AT_S, code=1011, on_connection=0), Fault.reject_resume(1)
+    )
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(two_questions())
+        emu = await call.ended(timeout=30)
+        record = await fs.finished(call)
+    first, rejected, fresh = fs.sessions
+    assert first.close_code == 1011
+    assert rejected.close_code == 1007 and rejected.resumed_from is None
+    assert fresh.resumed_from is None and fresh.conversation_id != first.conversation_id
+    seeded = instruction(fresh)
+    assert "could not be resumed" in seeded
+    assert "Where is order 4471?" in seeded and "Order 4471 ships on Thursday." in seeded
+    assert instruction(first) in seeded, "the tenant's own instruction is kept"
+    assert notices(record) == ["resume_rejected"]
+    [warning] = fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert warning.details == {"close_code": 1011, "action": "resume_rejected"}
+    assert "resumption failed" in warning.description and "1007" in warning.description
+    assert fresh.turn_audio_first_sent, "the fresh session answered the next question"
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "explained"),
+    [
+        (1007, "Request contains an invalid argument.", "invalid argument"),
+        (1008, "Policy violation.", "policy violation"),
+    ],
+)
+async def test_fatal_close_ends_the_call_cleanly(code: int, reason: str, explained: str) -> None:
+    script = order_script(Fault.close(1.5, code=code, reason=reason, on_connection=0))
+    caller = CallerScript([Pause(0.3), Say(caller_says(0.6)), WaitForAgentAudio(0.5, 10)])
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(caller)
+        emu = await call.ended(timeout=20)
+        record = await fs.finished(call)
+    assert len(fs.sessions) == 1, "no reconnect: it would fail the same way"
+    assert fs.sessions[0].close_code == code
+    [warning] = fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert warning.details == {"close_code": code}
+    assert f"closed the session with {code}: {explained}" in warning.description
+    assert reason in warning.description and "ending the call" in warning.description
+    assert record.outcome == "model_failed"
+    assert emu.end_reason == "agent_disconnect", "the bridge hung up; no dead air"
+    assert [c.name for c in emu.commands] == ["call.answer", "call.disconnect"]
+    assert emu.commands[-1].success
