@@ -44,7 +44,9 @@ from bridge.logs import configure_logging
 from bridge.metrics import BridgeMetrics
 from bridge.record import RecordListener
 from bridge.runner import NamedConnector
+from bridge.store import RecordStore
 from bridge.warnings import BridgeWarning, WarningSink
+from bridge.webhook import WebhookDelivery
 
 log = structlog.get_logger("callbridge.service")
 
@@ -85,8 +87,10 @@ class Service:
         connectors: Sequence[NamedConnector] | None = None,
         warning_handlers: Iterable[WarningHandler] = (),
         record_listeners: Iterable[RecordListener] = (),
+        store: RecordStore | None = None,
     ) -> None:
         self.config = config
+        self.store = store
         limits = config.limits
         self.metrics = BridgeMetrics(config.tenant)
         named = list(connectors) if connectors is not None else build_connectors(config)
@@ -101,13 +105,22 @@ class Service:
         self.app = BridgeApp(
             config,
             connectors=[NamedConnector(n.model, w) for n, w in zip(named, wrapped, strict=True)],
-            warning_handlers=[log_warning, self.metrics.on_warning, *warning_handlers],
-            record_listeners=[self.metrics, *record_listeners],
+            warning_handlers=[
+                log_warning,
+                self.metrics.on_warning,
+                *warning_handlers,
+                *_webhook(config),
+            ],
+            record_listeners=[
+                self.metrics,
+                *record_listeners,
+                *([store.listener()] if store is not None else []),
+            ],
+            on_call_finished=self.metrics.on_finished,
         )
         late.target = self.app.warnings
         source = self.app.source
         admission: AdmissionStats = self.admission
-        self.metrics.find_live_calls_with(self.app.runner.live.get)
         self.metrics.track(
             active_calls=lambda: source.active_calls,
             max_calls=limits.max_concurrent_calls,
@@ -208,6 +221,11 @@ class Service:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(server.serve(sockets=[sock]), name="http")
+                writer = (
+                    group.create_task(self.store.run(), name="record-writer")
+                    if self.store is not None
+                    else None
+                )
                 bridge = group.create_task(self.app.run(), name="bridge")
                 guard = group.create_task(self._drain_guard(bridge), name="drain-guard")
                 log.info(
@@ -221,6 +239,8 @@ class Service:
                 await asyncio.wait([bridge])
                 guard.cancel()
                 server.should_exit = True
+                if self.store is not None and writer is not None:
+                    self.store.stop()
         except ExceptionGroup as group_error:
             failure = group_error
         finally:
@@ -304,4 +324,13 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _serve(config: TenantConfig) -> int:
-    return await Service(config).run(install_signals=True)
+    service = config.service
+    # Records are written as the call goes, so a crash loses nothing already known.
+    async with RecordStore(service.records_url, full_numbers=service.log_full_numbers) as store:
+        return await Service(config, store=store).run(install_signals=True)
+
+
+def _webhook(config: TenantConfig) -> list[WarningHandler]:
+    """The tenant's signed warning webhook, if configured (the hub runs its worker)."""
+    webhook = WebhookDelivery.from_settings(config.warnings)
+    return [webhook] if webhook is not None else []

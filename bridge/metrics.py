@@ -99,7 +99,6 @@ class BridgeMetrics:
             "Calls refused by the model-connect rate limit (since start).",
             registry=r,
         )
-        self._lookup: Callable[[str], BridgedCall | None] = lambda _call_id: None
 
     # ── Live gauges ──────────────────────────────────────────────────────────────────
 
@@ -123,10 +122,6 @@ class BridgeMetrics:
         self.admission_delayed.set_function(admission_delayed)
         self.admission_refused.set_function(admission_refused)
 
-    def find_live_calls_with(self, lookup: Callable[[str], BridgedCall | None]) -> None:
-        """How to find a call's :class:`BridgedCall` when its record ends (``runner.live``)."""
-        self._lookup = lookup
-
     # ── Feeds ────────────────────────────────────────────────────────────────────────
 
     def on_warning(self, warning: BridgeWarning) -> None:
@@ -142,9 +137,6 @@ class BridgeMetrics:
             kind = data.get("kind")
             if kind in RECONNECT_KINDS:
                 self.reconnects.labels(kind=str(kind)).inc()
-        elif entry.kind == "state" and data.get("state") == "ended":
-            # The record ends inside BridgedCall.run, before the runner forgets the call.
-            self.on_finished(record, self._lookup(record.call_id))
 
     def on_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
         """Outcome and latency of one finished call (the runner's ``on_finished`` shape)."""

@@ -28,11 +28,11 @@ class TelcoflowCall:
 
     @property
     def caller(self) -> str:
-        return str(getattr(self._call, "caller", "") or "")
+        return str(self._call.caller_number or "")
 
     @property
     def callee(self) -> str:
-        return str(getattr(self._call, "callee", "") or "")
+        return str(self._call.callee_number or "")
 
     @property
     def sample_rate(self) -> int:

@@ -105,7 +105,8 @@ class TelcoflowCallSource:
     @property
     def connected(self) -> bool:
         manager = self._manager
-        return manager is not None and manager.id is not None and self.ready.is_set()
+        # The manager's own check: its SM-WS is open now (``id`` survives a drop).
+        return manager is not None and self.ready.is_set() and bool(manager._is_connected())
 
     def has_capacity(self) -> bool:
         return not self.draining and len(self._reserved) < self._max_calls

@@ -122,9 +122,9 @@ async def test_admin_api_lists_injects_and_ends_a_live_call() -> None:
             listed = await poll_until(poll_calls, lambda calls: len(calls) == 1, what="listed")
             entry = listed[0]
             assert entry["call_id"] == call.call_id
-            # Masked: never the full number. (Empty while adapters/telcoflow/port.py reads
-            # ``call.caller``; the SDK's attribute is ``caller_number``.)
-            assert entry["caller"] in ("*******1234", "")
+            # Masked: never the full number, only its last four digits.
+            assert entry["caller"].endswith("1234")
+            assert set(entry["caller"][:-4]) == {"*"}
             assert entry["outcome"] == "in_progress"
 
             # One call and max_concurrent_calls = 1: not ready (at capacity).
