@@ -123,7 +123,7 @@ async def test_a_tiny_send_buffer_loses_no_model_audio_under_a_burst(high_water_
         GeminiLiveEmulator(script=Script(greeting=Turn([speech])), burst_speed=20.0) as gemini,
         sdk_manager(telco_emu, rate=rate, buffer_size=buffer_size) as claimed,
     ):
-        emulated = telco_emu.place_call(CallerScript([Pause(4.5), HangUp()]))
+        emulated = telco_emu.place_call(CallerScript([Pause(3.8), HangUp()]))
         async with asyncio.timeout(10):
             sdk_call = await claimed.calls.get()
         port = TelcoflowCall(sdk_call, rate)

@@ -91,7 +91,7 @@ async def test_a_five_second_tool_leaves_caller_audio_flowing() -> None:
     async with LocalStack(
         script, overrides=overrides, record_listeners=[records], warning_handlers=[warnings]
     ) as stack:
-        call = stack.place_call(CallerScript([Pause(7.5), HangUp()]))
+        call = stack.place_call(CallerScript([Pause(6.6), HangUp()]))
         telco = await call.ended(timeout=30)
         bridge = await records.ended()
         session = stack.gemini.sessions[0]
