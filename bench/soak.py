@@ -65,6 +65,7 @@ class SoakReport:
     slopes_per_100_calls: dict[str, float] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    unusual_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 def slope_per_100(samples: list[Sample], attr: str, warmup_calls: int) -> float:
@@ -202,6 +203,18 @@ async def soak(args: argparse.Namespace) -> SoakReport:
             child.kill()
         await child.wait()
     report.completed = sum(1 for r in records if r.ended_at is not None)
+    expected = Counter(r.outcome for r in records).most_common(1)
+    usual = expected[0][0] if expected else ""
+    for record in [r for r in records if r.outcome != usual][:5]:
+        report.unusual_calls.append(
+            {
+                "call_id": record.call_id,
+                "outcome": record.outcome,
+                "last_entries": [
+                    {"t": e.t, "kind": e.kind, **e.data} for e in record.entries[-12:]
+                ],
+            }
+        )
     report.bridge_outcomes = dict(Counter(r.outcome for r in records))
     report.warnings = dict(warnings)
     warm = min(args.warmup_calls, max(report.completed // 5, 1))
