@@ -109,7 +109,7 @@ class TimelinePrinter:
                 return f"call {data['state']}" + (
                     f" ({data['outcome']})" if "outcome" in data else ""
                 )
-        event = data.get("event", "")
+        event = str(data.get("event", ""))
         if event == "barge_in":
             return f"caller barged in: dropped {data['dropped_bytes']} B of unplayed agent audio"
         if event == "buffer_cleared":
