@@ -24,9 +24,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 from adapters.app import BridgeApp, build_connectors
+from bench import variants
 from bench.load import tag_instruction
 from bench.procs import GcWatch, JsonDict, serve_parent
-from bench.variants import VARIANTS, apply_variant
 from bridge.config import load_config
 from bridge.logs import configure_logging
 from bridge.ports import ModelConnector, ModelSession, SessionRequest
@@ -48,8 +48,12 @@ class TaggingConnector:
 
 
 async def _run(config_sections: JsonDict, variant: str) -> None:
+    chosen = variants.parse(variant)
+    for v in chosen:
+        v.config(config_sections)
     config = load_config(overrides=config_sections, env={})
-    apply_variant(variant)
+    for v in chosen:
+        v.patch()
     connectors = [
         NamedConnector(named.model, TaggingConnector(named.connector))
         for named in build_connectors(config)
@@ -76,6 +80,8 @@ async def _run(config_sections: JsonDict, variant: str) -> None:
         app_task = group.create_task(app.run(), name="bridge-app")
         async with asyncio.timeout(30):
             await app.source.ready.wait()
+        for v in chosen:
+            v.after_start()
         await serve_parent({"pid": os.getpid(), "variant": variant}, {"stats": stats})
         app.stop_claiming()
         try:
@@ -88,7 +94,7 @@ async def _run(config_sections: JsonDict, variant: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bridge_proc")
     parser.add_argument("--config", required=True, help="tenant config sections as JSON")
-    parser.add_argument("--variant", default="default", choices=sorted(VARIANTS))
+    parser.add_argument("--variant", default="default", help="see bench.variants")
     args = parser.parse_args(argv)
     configure_logging("json", logging.WARNING)
     asyncio.run(_run(json.loads(args.config), args.variant))

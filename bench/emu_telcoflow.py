@@ -79,6 +79,7 @@ def export_call(call: EmulatedCall, sends: list[float]) -> JsonDict:
         "call_id": call.call_id,
         "sample_rate": rate,
         "frame_bytes": rate // 50 * 2,
+        "placed_at": call.placed_at,
         "answered_at": rec.answered_at,
         "ended_at": rec.ended_at,
         "end_reason": rec.end_reason,

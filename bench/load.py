@@ -103,11 +103,20 @@ class LoadStatus:
     ended: int = 0
     failed: int = 0
     answered_at: list[float] = field(default_factory=list)
-    hung_up_at: list[float] = field(default_factory=list)
+    hang_up_at: float | None = None
+    """When every call hangs up: the last answer + ``seconds`` (set once all are answered)."""
+
+
+SETTLE_TIMEOUT_S = 180.0
 
 
 class CallLoad:
-    """Places ``calls`` calls over ``ramp_s`` and hangs each up ``seconds`` after its answer.
+    """Places ``calls`` calls over ``ramp_s``; all hang up ``seconds`` after the last answer.
+
+    A bridge claims calls one after another (the SDK's notify handlers run serially), and a
+    loaded bridge claims slowly, so answers can spread over much longer than the ramp. Hanging
+    every call up at the same moment, ``seconds`` after the last answer, keeps N calls live
+    together for ``seconds``: that stretch is the benchmark's steady window.
 
     Runs inside the Telcoflow emulator's process; owns one task per call in its TaskGroup.
     """
@@ -118,6 +127,8 @@ class CallLoad:
         self.calls: list[EmulatedCall] = []
         self._group: asyncio.TaskGroup | None = None
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._expected = 0
 
     async def run(self) -> None:
         """Own the per-call tasks; runs until cancelled."""
@@ -131,10 +142,18 @@ class CallLoad:
         await self._ready.wait()
         assert self._group is not None
         script = caller_script()
+        self._expected = calls
         begin = time.monotonic()
         step = ramp_s / max(calls - 1, 1)
         for index in range(calls):
             self._group.create_task(self._one_call(begin + index * step, script, seconds))
+
+    def _check_settled(self, seconds: float) -> None:
+        status = self.status
+        if status.answered + status.failed >= self._expected and not self._settled.is_set():
+            last = max(status.answered_at, default=time.monotonic())
+            status.hang_up_at = last + seconds
+            self._settled.set()
 
     async def _one_call(self, at: float, script: CallerScript, seconds: float) -> None:
         await asyncio.sleep(max(0.0, at - time.monotonic()))
@@ -145,12 +164,19 @@ class CallLoad:
             answered = await call.answered(timeout=60)
         except (TimeoutError, CallEndedError):
             self.status.failed += 1
+            self._check_settled(seconds)
             return
         self.status.answered += 1
         self.status.answered_at.append(answered)
-        await asyncio.sleep(max(0.0, answered + seconds - time.monotonic()))
+        self._check_settled(seconds)
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT_S):
+                await self._settled.wait()
+        except TimeoutError:
+            pass
+        hang_up_at = self.status.hang_up_at or answered + seconds
+        await asyncio.sleep(max(0.0, hang_up_at - time.monotonic()))
         if not call.is_ended:
-            self.status.hung_up_at.append(time.monotonic())
             await call.hang_up()
         try:
             await call.ended(timeout=60)

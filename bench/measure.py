@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from emulators.telcoflow.playout import PlayoutBuffer
+
 FloatArray = npt.NDArray[np.float64]
 
 FRAME_S = 0.02
@@ -162,6 +164,46 @@ def model_to_call(
     return _array(latencies), skipped
 
 
+# ── Underruns ───────────────────────────────────────────────────────────────────────────────
+
+
+def replay_underruns(
+    sent: Sequence[float],
+    pulls: npt.NDArray[np.float64],
+    interrupts: Sequence[float],
+    frame_bytes: int,
+    window: Window,
+) -> int:
+    """Underruns the emulator counted while inside the window, by replaying its playout.
+
+    The emulator keeps only a per-call total, which includes the ramp. Its playout bookkeeping
+    is deterministic given when each tick ran (the caller frame stamps: the pump plays one
+    agent frame right after sending each caller frame), when each pull arrived and when each
+    ``agent.interrupt`` arrived, so replaying the emulator's own ``PlayoutBuffer`` over those
+    times gives the same count, attributable to a time.
+    """
+    playout = PlayoutBuffer(frame_bytes)
+    events: list[tuple[float, int]] = [(float(t), int(n)) for t, n in pulls]
+    events += [(float(t), -1) for t in interrupts]
+    events.sort()
+    index = 0
+    inside = 0
+    for tick in sent:
+        while index < len(events) and events[index][0] < tick:
+            at, size = events[index]
+            index += 1
+            if size < 0:
+                playout.interrupt()
+                continue
+            before = playout.underruns
+            playout.receive(bytes(size))
+            if window.start <= at < window.end:
+                inside += playout.underruns - before
+        playout.tick(tick)
+        playout.top_up(tick)
+    return inside
+
+
 # ── Barge-in ────────────────────────────────────────────────────────────────────────────────
 
 
@@ -231,6 +273,8 @@ def analyse(telco: dict[str, Any], gemini: dict[str, Any], window: Window) -> di
     bargein = BargeIns([], [], 0)
     pump_late: list[FloatArray] = []
     underruns = 0
+    underruns_total = 0
+    answer_delay: list[float] = []
     agent_bytes = 0.0
     agent_ticks = 0.0
     matched = 0
@@ -238,10 +282,16 @@ def analyse(telco: dict[str, Any], gemini: dict[str, Any], window: Window) -> di
         rate = int(call["sample_rate"])
         sent_t, lateness = pump_lateness(call["sent"])
         pump_late.append(lateness[window.mask(sent_t)])
-        underruns += int(call["underruns"])
+        underruns_total += int(call["underruns"])
+        if call["answered_at"] is not None:
+            answer_delay.append(call["answered_at"] - call["placed_at"])
         pulls = np.asarray(call["pulls"], dtype=np.float64).reshape(-1, 2)
-        agent_bytes += float(pulls[:, 1].sum()) if pulls.size else 0.0
-        agent_ticks += (float(pulls[:, 1].sum()) / call["frame_bytes"]) if pulls.size else 0.0
+        interrupts = [t for t, name, _ in call["commands"] if name == "agent.interrupt"]
+        underruns += replay_underruns(call["sent"], pulls, interrupts, call["frame_bytes"], window)
+        in_window = window.mask(pulls[:, 0]) if pulls.size else np.zeros(0, dtype=bool)
+        window_bytes = float(pulls[in_window, 1].sum()) if pulls.size else 0.0
+        agent_bytes += window_bytes
+        agent_ticks += window_bytes / call["frame_bytes"]
         mine = sorted(sessions.get(call["call_id"], []), key=lambda s: s["opened_at"])
         if not mine:
             continue
@@ -259,7 +309,7 @@ def analyse(telco: dict[str, Any], gemini: dict[str, Any], window: Window) -> di
         skipped_turns += skipped
         found = barge_ins(
             [t for s in mine for t in s["interrupted_at"]],
-            [t for t, name, _ in call["commands"] if name == "agent.interrupt"],
+            interrupts,
             pulls,
             first_sent,
             rate,
@@ -314,6 +364,8 @@ def analyse(telco: dict[str, Any], gemini: dict[str, Any], window: Window) -> di
             "max": round(float(stale.max()), 1) if stale.size else None,
         },
         "underruns": underruns,
+        "underruns_whole_calls": underruns_total,
+        "answer_delay_ms": distribution_ms(answer_delay),
         "agent_audio_s": round(agent_bytes / 2 / max(1, _rate_of(telco)), 1),
         "tool_calls": sum(int(s["tool_calls"]) for s in gemini["sessions"]),
         "tool_responses": sum(int(s["tool_responses"]) for s in gemini["sessions"]),

@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.procs import plan_cores
 
@@ -63,41 +64,83 @@ class Cost:
     share: float
 
 
-IDLE_LEAVES = ("select (selectors.py", "epoll", "_run_once (asyncio/base_events.py")
-"""Leaf frames that mean the loop was waiting, not working."""
+ROOT_FRAMES = (
+    "runpy",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+    "bench/bridge_proc.py",
+)
+"""Frames every sample passes through (the loop itself): left out of the inclusive list."""
+
+PACKAGES = (
+    ("genai/", "google-genai"),
+    ("pydantic", "pydantic"),
+    ("websockets/", "websockets"),
+    ("telcoflow/", "telcoflow SDK"),
+    ("abxbus", "telcoflow SDK"),
+    ("numpy/", "numpy"),
+    ("soxr/", "soxr"),
+    ("bridge/", "bridge (ours)"),
+    ("adapters/", "adapters (ours)"),
+    ("ssl.py", "ssl"),
+    ("sslproto.py", "asyncio ssl"),
+    ("asyncio/", "asyncio"),
+    ("selectors.py", "asyncio"),
+    ("json", "json"),
+    ("base64.py", "base64"),
+    ("structlog", "structlog"),
+)
+
+
+def _where(frame: str) -> str:
+    return frame.partition(" (")[2].rstrip(")").rsplit(":", 1)[0]
 
 
 def _function(frame: str) -> str:
     """``name (path/to/module.py:line)`` -> ``name (module.py)`` (lines would split a function)."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    short = "/".join(path.split("/")[-2:])
+    name = frame.partition(" (")[0]
+    short = "/".join(_where(frame).split("/")[-2:])
     return f"{name} ({short})"
 
 
-def summarise(path: Path, top: int = 15) -> dict[str, list[Cost] | float]:
-    """Inclusive and self shares of busy samples, by function; plus the idle share."""
+def package_of(frame: str) -> str:
+    where = _where(frame)
+    for needle, package in PACKAGES:
+        if needle in where:
+            return package
+    return "other (stdlib, interpreter)"
+
+
+def summarise(path: Path, top: int = 15) -> dict[str, Any]:
+    """Shares of all samples: self time by package and by function, inclusive by function.
+
+    py-spy samples the running thread only (idle waits are not sampled), so every share is of
+    the bridge's busy time. Coroutine stacks resumed by the loop can lack their root frames;
+    they still count towards every frame they show.
+    """
     inclusive: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
-    total = busy = 0
+    packages: Counter[str] = Counter()
+    total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
-        frames = [f for f in frames if not f.startswith("thread ")]
-        total += count
-        if not frames or any(frames[-1].startswith(idle) for idle in IDLE_LEAVES):
+        frames = [f for f in stack.split(";") if f and " (" in f]
+        if not frames:
             continue
-        busy += count
-        names = [_function(f) for f in frames]
-        for name in set(names):
+        total += count
+        names = {_function(f) for f in frames if not any(r in _where(f) for r in ROOT_FRAMES)}
+        for name in names:
             inclusive[name] += count
-        self_time[names[-1]] += count
-    scale = 1.0 / busy if busy else 0.0
+        self_time[_function(frames[-1])] += count
+        packages[package_of(frames[-1])] += count
+    scale = 1.0 / total if total else 0.0
     return {
-        "idle_share": (total - busy) / total if total else 0.0,
-        "inclusive": [Cost(n, c * scale) for n, c in inclusive.most_common(top * 3)],
+        "samples": total,
+        "by_package": [Cost(n, c * scale) for n, c in packages.most_common()],
         "self": [Cost(n, c * scale) for n, c in self_time.most_common(top)],
+        "inclusive": [Cost(n, c * scale) for n, c in inclusive.most_common(top * 2)],
     }

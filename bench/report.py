@@ -82,24 +82,38 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}"
 
 
+def labels(runs: Sequence[Run]) -> list[str]:
+    """Contenders in order of appearance (ours and its variants first, as run)."""
+    seen: list[str] = []
+    for run in runs:
+        if run["label"] not in seen:
+            seen.append(run["label"])
+    return seen
+
+
 def ratio_rows(runs: Sequence[Run]) -> list[str]:
-    ours = {r["calls"]: r for r in runs if r["bridge_kind"] == "ours" and not r.get("error")}
-    ref = {r["calls"]: r for r in runs if r["bridge_kind"] == "reference" and not r.get("error")}
-    both = sorted(set(ours) & set(ref))
-    if not both:
+    ok = [r for r in runs if not r.get("error")]
+    ref = {r["calls"]: r for r in ok if r["bridge_kind"] == "reference"}
+    pairs = [
+        (r["label"], r, ref[r["calls"]])
+        for r in ok
+        if r["bridge_kind"] == "ours" and r["calls"] in ref
+    ]
+    if not pairs:
         return []
     lines = [
-        "| N | CPU per call-s | RSS per call | caller→model p50 | caller→model p99 "
+        "| N | ours | CPU per call-s | RSS per call | caller→model p50 | caller→model p99 "
         "| model→call p50 | barge-in p50 | stale audio mean |",
-        "|" + "---|" * 8,
+        "|" + "---|" * 9,
     ]
-    for n in both:
-        a, b = ours[n], ref[n]
+    for label, a, b in sorted(pairs, key=lambda p: (p[1]["calls"], p[0])):
+        n = a["calls"]
         lines.append(
             "| "
             + " | ".join(
                 [
                     str(n),
+                    label,
                     _ratio(a["cpu_ms_per_call_s"], b["cpu_ms_per_call_s"]),
                     _ratio(a["rss_mb_per_call"], b["rss_mb_per_call"]),
                     _ratio(a["caller_to_model_ms"]["p50"], b["caller_to_model_ms"]["p50"]),
@@ -125,7 +139,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{meta['started']} · {meta['machine']} · {meta['cores']} · "
         f"{meta['seconds']:g} s per call · call rate {meta['call_rate']} Hz · "
-        f"model burst {meta['burst_speed']:g}x · commit {meta['commit']}",
+        f"model burst {meta['burst_speed']:g}x · {meta.get('scheduling', 'normal')} · "
+        f"commit {meta['commit']}",
         "",
         "Real time held: < 1 % of caller audio reached the model > 20 ms late and < 1 % of "
         "agent-audio ticks underran. The emulators are judged on their own lateness (caller "
@@ -150,12 +165,14 @@ def profile_markdown(prof: dict[str, Any], top: int = 12) -> list[str]:
     if prof.get("error"):
         return [f"Profile: {prof['error']}", ""]
     out = [
-        f"## Profile of our bridge at N = {prof['calls']} (py-spy, share of busy samples; "
-        f"idle {prof['idle_share'] * 100:.0f} % of all samples)",
+        f"## Profile of our bridge at N = {prof['calls']} (py-spy, {prof['samples']} samples; "
+        "shares of the bridge's busy time)",
         "",
-        "| self | function |",
+        "| self, by package | |",
         "|---|---|",
     ]
+    out += [f"| {c['share'] * 100:.1f} % | {c['name']} |" for c in prof["by_package"][:top]]
+    out += ["", "| self | function |", "|---|---|"]
     out += [f"| {c['share'] * 100:.1f} % | `{c['name']}` |" for c in prof["self"][:top]]
     out += ["", "| inclusive | function |", "|---|---|"]
     out += [f"| {c['share'] * 100:.1f} % | `{c['name']}` |" for c in prof["inclusive"][: top * 2]]
@@ -170,12 +187,12 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     runs = [r for r in result["runs"] if not r.get("error")]
     fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    styles = {"ours": ("tab:blue", "o"), "reference": ("tab:orange", "s")}
-    for kind, (colour, marker) in styles.items():
-        mine = sorted((r for r in runs if r["bridge_kind"] == kind), key=lambda r: r["calls"])
-        if not mine:
-            continue
-        label = mine[0]["label"]
+    palette = ["tab:blue", "tab:green", "tab:purple", "tab:red", "tab:brown"]
+    for index, label in enumerate(labels(runs)):
+        mine = sorted((r for r in runs if r["label"] == label), key=lambda r: r["calls"])
+        is_ref = mine[0]["bridge_kind"] == "reference"
+        colour = "tab:orange" if is_ref else palette[index % len(palette)]
+        marker = "s" if is_ref else "o"
         ns = [r["calls"] for r in mine]
         cpu_ax.plot(
             ns, [r["cpu_ms_per_call_s"] for r in mine], marker=marker, color=colour, label=label

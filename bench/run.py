@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import measure, profile, report
+from bench import measure, profile, report, variants
 from bench.load import ramp_seconds
 from bench.procs import (
     Child,
@@ -44,12 +44,12 @@ from bench.procs import (
     plan_cores,
 )
 from bench.stack import BridgeKind, ProcessStack, StackOptions
-from bench.variants import VARIANTS
 
 SWEEP = (1, 10, 50, 100, 200, 400)
 SETTLE_S = 1.0
 """After the last call is answered, wait this long before measuring (connect work settles)."""
 MIN_WINDOW_S = 1.0
+ANSWER_TIMEOUT_S = 200.0
 RUN_OVERHEAD_S = 20.0
 """Process start-up, connect and teardown per run: used to keep a sweep within its budget."""
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,13 +64,24 @@ class BenchOptions:
     bridges: list[BridgeKind] = field(default_factory=lambda: ["ours", "reference"])
     sweep: bool = True
     call_rate: int = 16000
-    variant: str = "default"
+    variants: list[str] = field(default_factory=lambda: ["default"])
     burst_speed: float = 4.0
     profile: bool = False
     profile_calls: int | None = None
     out: Path = RESULTS
     budget_s: float = 540.0
     keep_workdir: bool = False
+    nice: int | None = -10
+    realtime: bool = False
+
+    def contenders(self) -> list[tuple[BridgeKind, str]]:
+        """Each variant of our bridge, then the reference (as asked by ``bridges``)."""
+        out: list[tuple[BridgeKind, str]] = []
+        if "ours" in self.bridges:
+            out += [("ours", v) for v in self.variants]
+        if "reference" in self.bridges:
+            out.append(("reference", "default"))
+        return out
 
 
 # ── One run ─────────────────────────────────────────────────────────────────────────────────
@@ -109,17 +120,15 @@ async def measure_run(
         ramp = ramp_seconds(n)
         await telco.request("start", calls=n, seconds=seconds, ramp_s=ramp)
         status = await _wait_status(
-            telco, lambda s: s["answered"] + s["failed"] >= n, timeout_s=ramp + 60
+            telco, lambda s: s["hang_up_at"] is not None, timeout_s=ramp + ANSWER_TIMEOUT_S
         )
         answered: list[float] = status["answered_at"]
-        if not answered:
-            raise RuntimeError(f"no call was answered (status {status})")
-        first_hang_up = min(answered) + seconds - 0.1
-        start = max(max(answered), min(max(answered) + SETTLE_S, first_hang_up - MIN_WINDOW_S))
-        end = first_hang_up
+        if not answered or status["hang_up_at"] is None:
+            raise RuntimeError(f"calls were not answered in time (status {status})")
+        last_answer, end = max(answered), status["hang_up_at"] - 0.1
+        start = max(last_answer, min(last_answer + SETTLE_S, end - MIN_WINDOW_S))
         steady = end - start >= MIN_WINDOW_S
-        if end <= start:
-            end = start + 0.5
+        end = max(end, start + 0.5)
         await _sleep_until(start)
         b0, t0, g0 = bridge.sample(), telco.sample(), gemini.sample()
         busy0 = _busy(options)
@@ -139,7 +148,7 @@ async def measure_run(
             telco, lambda s: s["ended"] + s["failed"] >= n, timeout_s=seconds + 60
         )
         bridge_stats = await bridge.request("stats")
-        bridge_nice = bridge.nice_applied
+        bridge_priority = bridge.priority
         await telco.request("collect", path=str(workdir / "telcoflow.json"), timeout_s=120)
         await gemini.request("collect", path=str(workdir / "gemini.json"), timeout_s=120)
     telco_data = json.loads((workdir / "telcoflow.json").read_text())
@@ -158,7 +167,7 @@ async def measure_run(
             "gemini": round(cpu_share(g0, g1), 3),
         },
         "foreign_load": _foreign(options, busy0, busy1, b0, b1, [(t0, t1), (g0, g1)]),
-        "nice": bridge_nice,
+        "priority": bridge_priority,
         "answered": final["answered"],
         "failed": final["failed"],
         "bridge_stats": bridge_stats,
@@ -168,9 +177,11 @@ async def measure_run(
         summary = profile.summarise(profiled)
         run["profile"] = {
             "file": str(profiled),
-            "idle_share": summary["idle_share"],
-            "self": [asdict(c) for c in summary["self"]],  # type: ignore[union-attr]
-            "inclusive": [asdict(c) for c in summary["inclusive"]],  # type: ignore[union-attr]
+            "samples": summary["samples"],
+            **{
+                key: [asdict(c) for c in summary[key]]
+                for key in ("by_package", "self", "inclusive")
+            },
         }
     return run
 
@@ -259,32 +270,36 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
     began = time.monotonic()
     runs: list[Run] = []
     skipped: list[str] = []
-    lost: set[BridgeKind] = set()
+    lost: set[str] = set()
     for n in options.calls:
         emulator_lost = False
-        for kind in options.bridges:
-            if kind in lost:
+        for kind, variant in options.contenders():
+            label = _label(kind, variant)
+            if label in lost:
                 continue
             estimate = options.seconds + ramp_seconds(n) + RUN_OVERHEAD_S
             if time.monotonic() - began + estimate > options.budget_s:
-                skipped.append(f"N={n} {kind}: time budget ({options.budget_s:.0f} s)")
+                skipped.append(f"N={n} {label}: time budget ({options.budget_s:.0f} s)")
                 continue
             stack_options = StackOptions(
                 bridge=kind,
                 calls=n,
                 call_rate=options.call_rate,
-                variant=options.variant if kind == "ours" else "default",
+                variant=variant,
                 burst_speed=options.burst_speed,
+                nice=options.nice,
+                realtime=options.realtime,
                 cores=cores,
             )
+            workdir = workroot / f"{label.replace(' ', '_')}-{n}"
             try:
-                run = await measure_run(stack_options, options.seconds, workroot / f"{kind}-{n}")
+                run = await measure_run(stack_options, options.seconds, workdir)
             except Exception as exc:
-                run = {"calls": n, "bridge_kind": kind, "label": kind, "error": str(exc)[:300]}
+                run = {"calls": n, "bridge_kind": kind, "label": label, "error": str(exc)[:300]}
             runs.append(run)
             print(_progress(run), file=sys.stderr, flush=True)
             if run.get("error") or not run["bridge"]["held"]:
-                lost.add(kind)
+                lost.add(label)
             if not run.get("error") and not run["emulator"]["held"]:
                 emulator_lost = True
         if emulator_lost:
@@ -298,7 +313,9 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
             "seconds": options.seconds,
             "call_rate": options.call_rate,
             "burst_speed": options.burst_speed,
-            "variant": options.variant,
+            "variants": options.variants,
+            "scheduling": ("SCHED_RR" if options.realtime else "normal")
+            + (f", nice {options.nice}" if options.nice else ""),
             "commit": _git_commit(),
             "sweep": list(options.calls),
             "skipped": skipped,
@@ -334,8 +351,10 @@ async def _profile(options: BenchOptions, runs: Sequence[Run], workroot: Path, c
         bridge="ours",
         calls=n,
         call_rate=options.call_rate,
-        variant=options.variant,
+        variant=options.variants[0],
         burst_speed=options.burst_speed,
+        nice=options.nice,
+        realtime=options.realtime,
         cores=cores,
     )
     workdir = workroot / f"profile-{n}"
@@ -360,32 +379,51 @@ def parse(argv: Sequence[str]) -> BenchOptions:
     parser.add_argument("--sweep", action="store_true", help="N = 1,10,50,100,200,400 (default)")
     parser.add_argument("--bridge", choices=("ours", "reference", "both"), default="both")
     parser.add_argument("--call-rate", type=int, choices=(8000, 16000, 24000), default=16000)
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="default")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help="our bridge with prototype(s) joined by +, repeatable (each runs as its own "
+        "contender; default: as shipped): " + ", ".join(variants.VARIANTS),
+    )
     parser.add_argument("--burst-speed", type=float, default=4.0)
     parser.add_argument("--profile", action="store_true", help="py-spy our bridge afterwards")
     parser.add_argument("--profile-calls", type=int, help="N to profile at (default: largest held)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.* are written")
     parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting runs after")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and raw data")
+    parser.add_argument(
+        "--nice", type=int, default=-10, help="priority of benchmark processes (root; 0: leave)"
+    )
+    parser.add_argument(
+        "--realtime", action="store_true", help="SCHED_RR for benchmark processes (busy machine)"
+    )
     args = parser.parse_args(argv)
     sweep = args.sweep or not args.calls
     calls = sorted(set(args.calls or [])) if not sweep else list(SWEEP)
     bridges: list[BridgeKind] = ["ours", "reference"] if args.bridge == "both" else [args.bridge]
     if any(n < 1 for n in calls) or args.seconds <= 0:
         parser.error("--calls and --seconds must be positive")
+    chosen = args.variant or ["default"]
+    try:
+        for name in chosen:
+            variants.parse(name)
+    except ValueError as exc:
+        parser.error(str(exc))
     return BenchOptions(
         calls=calls,
         seconds=args.seconds,
         bridges=bridges,
         sweep=sweep,
         call_rate=args.call_rate,
-        variant=args.variant,
+        variants=chosen,
         burst_speed=args.burst_speed,
         profile=args.profile,
         profile_calls=args.profile_calls,
         out=args.out,
         budget_s=args.budget_s,
         keep_workdir=args.keep_workdir,
+        nice=args.nice or None,
+        realtime=args.realtime,
     )
 
 

@@ -65,6 +65,10 @@ class StackOptions:
     nice: int | None = -10
     """Scheduling priority of every benchmark process (root only): on a shared machine it keeps
     other work from taking the benchmark's cores; ``None`` leaves priorities alone."""
+    realtime: bool = False
+    """Run every benchmark process SCHED_RR (root only): on a busy shared machine, the only way
+    to give the bridge its core whenever it wants it. Other work keeps the kernel's RT-throttle
+    slice (5 %) of a saturated core."""
     cores: CorePlan = field(default_factory=plan_cores)
 
 
@@ -91,6 +95,7 @@ class ProcessStack:
                     cores=emu_cores,
                     log_path=self.workdir / "gemini.log",
                     nice=opts.nice,
+                    realtime=opts.realtime,
                 )
             )
             self.telco = await self._exit.enter_async_context(
@@ -101,6 +106,7 @@ class ProcessStack:
                     cores=emu_cores,
                     log_path=self.workdir / "telcoflow.log",
                     nice=opts.nice,
+                    realtime=opts.realtime,
                 )
             )
             self.bridge = await self._exit.enter_async_context(self._bridge_child())
@@ -140,6 +146,7 @@ class ProcessStack:
             cores=opts.cores.bridge,
             log_path=self.workdir / f"bridge-{opts.bridge}.log",
             nice=opts.nice,
+            realtime=opts.realtime,
         )
 
     async def __aexit__(
