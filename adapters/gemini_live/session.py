@@ -63,6 +63,8 @@ RESPONSE_WAIT_S = 4.0
 """After the caller stops, a rotation waits this long for the model's answer to start."""
 MAX_UNSENT_FRAMES = 500
 """Frames whose send failed on a dying socket, replayed after reconnecting (10 s at 20 ms)."""
+MAX_SINCE_HANDLE_FRAMES = 500
+"""Caller frames sent since the latest handle, replayed after an unplanned drop (10 s)."""
 
 
 def _close_code(exc: BaseException) -> int | None:
@@ -110,6 +112,7 @@ class GeminiLiveSession:
         self._live: live.AsyncSession | None = None
         self._send_lock = asyncio.Lock()
         self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
+        self._since_handle: deque[bytes] = deque(maxlen=MAX_SINCE_HANDLE_FRAMES)
         self._handle: str | None = None
         self._handle_current = False
         self._go_away_deadline: float | None = None
@@ -163,6 +166,7 @@ class GeminiLiveSession:
         self._go_away_deadline = None
         self._in_turn = False
         self._handle_current = False
+        self._since_handle.clear()
         self.connections += 1
 
     async def _disconnect(self) -> None:
@@ -191,6 +195,8 @@ class GeminiLiveSession:
             except (websockets.ConnectionClosed, OSError):
                 # The receive side sees the close and reconnects; this frame goes out then.
                 self._unsent.append(pcm)
+            else:
+                self._since_handle.append(pcm)
 
     async def send_text(self, text: str) -> None:
         async with self._send_lock:
@@ -224,7 +230,7 @@ class GeminiLiveSession:
             await self._live.send_realtime_input(
                 audio=types.Blob(data=self._unsent[0], mime_type=self._mime)
             )
-            self._unsent.popleft()
+            self._since_handle.append(self._unsent.popleft())
 
     # ── Receiving ────────────────────────────────────────────────────────────────────
 
@@ -319,6 +325,7 @@ class GeminiLiveSession:
         if update is not None and update.resumable and update.new_handle:
             self._handle = update.new_handle
             self._handle_current = True
+            self._since_handle.clear()
         elif update is not None:
             self._handle_current = False  # not resumable now (mid-generation, tool pending)
         out: list[ModelEvent] = []
@@ -372,9 +379,16 @@ class GeminiLiveSession:
         return SessionNotice(notice.kind, f"{notice.detail}; took {took_ms:.0f} ms", None)
 
     async def _reconnect(self, code: int | None, error: str) -> SessionNotice:
-        """Unplanned drop: reconnect with the handle, bounded attempts with backoff."""
+        """Unplanned drop: reconnect with the handle, bounded attempts with backoff.
+
+        The resumed state ends at the handle, so caller audio sent after it (a question the
+        old connection heard but had not answered) is sent again, with the frames whose send
+        failed.
+        """
         async with self._send_lock:
             await self._disconnect()
+            lost = [*self._since_handle, *self._unsent]
+            self._unsent = deque(lost[-MAX_UNSENT_FRAMES:], maxlen=MAX_UNSENT_FRAMES)
             attempts = self._settings.max_reconnect_attempts
             last_error = error
             for attempt in range(attempts):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.warnings import WarningCode
-from emulators.gemini_live import Fault, Script, Turn
+from emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
 from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
 from tests.faults.kit import NO_GREETING, agent_says, caller_says, fault_stack, instruction, notices
 
@@ -115,3 +115,26 @@ async def test_fatal_close_ends_the_call_cleanly(code: int, reason: str, explain
     assert emu.end_reason == "agent_disconnect", "the bridge hung up; no dead air"
     assert [c.name for c in emu.commands] == ["call.answer", "call.disconnect"]
     assert emu.commands[-1].success
+
+
+async def test_drop_between_question_and_answer_replays_the_question() -> None:
+    # A slow end-of-speech detector (1.5 s) leaves a wide window after the question in which
+    # the server has heard it but not answered yet; the drop lands there.
+    script = order_script(Fault.close(1.8, code=1011, on_connection=0))
+    gemini = GeminiLiveEmulator(script, vad_hangover_s=1.5)
+    caller = CallerScript(
+        [Pause(0.3), Say(caller_says(0.8)), WaitForAgentAudio(min_s=0.5, timeout_s=6), HangUp()]
+    )
+    async with fault_stack(script, NO_GREETING, gemini=gemini) as fs:
+        call = fs.stack.place_call(caller)
+        emu = await call.ended(timeout=20)
+        record = await fs.finished(call)
+    first, second = fs.sessions
+    assert first.speech_started_at and not first.speech_ended_at, "dropped before turn end"
+    assert not first.turn_started_at
+    # The caller's question, heard only by the lost connection, was replayed to the new one.
+    assert second.resumed_from == first.handles_issued[-1]
+    assert second.speech_started_at and second.speech_ended_at, "the new connection heard it"
+    assert second.turn_audio_first_sent, "the question was answered after the reconnect"
+    assert [t for s, t in record.transcripts() if s == "agent"] == ["Order 4471 ships on Thursday."]
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
