@@ -9,6 +9,8 @@ fail the same way, so the call ends cleanly, with the wire notes' reason in the 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bridge.warnings import WarningCode
@@ -20,14 +22,14 @@ CLOSE_AT_S = 3.0
 """The close lands here, between the first answer (done by ~2.3 s) and the next question."""
 
 
-def two_questions() -> CallerScript:
+def two_questions(quiet_s: float = CLOSE_AT_S - 1.3) -> CallerScript:
     """Ask, hear the answer, stay quiet over the close, ask again, hear it, hang up."""
     return CallerScript(
         [
             Pause(0.3),
             Say(caller_says(0.6)),
             WaitForAgentAudio(min_s=0.5, timeout_s=10),
-            Pause(CLOSE_AT_S - 1.3),
+            Pause(quiet_s),
             Say(caller_says(0.6)),
             WaitForAgentAudio(min_s=0.5, timeout_s=10),
             HangUp(),
@@ -45,25 +47,39 @@ def order_script(*faults: Fault) -> Script:
     )
 
 
-@pytest.mark.parametrize("code", [1000, 1006, 1011])
-async def test_transient_close_reconnects_with_the_handle(code: int) -> None:
-    script = order_script(Fault.close(CLOSE_AT_S, code=code, on_connection=0))
-    async with fault_stack(script, NO_GREETING) as fs:
-        call = fs.stack.place_call(two_questions())
+TRANSIENT = (1000, 1006, 1011)
+
+
+async def test_transient_closes_reconnect_with_the_handle() -> None:
+    # One call, three drops: the first connection closes with 1000 after the first answer,
+    # the next two die 0.5 s after their setup with 1006 (TCP gone) and 1011.
+    faults = [Fault.close(CLOSE_AT_S, code=1000, on_connection=0)] + [
+        Fault.close(0.5, code=code, on_connection=k) for k, code in enumerate(TRANSIENT) if k
+    ]
+    script = order_script(*faults)
+    async with fault_stack(script, NO_GREETING, {"warnings": {"min_interval_s": 0}}) as fs:
+        call = fs.stack.place_call(two_questions(quiet_s=2.6))
         emu = await call.ended(timeout=30)
         record = await fs.finished(call)
-    first, second = fs.sessions
-    assert first.close_code == code
-    assert first.turn_audio_first_sent, "the first question was answered before the close"
-    assert second.resumed_from == first.handles_issued[-1], "resumed, from the latest handle"
-    assert notices(record) == ["reconnected"]
-    [warning] = fs.warned(WarningCode.MODEL_REQUEST_FAILED)
-    assert warning.details == {"close_code": code, "action": "reconnected"}
-    assert f"connection closed ({code}" in warning.description
-    assert "(resumed)" in warning.description
-    # The conversation went on: the second question was answered on the new connection.
-    assert second.turn_audio_first_sent
-    assert [t for s, t in record.transcripts() if s == "agent"][-1] == "You are welcome, goodbye."
+    sessions = fs.sessions
+    assert [s.close_code for s in sessions] == [*TRANSIENT, 1000]
+    assert sessions[0].turn_audio_first_sent, "the first question was answered before the drops"
+    for before, after in itertools.pairwise(sessions):
+        assert after.resumed_from == before.handles_issued[-1], "resumed, from the latest handle"
+    assert notices(record) == ["reconnected"] * len(TRANSIENT)
+    warnings = fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert [w.details for w in warnings] == [
+        {"close_code": code, "action": "reconnected"} for code in TRANSIENT
+    ]
+    for code, warning in zip(TRANSIENT, warnings, strict=True):
+        assert f"connection closed ({code}" in warning.description
+        assert "(resumed)" in warning.description
+    # The conversation went on: the second question was answered on the last connection.
+    assert sessions[-1].turn_audio_first_sent
+    assert [t for s, t in record.transcripts() if s == "agent"] == [
+        "Order 4471 ships on Thursday.",
+        "You are welcome, goodbye.",
+    ]
     assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
 
 
