@@ -144,6 +144,11 @@ def notice_details(record: CallRecord, kind: str) -> list[str]:
     ]
 
 
+def agent_lines(record: CallRecord) -> list[str]:
+    """What the agent said, one entry per turn, from the bridge's transcript."""
+    return [text for speaker, text in record.transcripts() if speaker == "agent"]
+
+
 def answered_turns(sessions: list[SessionLog]) -> int:
     """Model turns that produced audio, over all connections."""
     return sum(len(s.turn_audio_first_sent) for s in sessions)

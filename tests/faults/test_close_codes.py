@@ -16,7 +16,15 @@ import pytest
 from bridge.warnings import WarningCode
 from emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
 from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
-from tests.faults.kit import NO_GREETING, agent_says, caller_says, fault_stack, instruction, notices
+from tests.faults.kit import (
+    NO_GREETING,
+    agent_lines,
+    agent_says,
+    caller_says,
+    fault_stack,
+    instruction,
+    notices,
+)
 
 CLOSE_AT_S = 3.0
 """The close lands here, between the first answer (done by ~2.3 s) and the next question."""
@@ -76,10 +84,7 @@ async def test_transient_closes_reconnect_with_the_handle() -> None:
         assert "(resumed)" in warning.description
     # The conversation went on: the second question was answered on the last connection.
     assert sessions[-1].turn_audio_first_sent
-    assert [t for s, t in record.transcripts() if s == "agent"] == [
-        "Order 4471 ships on Thursday.",
-        "You are welcome, goodbye.",
-    ]
+    assert agent_lines(record) == ["Order 4471 ships on Thursday.", "You are welcome, goodbye."]
     assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
 
 
@@ -152,5 +157,5 @@ async def test_drop_between_question_and_answer_replays_the_question() -> None:
     assert second.resumed_from == first.handles_issued[-1]
     assert second.speech_started_at and second.speech_ended_at, "the new connection heard it"
     assert second.turn_audio_first_sent, "the question was answered after the reconnect"
-    assert [t for s, t in record.transcripts() if s == "agent"] == ["Order 4471 ships on Thursday."]
+    assert agent_lines(record) == ["Order 4471 ships on Thursday."]
     assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
