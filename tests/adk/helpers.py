@@ -64,16 +64,23 @@ def speak(name: str, seconds: float | None = None) -> Speak:
     return Speak(pcm=pcm, text=phrase.text)
 
 
-def caller_pcm(name: str, silence_s: float = 0.45) -> bytes:
-    """A caller phrase (16 kHz) and a little silence, enough for the emulator's VAD to end it."""
-    return load_phrase(name).pcm + bytes(int(silence_s * 16000) * 2)
+async def say(send: Callable[[bytes], Awaitable[None]], emu: GeminiLiveEmulator, name: str) -> None:
+    """A caller phrase (16 kHz) at about four times real time (the emulator's VAD runs on audio
+    time), then silence only until the emulator has heard the utterance end.
 
-
-async def send_fast(send: Callable[[bytes], Awaitable[None]], pcm: bytes) -> None:
-    """20 ms frames at about four times real time (the emulator's VAD runs on audio time)."""
+    Stopping there matters when the model's answer starts with a BLOCKING tool call: audio
+    still arriving after the call went out closes the session (1008), like the real service.
+    On a real line audio keeps flowing; that race is inherent to BLOCKING tools."""
+    log = emu.sessions[-1]
+    ends = len(log.speech_ended_at)
+    pcm = load_phrase(name).pcm
     for start in range(0, len(pcm), FRAME):
         await send(pcm[start : start + FRAME])
         await asyncio.sleep(0.005)
+    async with asyncio.timeout(10):
+        while len(log.speech_ended_at) == ends:
+            await send(bytes(FRAME))
+            await asyncio.sleep(0.005)
 
 
 def audio_of(events: list[ModelEvent]) -> bytes:

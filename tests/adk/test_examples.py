@@ -102,7 +102,8 @@ async def test_after_hours_voicemail_takes_a_message_and_hangs_up(tmp_path: Path
         config = tenant_config(
             emu, MODEL_25, tmp_path / "adk.sqlite", adk_agent="examples.after_hours_voicemail"
         )
-        call, control = FakeCall(), FakeControl()
+        call = FakeCall()
+        control = FakeControl(played=lambda: len(emu.sessions[0].tool_responses) == 2)
         ctx = tool_context(config, call, control, ListSink())
         async with (
             AdkConnector(config) as connector,

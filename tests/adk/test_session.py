@@ -24,10 +24,9 @@ from tests.adk.helpers import (
     FAMILIES,
     Recorder,
     audio_of,
-    caller_pcm,
     expected_user,
     request,
-    send_fast,
+    say,
     speak,
     tenant_config,
 )
@@ -74,9 +73,9 @@ async def test_greeting_turn_tool_barge_in_and_persistence(model: str, tmp_path:
                     await rec.wait_for(lambda ev: rec.count(TurnComplete) >= 1)
                     greeted = len(rec.events)
 
-                    await send_fast(session.send_audio, caller_pcm("caller_question"))
+                    await say(session.send_audio, emu, "caller_question")
                     await rec.wait_for(lambda ev: "Your" in rec.said(greeted))
-                    await send_fast(session.send_audio, caller_pcm("caller_bargein"))
+                    await say(session.send_audio, emu, "caller_bargein")
                     await rec.wait_for(lambda ev: "goodbye" in rec.said(greeted))
                     await rec.wait_for(lambda ev: isinstance(ev[-1], TurnComplete))
                     reader.cancel()

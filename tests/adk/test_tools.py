@@ -34,9 +34,8 @@ from tests.adk.helpers import (
     FakeControl,
     ListSink,
     Recorder,
-    caller_pcm,
     request,
-    send_fast,
+    say,
     speak,
     tenant_config,
     tool_context,
@@ -209,7 +208,7 @@ async def test_transfer_rings_while_caller_audio_keeps_flowing(model: str, tmp_p
             rec = Recorder(session.events())
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(rec.run())
-                await send_fast(session.send_audio, caller_pcm("caller_bargein", 0.42))
+                await say(session.send_audio, emu, "caller_bargein")
                 async with asyncio.timeout(20):
                     await call.ringing.wait()
                 # The caller's line keeps sending (silence) in real time while it rings.
