@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -111,6 +111,7 @@ class GeminiLiveSession:
         self._context: AbstractAsyncContextManager[live.AsyncSession] | None = None
         self._live: live.AsyncSession | None = None
         self._send_lock = asyncio.Lock()
+        self._switching = False
         self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
         self._since_handle: deque[bytes] = deque(maxlen=MAX_SINCE_HANDLE_FRAMES)
         self._handle: str | None = None
@@ -183,6 +184,12 @@ class GeminiLiveSession:
     async def send_audio(self, pcm: bytes) -> None:
         if self._caller.update(pcm):
             self._awaiting_answer_since = self._clock()
+        if self._switching:
+            # A reconnect or rotation holds the send lock, maybe for seconds. Queue the frame
+            # (it goes out on the new connection) rather than wait: the caller pump must keep
+            # reading, or a hang-up meanwhile goes unnoticed until the reconnect ends.
+            self._unsent.append(pcm)
+            return
         async with self._send_lock:
             live_session = self._live
             if live_session is None:
@@ -227,9 +234,12 @@ class GeminiLiveSession:
         """Send frames that failed on the old socket (caller holds the send lock)."""
         assert self._live is not None
         while self._unsent:
-            await self._live.send_realtime_input(
-                audio=types.Blob(data=self._unsent[0], mime_type=self._mime)
-            )
+            try:
+                await self._live.send_realtime_input(
+                    audio=types.Blob(data=self._unsent[0], mime_type=self._mime)
+                )
+            except (websockets.ConnectionClosed, OSError):
+                return  # the receive side sees the close and reconnects; the rest goes then
             self._since_handle.append(self._unsent.popleft())
 
     # ── Receiving ────────────────────────────────────────────────────────────────────
@@ -364,10 +374,20 @@ class GeminiLiveSession:
 
     # ── Rotation and reconnection ────────────────────────────────────────────────────
 
+    @asynccontextmanager
+    async def _switch(self) -> AsyncIterator[None]:
+        """Hold the send lock while connections change; caller audio queues meanwhile."""
+        async with self._send_lock:
+            self._switching = True
+            try:
+                yield
+            finally:
+                self._switching = False
+
     async def _rotate(self, why: str) -> SessionNotice:
         """Planned handover after goAway: old socket closed first, then resume."""
         started = self._clock()
-        async with self._send_lock:
+        async with self._switch():
             await self._disconnect()
             notice = await self._resume_or_restart(
                 "rotated", f"goAway rotation at {why}", close_code=None
@@ -385,7 +405,7 @@ class GeminiLiveSession:
         old connection heard but had not answered) is sent again, with the frames whose send
         failed.
         """
-        async with self._send_lock:
+        async with self._switch():
             await self._disconnect()
             lost = [*self._since_handle, *self._unsent]
             self._unsent = deque(lost[-MAX_UNSENT_FRAMES:], maxlen=MAX_UNSENT_FRAMES)

@@ -8,6 +8,7 @@ logged (genai uses v1beta, ADK v1alpha, Vertex proxy mode an arbitrary path).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import ssl
@@ -227,7 +228,9 @@ class GeminiLiveEmulator:
             for fault in conversation.script.faults_of("slow_setup"):
                 if fault.on_connection in (None, log.connection_index):
                     log.notes.append(f"fault: slow_setup {fault.delay_s:g} s")
-                    await asyncio.sleep(fault.delay_s)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(fault.delay_s):
+                            await ws.wait_closed()  # a client that gives up ends the wait
             await ws.send(encode_frame(messages.setup_complete(), self._config.binary_frames))
             log.sent.append((time.monotonic(), "setupComplete"))
             session = LiveSession(ws, log, self._config, info, conversation, self.handles)

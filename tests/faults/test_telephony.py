@@ -1,0 +1,122 @@
+"""Faults on the Telcoflow side: the voice socket, the session manager, a hang-up mid-repair.
+
+The phone leg is the call. When its voice socket dies without ``call.terminated`` nothing
+can reach the caller any more: the bridge must end the call (outcome ``telephony_lost``),
+close the model session and release everything, and the service must take the next call.
+A session-manager reconnect, by contrast, must not touch a live call at all: the SDK's
+RESUME re-delivery must not start a second bridge for it, and new calls keep coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bridge.warnings import WarningCode
+from emulators.gemini_live import Fault, Script, Turn
+from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from tests.faults.kit import (
+    FaultStack,
+    agent_lines,
+    agent_says,
+    caller_says,
+    eventually,
+    fault_stack,
+)
+
+ANSWER = Turn([agent_says(0.6, "Yes, it shipped.")], input_transcript="Is it shipped?")
+
+
+def ask(pause_s: float = 0.3) -> CallerScript:
+    return CallerScript(
+        [
+            Pause(pause_s),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=0.5, timeout_s=8),
+            HangUp(),
+        ]
+    )
+
+
+async def next_call_is_served(fs: FaultStack) -> None:
+    """A fresh call is answered and bridged to a working model session."""
+    call = fs.stack.place_call(ask())
+    emu = await call.ended(timeout=15)
+    record = await fs.finished(call)
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+    assert agent_lines(record)[-1] == "Yes, it shipped."
+
+
+async def test_voice_socket_drop_ends_the_call_and_the_next_call_works() -> None:
+    script = Script(greeting=Turn([agent_says(2.0, "Hello, Acme support.")]), fallback=ANSWER)
+    async with fault_stack(script) as fs:
+        call = fs.stack.place_call(CallerScript([WaitForAgentAudio(min_s=0.3, timeout_s=8)]))
+        await call.answered()
+        await fs.wait_sessions(1)
+        await eventually(lambda: call.record.agent_audio_bytes > 0, 8, "agent audio")
+        await call.drop_voice()  # mid-greeting; no call.terminated
+        record = await fs.finished(call, timeout=10)
+        model = fs.sessions[0]
+        await model.wait_closed(timeout=5)
+        await eventually(fs.idle, 5, "every task of the call to end")
+        assert fs.stack.app is not None
+        assert fs.stack.app.source.reserved == 0, "the capacity slot was given back"
+        await next_call_is_served(fs)
+    assert record.outcome == "telephony_lost"
+    assert model.close_code == 1000, "the bridge closed the model session itself"
+    assert call.record.end_reason == "voice_dropped"
+    assert [c.name for c in call.record.commands] == ["call.answer"]
+    assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert len(fs.sessions) == 2, "one model session per call, no reconnect for a dead call"
+
+
+async def test_session_manager_reconnect_leaves_the_live_call_alone() -> None:
+    script = Script(turns=[ANSWER], fallback=ANSWER)
+    async with fault_stack(script, {"model": {"greeting_prompt": None}}) as fs:
+        app = fs.stack.app
+        assert app is not None
+        telco = fs.stack.telco
+        call = fs.stack.place_call(ask(pause_s=3.0))
+        await call.answered()
+        assert await telco.drop_session_manager(1011) == 1
+        # The SDK reconnects; the platform re-offers the live call with activity RESUME.
+        await eventually(lambda: telco.sm_connections_seen == 2 and telco.sm_connection_ids, 10)
+        await eventually(lambda: call.notifies_sent >= 2, 5, "the RESUME notify")
+        await eventually(lambda: app.source.stats.duplicates_ignored >= 1, 5, "RESUME ignored")
+        emu = await call.ended(timeout=15)
+        record = await fs.finished(call)
+        # A new call after the reconnect is taken as usual.
+        await next_call_is_served(fs)
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+    assert agent_lines(record) == ["Yes, it shipped."], "the live call went on unaffected"
+    assert len(emu.commands_named("call.answer")) == 1, "no second bridge for the same call"
+    assert app.source.stats.calls_started == 2
+    assert len(fs.records) == 2 and len(fs.sessions) == 2
+    assert not fs.warnings, [w.description for w in fs.warnings]
+
+
+async def test_caller_hangs_up_while_the_model_reconnects() -> None:
+    script = Script(
+        turns=[ANSWER],
+        faults=[
+            Fault.close(1.0, code=1011, on_connection=0),
+            Fault.slow_setup(5.0, on_connection=1),  # the reconnect hangs in its setup
+        ],
+    )
+    async with fault_stack(script, {"model": {"greeting_prompt": None}}) as fs:
+        call = fs.stack.place_call(CallerScript([]))
+        await call.answered()
+        sessions = await fs.wait_sessions(2)
+        await eventually(lambda: "fault: slow_setup 5 s" in sessions[1].notes, 5, "slow setup")
+        await call.hang_up()
+        # Well inside the 5 s setup: the hang-up is not held up by the reconnect.
+        record = await fs.finished(call, timeout=2.5)
+        await sessions[1].wait_closed(timeout=5)
+        await eventually(fs.idle, 5, "every task of the call to end")
+        await asyncio.sleep(0.3)  # time for a (wrong) further reconnect attempt to show
+    assert record.outcome == "caller_hangup"
+    assert len(fs.sessions) == 2, "no reconnect attempt after the hang-up"
+    assert sessions[1].resumed_from == sessions[0].handles_issued[-1], "it was resuming"
+    assert sessions[1].close_code == 1000, "the bridge abandoned the half-open connection"
+    assert not sessions[1].kinds(), "it never got as far as setupComplete"
+    assert [c.name for c in call.record.commands] == ["call.answer"]
+    assert call.record.end_reason == "caller_hangup"
