@@ -75,7 +75,7 @@ async def test_session_manager_reconnect_leaves_the_live_call_alone() -> None:
         app = fs.stack.app
         assert app is not None
         telco = fs.stack.telco
-        call = fs.stack.place_call(ask(pause_s=3.0))
+        call = fs.stack.place_call(ask(pause_s=2.2))
         await call.answered()
         assert await telco.drop_session_manager(1011) == 1
         # The SDK reconnects; the platform re-offers the live call with activity RESUME.
