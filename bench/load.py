@@ -20,6 +20,7 @@ agent turn a burst. Every phrase is a committed espeak-ng asset (``emulators/ass
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ from emulators.voices import load_phrase
 
 TOOL_NAME = "lookup_order"
 CYCLES = 12
+MAX_THINK_S = 8.0
+"""Caller silence after the greeting is spread over 0.3 s to this (a conversation cycle is
+about 19 s), so the calls' turns are out of phase."""
 """Conversation cycles in a script: far more than any benchmark call lasts (~20 s each)."""
 
 
@@ -69,9 +73,14 @@ def model_script() -> Script:
     )
 
 
-def caller_script() -> CallerScript:
-    """The caller's half; waits are bounded so a silent bridge cannot stall the script."""
-    steps: list[Step] = [WaitForAgentAudio(min_s=3.0, timeout_s=8.0), Pause(0.3)]
+def caller_script(think_s: float = 0.3) -> CallerScript:
+    """The caller's half; waits are bounded so a silent bridge cannot stall the script.
+
+    ``think_s`` is how long the caller stays silent after the greeting. Calls get different
+    values so their turns do not line up: identical scripts started together would make every
+    call's model burst arrive at the same moment, a load no real call centre sees.
+    """
+    steps: list[Step] = [WaitForAgentAudio(min_s=3.0, timeout_s=8.0), Pause(think_s)]
     for _ in range(CYCLES):
         steps += [
             _say("caller_question"),
@@ -141,11 +150,12 @@ class CallLoad:
         """Schedule the calls (returns at once; see ``status``)."""
         await self._ready.wait()
         assert self._group is not None
-        script = caller_script()
         self._expected = calls
         begin = time.monotonic()
         step = ramp_s / max(calls - 1, 1)
+        rng = random.Random(calls)  # the same phases for the same N, run after run
         for index in range(calls):
+            script = caller_script(rng.uniform(0.3, MAX_THINK_S))
             self._group.create_task(self._one_call(begin + index * step, script, seconds))
 
     def _check_settled(self, seconds: float) -> None:

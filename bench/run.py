@@ -36,6 +36,7 @@ from bench import measure, profile, report, variants
 from bench.load import ramp_seconds
 from bench.procs import (
     Child,
+    CorePlan,
     JsonDict,
     ProcSample,
     cores_busy_s,
@@ -52,6 +53,8 @@ MIN_WINDOW_S = 1.0
 ANSWER_TIMEOUT_S = 200.0
 RUN_OVERHEAD_S = 20.0
 """Process start-up, connect and teardown per run: used to keep a sweep within its budget."""
+REFINE_STEP = 5
+"""Bisection lands on multiples of this many calls."""
 RESULTS = Path(__file__).resolve().parent / "results"
 
 Run = dict[str, Any]
@@ -73,6 +76,7 @@ class BenchOptions:
     keep_workdir: bool = False
     nice: int | None = -10
     realtime: bool = False
+    refine: int = 2
 
     def contenders(self) -> list[tuple[BridgeKind, str]]:
         """Each variant of our bridge, then the reference (as asked by ``bridges``)."""
@@ -264,50 +268,105 @@ def _progress(run: Run) -> str:
     )
 
 
+class Sweep:
+    """Runs (N, contender) pairs within the time budget and remembers what held real time."""
+
+    def __init__(self, options: BenchOptions, workroot: Path, cores: CorePlan) -> None:
+        self.options = options
+        self.workroot = workroot
+        self.cores = cores
+        self.began = time.monotonic()
+        self.runs: list[Run] = []
+        self.skipped: list[str] = []
+
+    def _fits(self, n: int) -> bool:
+        estimate = self.options.seconds + ramp_seconds(n) + RUN_OVERHEAD_S
+        return time.monotonic() - self.began + estimate <= self.options.budget_s
+
+    async def run(self, n: int, kind: BridgeKind, variant: str) -> Run | None:
+        """One measured run; None (and a note) when the time budget does not allow it."""
+        label = _label(kind, variant)
+        if not self._fits(n):
+            self.skipped.append(f"N={n} {label}: time budget ({self.options.budget_s:.0f} s)")
+            return None
+        stack_options = StackOptions(
+            bridge=kind,
+            calls=n,
+            call_rate=self.options.call_rate,
+            variant=variant,
+            burst_speed=self.options.burst_speed,
+            nice=self.options.nice,
+            realtime=self.options.realtime,
+            cores=self.cores,
+        )
+        workdir = self.workroot / f"{label.replace(' ', '_')}-{n}"
+        try:
+            run = await measure_run(stack_options, self.options.seconds, workdir)
+        except Exception as exc:
+            run = {"calls": n, "bridge_kind": kind, "label": label, "error": str(exc)[:300]}
+        self.runs.append(run)
+        print(_progress(run), file=sys.stderr, flush=True)
+        return run
+
+    async def sweep(self) -> None:
+        """Every N in turn; a contender stops at its first loss, everyone when the emulators do."""
+        lost: set[str] = set()
+        for n in self.options.calls:
+            emulator_lost = False
+            for kind, variant in self.options.contenders():
+                if _label(kind, variant) in lost:
+                    continue
+                run = await self.run(n, kind, variant)
+                if run is None:
+                    continue
+                if run.get("error") or not run["bridge"]["held"]:
+                    lost.add(run["label"])
+                if not run.get("error") and not run["emulator"]["held"]:
+                    emulator_lost = True
+            if emulator_lost:
+                self.skipped.append(f"N>{n}: the emulators lost real time at N={n}")
+                return
+
+    async def refine(self, steps: int) -> None:
+        """Bisect between each contender's largest held N and the smallest N it lost at."""
+        for kind, variant in self.options.contenders():
+            label = _label(kind, variant)
+            for _ in range(steps):
+                mine = [r for r in self.runs if r["label"] == label and not r.get("error")]
+                held = [r["calls"] for r in mine if r["bridge"]["held"] and r["emulator"]["held"]]
+                lost = [
+                    r["calls"]
+                    for r in mine
+                    if not r["bridge"]["held"]
+                    and r["emulator"]["held"]
+                    and r["calls"] > max(held, default=0)
+                ]
+                if not held or not lost:
+                    break
+                low, high = max(held), min(lost)
+                middle = round((low + high) / 2 / REFINE_STEP) * REFINE_STEP
+                if middle in (low, high):
+                    break
+                run = await self.run(middle, kind, variant)
+                if run is None or run.get("error") or not run["emulator"]["held"]:
+                    break
+
+
 async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cores = plan_cores()
     pin_self(cores.emulators)
-    began = time.monotonic()
-    runs: list[Run] = []
-    skipped: list[str] = []
-    lost: set[str] = set()
-    for n in options.calls:
-        emulator_lost = False
-        for kind, variant in options.contenders():
-            label = _label(kind, variant)
-            if label in lost:
-                continue
-            estimate = options.seconds + ramp_seconds(n) + RUN_OVERHEAD_S
-            if time.monotonic() - began + estimate > options.budget_s:
-                skipped.append(f"N={n} {label}: time budget ({options.budget_s:.0f} s)")
-                continue
-            stack_options = StackOptions(
-                bridge=kind,
-                calls=n,
-                call_rate=options.call_rate,
-                variant=variant,
-                burst_speed=options.burst_speed,
-                nice=options.nice,
-                realtime=options.realtime,
-                cores=cores,
-            )
-            workdir = workroot / f"{label.replace(' ', '_')}-{n}"
-            try:
-                run = await measure_run(stack_options, options.seconds, workdir)
-            except Exception as exc:
-                run = {"calls": n, "bridge_kind": kind, "label": label, "error": str(exc)[:300]}
-            runs.append(run)
-            print(_progress(run), file=sys.stderr, flush=True)
-            if run.get("error") or not run["bridge"]["held"]:
-                lost.add(label)
-            if not run.get("error") and not run["emulator"]["held"]:
-                emulator_lost = True
-        if emulator_lost:
-            skipped.append(f"N>{n}: the emulators lost real time at N={n}")
-            break
+    sweeper = Sweep(options, workroot, cores)
+    await sweeper.sweep()
+    if options.sweep and options.refine:
+        await sweeper.refine(options.refine)
+    order = {label: i for i, label in enumerate(report.labels(sweeper.runs))}
+    runs = sorted(sweeper.runs, key=lambda r: (r["calls"], order[r["label"]]))
+    skipped = sweeper.skipped
+    began = sweeper.began
     result: dict[str, Any] = {
         "meta": {
-            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "started": started,
             "machine": _machine(),
             "cores": cores.describe(),
             "seconds": options.seconds,
@@ -333,7 +392,9 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
     return result
 
 
-async def _profile(options: BenchOptions, runs: Sequence[Run], workroot: Path, cores: Any) -> Run:
+async def _profile(
+    options: BenchOptions, runs: Sequence[Run], workroot: Path, cores: CorePlan
+) -> Run:
     held = [
         r["calls"]
         for r in runs
@@ -392,6 +453,9 @@ def parse(argv: Sequence[str]) -> BenchOptions:
     parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting runs after")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and raw data")
     parser.add_argument(
+        "--refine", type=int, default=2, help="bisection steps between held and lost N (sweep)"
+    )
+    parser.add_argument(
         "--nice", type=int, default=-10, help="priority of benchmark processes (root; 0: leave)"
     )
     parser.add_argument(
@@ -424,6 +488,7 @@ def parse(argv: Sequence[str]) -> BenchOptions:
         keep_workdir=args.keep_workdir,
         nice=args.nice or None,
         realtime=args.realtime,
+        refine=max(0, args.refine),
     )
 
 
