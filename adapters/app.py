@@ -14,7 +14,11 @@ from bridge.call import BridgedCall
 from bridge.config import TenantConfig
 from bridge.delivery import WarningHandler, WarningHub, log_warning
 from bridge.errors import ConfigError
-from bridge.housekeeping import CycleCollector, freeze_import_time_objects
+from bridge.housekeeping import (
+    CycleCollector,
+    freeze_import_time_objects,
+    release_frozen_objects,
+)
 from bridge.record import CallRecord, RecordListener
 from bridge.runner import CallRunner, NamedConnector
 from bridge.tools import Tool
@@ -90,13 +94,17 @@ class BridgeApp:
     async def run(self) -> None:
         """Serve until :meth:`stop_claiming` and the last call ends (or cancellation)."""
         freeze_import_time_objects()
-        async with asyncio.TaskGroup() as group:
-            hub = group.create_task(self.warnings.run(), name="warning-hub")
-            collector = group.create_task(self.collector.run(), name="cycle-collector")
-            await self.source.run()
-            await self.warnings.drain()
-            hub.cancel()
-            collector.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                hub = group.create_task(self.warnings.run(), name="warning-hub")
+                collector = group.create_task(self.collector.run(), name="cycle-collector")
+                await self.source.run()
+                await self.warnings.drain()
+                hub.cancel()
+                collector.cancel()
+        finally:
+            await asyncio.shield(self.runner.aclose())
+            release_frozen_objects()
 
     def stop_claiming(self) -> None:
         self.source.stop_claiming()

@@ -104,6 +104,12 @@ class AdmittedConnector:
         self._sleep = sleep
         self.stats = stats if stats is not None else AdmissionStats()
 
+    async def aclose(self) -> None:
+        """Release the wrapped connector's resources, if it holds any."""
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
     @asynccontextmanager
     async def open(self, request: SessionRequest) -> AsyncIterator[ModelSession]:
         await self._admit(request)

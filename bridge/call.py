@@ -37,6 +37,7 @@ from bridge.events import (
     SessionNotice,
     ToolCall,
     ToolCallCancelled,
+    ToolRunByModelSide,
     Transcript,
     TurnComplete,
     Usage,
@@ -44,7 +45,7 @@ from bridge.events import (
 from bridge.ports import CallCommand, CallPort, ModelSession
 from bridge.record import CallRecord
 from bridge.speech import CallerActivity
-from bridge.tools import HangUp, ToolDispatcher
+from bridge.tools import HangUp, HumanLeg, ToolDispatcher
 from bridge.warnings import CallWarner, WarningCode
 
 log = structlog.get_logger("callbridge.call")
@@ -92,6 +93,7 @@ class BridgedCall:
         record: CallRecord,
         warner: CallWarner,
         greeting_prompt: str | None = None,
+        human: HumanLeg | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call = call
@@ -102,6 +104,7 @@ class BridgedCall:
         self._audio = audio
         self._thresholds = thresholds
         self._greeting = greeting_prompt
+        self._human = human or HumanLeg()
         self._clock = clock
         self.tools: ToolDispatcher | None = None
 
@@ -234,7 +237,7 @@ class BridgedCall:
                 pass
         except asyncio.CancelledError:
             # Shut down from outside (drain grace over): hang up rather than leave dead air.
-            self.finish("shutdown", hang_up="disconnect")
+            self.finish("shutdown", hang_up=self._hang_up_kind())
             raise
         finally:
             self._flush_transcripts()
@@ -305,9 +308,13 @@ class BridgedCall:
                 f"model session failed ({exc}); ending the call",
                 close_code=exc.close_code,
             )
-            self.finish("model_failed", hang_up="disconnect")
+            self.finish("model_failed", hang_up=self._hang_up_kind())
             return
-        self.finish("model_ended", hang_up="disconnect")
+        self.finish("model_ended", hang_up=self._hang_up_kind())
+
+    def _hang_up_kind(self) -> HangUp:
+        """With a human on the line only the agent leaves (close); otherwise end the call."""
+        return "close" if self._human.connected else "disconnect"
 
     def _on_model_event(self, event: ModelEvent) -> None:
         self._last_model_activity = self._clock()
@@ -320,8 +327,11 @@ class BridgedCall:
                 self._end_turn_audio()
             case TurnComplete():
                 self._on_turn_complete()
-            case Transcript(speaker=speaker, text=text):
+            case Transcript(speaker=speaker, text=text, finished=finished):
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
+                if finished and speaker == "caller":
+                    # Real models finish the caller's transcript late; keep lines in order.
+                    self._flush_caller_transcript()
             case ToolCall():
                 self._turn_had_content = True
                 self._tool_in_turn = True
@@ -329,6 +339,10 @@ class BridgedCall:
                 self._flush_transcripts()
                 if self.tools is not None:
                     self.tools.submit(event)
+            case ToolRunByModelSide(name=name):
+                self._turn_had_content = True
+                self._tool_in_turn = True
+                self.record.note("tool_call", name=name, run_by="model_side")
             case ToolCallCancelled(call_ids=ids):
                 self.record.note("tool_call_cancelled", ids=list(ids))
                 if self.tools is not None:

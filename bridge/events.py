@@ -54,6 +54,18 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolRunByModelSide:
+    """A tool the back end runs itself (ADK) was called: for the record and turn accounting.
+
+    The bridge must not run it again; it only learns that this turn did something other
+    than speak (so an audio-less turn is not a stall).
+    """
+
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallCancelled:
     """The model withdrew earlier tool calls (usually because the caller interrupted)."""
 
@@ -90,6 +102,7 @@ ModelEvent = (
     | TurnComplete
     | Transcript
     | ToolCall
+    | ToolRunByModelSide
     | ToolCallCancelled
     | Usage
     | SessionNotice

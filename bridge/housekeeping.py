@@ -33,6 +33,11 @@ def freeze_import_time_objects() -> None:
     gc.freeze()
 
 
+def release_frozen_objects() -> None:
+    """Undo :func:`freeze_import_time_objects` when the app stops, so exit can free them."""
+    gc.unfreeze()
+
+
 class CycleCollector:
     """Runs ``gc.collect()`` on the event loop after calls end, rate-limited."""
 

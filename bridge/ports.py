@@ -113,6 +113,7 @@ class SessionRequest:
     system_instruction: str
     functions: Sequence[FunctionSpec] = ()
     input_rate: int = 16000
+    caller: str = ""
 
 
 class ModelSession(Protocol):

@@ -28,7 +28,7 @@ from bridge.ports import (
     ModelSession,
     SessionRequest,
 )
-from bridge.record import CallRecord, RecordListener
+from bridge.record import CallRecord, RecordListener, mask_number
 from bridge.tools import HumanLeg, Tool, ToolContext, ToolDispatcher, build_tools
 from bridge.warnings import CallWarner, WarningCode, WarningSink
 
@@ -73,6 +73,13 @@ class CallRunner:
         )
         self._on_finished = on_finished
         self.live: dict[str, BridgedCall] = {}
+
+    async def aclose(self) -> None:
+        """Release connectors that hold resources (the ADK runner and its database)."""
+        for named in self._connectors:
+            close = getattr(named.connector, "aclose", None)
+            if close is not None:
+                await close()
 
     @property
     def tool_specs(self) -> list[Tool]:
@@ -129,6 +136,7 @@ class CallRunner:
             system_instruction=self._instruction(warner),
             functions=[tool.spec for tool in self._tools.values()],
             input_rate=self.config.audio.model_input_rate,
+            caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
         )
         async with AsyncExitStack() as stack:
             answering = asyncio.ensure_future(call.answer())
@@ -145,9 +153,11 @@ class CallRunner:
                 await _end_call(call, record)
                 record.finish("model_unavailable")
                 return None
+            human = HumanLeg()
             bridged = BridgedCall(
                 call,
                 session,
+                human=human,
                 audio=self.config.audio,
                 thresholds=self.config.warnings,
                 record=record,
@@ -160,8 +170,12 @@ class CallRunner:
                 record=record,
                 warner=warner,
                 settings=self.config.tools,
-                human=HumanLeg(),
+                human=human,
             )
+            # Back ends that run tools themselves (ADK) reach the call through this context.
+            bind = getattr(session, "bind_call", None)
+            if bind is not None:
+                bind(ctx)
             dispatcher = ToolDispatcher(
                 self._tools,
                 ctx,

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +23,7 @@ from typing import Any, TextIO
 from bridge.logs import configure_logging
 from bridge.record import CallRecord, RecordEntry
 from bridge.warnings import BridgeWarning
+from emulators.demo_agents import DEMOS
 from emulators.gemini_live import CallTool, Script, Speak, Turn
 from emulators.stack import LocalStack
 from emulators.telcoflow import (
@@ -125,25 +130,46 @@ class TimelinePrinter:
         return ""
 
 
-async def run_demo(wav_path: Path, rate: int) -> int:
+async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
     printer = TimelinePrinter()
     warnings: list[BridgeWarning] = []
-    overrides = {
+    overrides: dict[str, Any] = {
         "audio": {"call_rate": rate},
         "tools": {"ring_time_s": 3, "after_transfer": "leave"},
     }
-    print(f"callbridge demo: a {rate} Hz call through both emulators\n")
-    async with LocalStack(
-        demo_script(),
-        overrides=overrides,
-        warning_handlers=[warnings.append],
-        record_listeners=[printer],
-    ) as stack:
-        call = stack.place_call(
-            caller_script(rate),
-            connect_outcomes=[ConnectOutcome.unanswered(), ConnectOutcome.answered(after_s=1.0)],
-        )
-        record = await call.ended(timeout=120)
+    script, caller = demo_script(), caller_script(rate)
+    outcomes = [ConnectOutcome.unanswered(), ConnectOutcome.answered(after_s=1.0)]
+    data = tempfile.TemporaryDirectory(prefix="callbridge-demo-")
+    if agent is not None:
+        demo = DEMOS.get(agent)
+        if demo is None:
+            print(f"unknown --agent {agent!r}; choose one of: {', '.join(sorted(DEMOS))}")
+            return 2
+        os.environ["CALLBRIDGE_EXAMPLES_DATA"] = data.name
+        overrides["model"] = {
+            "backend": "adk",
+            "adk_agent": agent,
+            "adk_session_db": f"sqlite+aiosqlite:///{data.name}/adk-sessions.sqlite",
+        }
+        script, caller, outcomes = demo.script(), demo.caller(rate), list(demo.connect_outcomes)
+    who = f"the ADK agent {agent}" if agent else "Gemini Live"
+    print(f"callbridge demo: a {rate} Hz call through both emulators, answered by {who}\n")
+    with data:
+        async with LocalStack(
+            script,
+            overrides=overrides,
+            warning_handlers=[warnings.append],
+            record_listeners=[printer],
+        ) as stack:
+            call = stack.place_call(caller, connect_outcomes=outcomes)
+            record = await call.ended(timeout=120)
+        if agent is not None:
+            print("\nWhat the agent's tools returned to the model:")
+            for session in stack.gemini.sessions:
+                for response in session.tool_responses:
+                    print(f"  {response}")
+            if agent == "examples.appointment_booking":
+                print(f"\nBookings in the example's calendar: {await booked()}")
     write_stereo_wav(record, wav_path)
     seconds = len(record.caller_pcm) / (2 * rate)
     print(
@@ -161,6 +187,20 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--wav", type=Path, default=Path("demo-call.wav"))
     parser.add_argument("--rate", type=int, choices=[8000, 16000, 24000], default=16000)
     parser.add_argument("--log-level", default="ERROR")
+    parser.add_argument(
+        "--agent", default=None, help=f"an example ADK agent: {', '.join(sorted(DEMOS))}"
+    )
     args = parser.parse_args(argv)
-    configure_logging("console", level=getattr(__import__("logging"), args.log_level))
-    return asyncio.run(run_demo(args.wav, args.rate))
+    configure_logging("console", level=getattr(logging, args.log_level))
+    return asyncio.run(run_demo(args.wav, args.rate, args.agent))
+
+
+async def booked() -> list[tuple[str, str, str]]:
+    """Rows of the appointment example's calendar (read after the call)."""
+    from examples._data import run_db
+    from examples.appointment_booking import DB_FILE, SCHEMA
+
+    def rows(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in db.execute("SELECT day, time, name FROM bookings")]
+
+    return await run_db(DB_FILE, SCHEMA, rows)

@@ -17,6 +17,7 @@ that names none.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import re
@@ -31,10 +32,11 @@ from google.adk.apps.app import App
 from google.adk.models.base_llm import BaseLlm
 from google.adk.models.google_llm import Gemini
 from google.adk.tools.base_tool import BaseTool
+from google.adk.tools.function_tool import FunctionTool
 from google.genai import types
 
 from adapters.adk.model import ObservedGemini
-from adapters.adk.tools import CallControlTool
+from adapters.adk.tools import CallControlTool, supports_async_tools
 from bridge.config import ModelSettings
 from bridge.errors import ConfigError
 
@@ -189,13 +191,8 @@ def _clone(
         new_model = _retarget_model(target, settings, make)
         if new_model is not None:
             updates["model"] = new_model
-        if any(isinstance(t, CallControlTool) for t in agent.tools):
-            updates["tools"] = [
-                t.for_model(family, settings.non_blocking_tools)
-                if isinstance(t, CallControlTool)
-                else t
-                for t in agent.tools
-            ]
+        if agent.tools:
+            updates["tools"] = [_for_phone(t, family, settings) for t in agent.tools]
     children = [
         _clone(sub, settings, make, inherited=family, is_root=False) for sub in agent.sub_agents
     ]
@@ -205,6 +202,31 @@ def _clone(
     for child in children:
         child.parent_agent = clone
     return clone
+
+
+def _for_phone(tool: Any, family: str, settings: ModelSettings) -> Any:
+    """Declare the agent's plain function tools NON_BLOCKING where the model family allows.
+
+    On a phone line a BLOCKING call freezes ADK's event stream (no barge-in while a tool
+    runs) and Gemini closes the session (1008) if caller audio arrives while it is pending,
+    which on a live line it always does. Tools that already chose a behaviour keep it;
+    call-control tools pick theirs per family; other tool kinds are left as they are.
+    """
+    if isinstance(tool, CallControlTool):
+        return tool.for_model(family, settings.non_blocking_tools)
+    if not supports_async_tools(family, settings.non_blocking_tools):
+        return tool
+    if callable(tool) and not isinstance(tool, BaseTool):
+        if inspect.isasyncgenfunction(tool):
+            return tool  # a streaming tool: ADK already runs it in the background
+        tool = FunctionTool(tool)
+    elif isinstance(tool, FunctionTool) and tool.behavior is None:
+        tool = copy.copy(tool)
+    else:
+        return tool
+    tool.behavior = types.Behavior.NON_BLOCKING
+    tool.response_scheduling = types.FunctionResponseScheduling.WHEN_IDLE
+    return tool
 
 
 def walk(agent: BaseAgent) -> Iterator[BaseAgent]:

@@ -40,7 +40,7 @@ from adapters.adk.runconfig import run_config
 from adapters.adk.translate import EventTranslator, function_call_ids
 from bridge.config import ModelSettings
 from bridge.errors import CallGone, ModelUnavailable
-from bridge.events import ModelEvent, SessionNotice, ToolResult
+from bridge.events import ModelEvent, SessionNotice, ToolResult, ToolRunByModelSide
 from bridge.ports import SessionRequest
 from bridge.tools import ToolContext
 from bridge.warnings import WarningCode
@@ -325,6 +325,8 @@ class AdkSession:
         calls = function_call_ids(event)
         if calls:
             self._expect(calls)
+            for call_id, name in calls:
+                await self._put(ToolRunByModelSide(call_id, name))
         while self._notices:
             await self._put(self._notices.popleft())
         for item in self._translator.translate(event):
