@@ -12,8 +12,9 @@ The parent and a child talk JSON lines over the child's stdin/stdout (stderr goe
   ``{"ok": {...}}`` or ``{"error": "..."}``; ``{"cmd": "stop"}`` makes the child finish;
 - EOF on stdin (the parent died) also makes the child finish, so nothing is left running.
 
-CPU and memory come from ``/proc/<pid>/stat`` and ``/proc/<pid>/statm``: user + system time of
-all the child's threads, and its resident set, without any dependency.
+CPU and memory come from ``/proc/<pid>/task/*/schedstat`` and ``/proc/<pid>/statm``: time on
+the CPU of all the child's threads (precise, unlike tick-sampled ``utime``), and its resident
+set, without any dependency.
 """
 
 from __future__ import annotations
@@ -91,15 +92,27 @@ class ProcSample:
     rss_bytes: int
 
 
+def _on_cpu_s(pid: int) -> float:
+    """Time ``pid``'s threads spent running, from the scheduler's own nanosecond count.
+
+    Not ``utime``/``stime`` from ``/proc/<pid>/stat``: with tick-based CPU accounting (the
+    usual kernel configuration, ``CONFIG_TICK_CPU_ACCOUNTING``) those are sampled at each timer
+    tick, and a process that runs in short bursts locked to a 20 ms cadence can be charged
+    several times too little or too much. ``schedstat`` is updated at every context switch.
+    """
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total_ns += int((task / "schedstat").read_text().split()[0])
+    return total_ns / 1e9
+
+
 def sample_process(pid: int) -> ProcSample:
-    """Read user+system CPU seconds (all threads) and RSS of ``pid`` from /proc."""
+    """CPU seconds on the CPU so far (all threads) and RSS of ``pid``, from /proc."""
     t = time.monotonic()
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])
+    cpu_s = _on_cpu_s(pid)
     resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return ProcSample(t, (utime + stime) / CLOCK_TICKS, resident_pages * PAGE_SIZE)
+    return ProcSample(t, cpu_s, resident_pages * PAGE_SIZE)
 
 
 def cores_busy_s(cores: frozenset[int]) -> float:
@@ -107,6 +120,7 @@ def cores_busy_s(cores: frozenset[int]) -> float:
 
     Compared with a process's own CPU time over the same interval, this tells how much of its
     core something else took: on a shared machine, other work competes with the benchmark.
+    It is tick-sampled, so only an approximation over a window of seconds.
     """
     busy = 0
     for line in Path("/proc/stat").read_text().splitlines():
