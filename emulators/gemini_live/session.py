@@ -63,6 +63,7 @@ class SessionConfig:
     vad_hangover_s: float = 0.4
     binary_frames: bool = True
     strict_blocking: bool = True
+    blocking_grace_s: float = 0.25
     log_audio_frames: bool = True  # per-chunk entries in audio_in / sent (off for long soaks)
 
 
@@ -79,6 +80,7 @@ class _PendingCall:
     name: str
     blocking: bool
     answered: asyncio.Future[dict[str, Any]]
+    sent_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -246,7 +248,15 @@ class LiveSession:
         rate = parse_pcm_mime(pick(blob, "mime_type"))
         if rate is None:
             return  # an image/video frame: accepted, not interpreted
-        if self._config.strict_blocking and any(p.blocking for p in self._pending.values()):
+        # Audio already on the wire when the toolCall went out cannot be helped by any
+        # client; only audio sent after it had time to arrive (a round trip) is a violation.
+        now = time.monotonic()
+        late = [
+            p
+            for p in self._pending.values()
+            if p.blocking and now - p.sent_at > self._config.blocking_grace_s
+        ]
+        if self._config.strict_blocking and late:
             names = ", ".join(sorted({p.name for p in self._pending.values() if p.blocking}))
             raise ProtocolError(
                 1008,
@@ -430,7 +440,11 @@ class LiveSession:
         call_id = f"function-call-{secrets.randbelow(10**19):019d}"
         call = {"id": call_id, "name": step.name, "args": dict(step.args)}
         pending = _PendingCall(
-            call_id, step.name, blocking, asyncio.get_running_loop().create_future()
+            call_id,
+            step.name,
+            blocking,
+            asyncio.get_running_loop().create_future(),
+            time.monotonic(),
         )
         self._pending[call_id] = pending
         progress.pending_ids.append(call_id)

@@ -1,0 +1,19 @@
+"""The ADK agent the parametrised back-end suite puts on the phone (no model name: the tenant's)."""
+
+from __future__ import annotations
+
+from google.adk.agents import Agent
+
+from adapters.adk import call_control_tools
+
+
+async def lookup_order(order_id: str) -> dict[str, str]:
+    """Look up an order's delivery status."""
+    return {"order_id": order_id, "status": "shipped", "eta": "Thursday"}
+
+
+root_agent = Agent(
+    name="phone_agent",
+    instruction="You answer the phone for Acme.",
+    tools=[lookup_order, *call_control_tools()],
+)
