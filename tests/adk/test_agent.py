@@ -107,7 +107,15 @@ def test_non_blocking_tools_are_known_to_the_session() -> None:
     plain = FunctionTool(lookup)
     plain.name = "plain_lookup"
     agent = Agent(name="desk", tools=[stream_prices, background, plain])
-    assert prepare_agent(agent, _settings()).non_blocking_tools == {"stream_prices", "lookup"}
+    # On a 2.5-family model every plain function tool is made NON_BLOCKING for the phone.
+    assert prepare_agent(agent, _settings()).non_blocking_tools == {
+        "stream_prices",
+        "lookup",
+        "plain_lookup",
+    }
+    # On 3.x (no async tools) only what the agent itself declared stays non-blocking.
+    three = _settings(model="gemini-3.1-flash-live-preview")
+    assert prepare_agent(agent, three).non_blocking_tools == {"stream_prices", "lookup"}
 
 
 def test_app_names() -> None:

@@ -377,7 +377,12 @@ async def test_audio_while_blocking_tool_pending_is_closed_1008() -> None:
     ):
         await session.send_realtime_input(text="get me a person")
         await inbox.wait_for(lambda m: m.tool_call is not None)
-        await send_audio(session, bytes(CHUNK))  # even silence is refused
+        # Audio in flight as the toolCall went out is tolerated (a quarter second)...
+        await send_audio(session, bytes(CHUNK))
+        await asyncio.sleep(0.35)
+        assert emu.sessions[0].close_code is None
+        # ...audio sent after that is refused, even silence.
+        await send_audio(session, bytes(CHUNK))
         error = await inbox.wait_error()
     assert error.code == 1008
     assert "BLOCKING" in str(error)

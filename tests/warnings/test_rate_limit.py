@@ -88,12 +88,16 @@ async def test_a_hundred_refusals_in_a_second_are_delivered_a_bounded_number_of_
         assert await stack.app.warnings.drain(5)
         await call.hang_up()
     delivered = probe.raised(CODE)
+    # At call end the runner flushes what the limiter still held back, as one summary.
+    raised = [w for w in delivered if not w.details.get("summary")]
     bound = 1 + math.ceil(elapsed / interval)
-    assert 2 <= len(delivered) <= bound, (len(delivered), elapsed)
+    assert 2 <= len(raised) <= bound, (len(raised), elapsed)
+    assert len(delivered) - len(raised) <= 1
     assert bridged.warner.counts[CODE] == 100
     suppressed = [w.details.get("suppressed_since_last", 0) for w in delivered]
     assert suppressed[0] == 0 and all(n > 0 for n in suppressed[1:])
-    assert len(delivered) + sum(suppressed) <= 100
+    # Every refusal is accounted for exactly once: delivered, or counted as suppressed.
+    assert len(raised) + sum(suppressed) == 100
     # Every channel saw the same, bounded, number of deliveries.
     assert probe.count(CODE) == len(delivered)
     assert sum(e["event"] == "bridge_warning" and e["code"] == CODE for e in logs) == len(delivered)
