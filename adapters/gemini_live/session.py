@@ -126,6 +126,7 @@ class GeminiLiveSession:
         self.connections = 0
         self.rotations = 0
         self.reconnects = 0
+        self.frames_dropped = 0
         self._log = log.bind(call_id=request.call_id)
 
     @property
@@ -188,12 +189,12 @@ class GeminiLiveSession:
             # A reconnect or rotation holds the send lock, maybe for seconds. Queue the frame
             # (it goes out on the new connection) rather than wait: the caller pump must keep
             # reading, or a hang-up meanwhile goes unnoticed until the reconnect ends.
-            self._unsent.append(pcm)
+            self._queue(pcm)
             return
         async with self._send_lock:
             live_session = self._live
             if live_session is None:
-                self._unsent.append(pcm)
+                self._queue(pcm)
                 return
             try:
                 await live_session.send_realtime_input(
@@ -201,9 +202,15 @@ class GeminiLiveSession:
                 )
             except (websockets.ConnectionClosed, OSError):
                 # The receive side sees the close and reconnects; this frame goes out then.
-                self._unsent.append(pcm)
+                self._queue(pcm)
             else:
                 self._since_handle.append(pcm)
+
+    def _queue(self, pcm: bytes) -> None:
+        """Keep a frame for the next connection; when the queue is full the oldest goes."""
+        if len(self._unsent) == self._unsent.maxlen:
+            self.frames_dropped += 1
+        self._unsent.append(pcm)
 
     async def send_text(self, text: str) -> None:
         async with self._send_lock:
@@ -407,8 +414,10 @@ class GeminiLiveSession:
         """
         async with self._switch():
             await self._disconnect()
+            dropped_before = self.frames_dropped
             lost = [*self._since_handle, *self._unsent]
             self._unsent = deque(lost[-MAX_UNSENT_FRAMES:], maxlen=MAX_UNSENT_FRAMES)
+            self.frames_dropped += max(len(lost) - MAX_UNSENT_FRAMES, 0)
             attempts = self._settings.max_reconnect_attempts
             last_error = error
             for attempt in range(attempts):
@@ -426,6 +435,10 @@ class GeminiLiveSession:
                     continue
                 await self._replay_unsent()
                 self.reconnects += 1
+                dropped = self.frames_dropped - dropped_before
+                if dropped:
+                    detail = f"{notice.detail}; {dropped} caller frames queued too long dropped"
+                    return SessionNotice(notice.kind, detail, notice.close_code)
                 return notice
         raise ModelUnavailable(
             f"connection closed ({code}: {error}); {attempts} reconnect attempts failed: "
@@ -470,4 +483,5 @@ def session_info(session: GeminiLiveSession) -> dict[str, Any]:
         "connections": session.connections,
         "rotations": session.rotations,
         "reconnects": session.reconnects,
+        "frames_dropped": session.frames_dropped,
     }
