@@ -21,6 +21,7 @@ from tests.faults.kit import (
     agent_lines,
     agent_says,
     caller_says,
+    eventually,
     fault_stack,
     instruction,
     notices,
@@ -159,3 +160,24 @@ async def test_drop_between_question_and_answer_replays_the_question() -> None:
     assert second.turn_audio_first_sent, "the question was answered after the reconnect"
     assert agent_lines(record) == ["Order 4471 ships on Thursday."]
     assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+
+
+async def test_model_outage_mid_call_ends_the_call_after_bounded_attempts() -> None:
+    script = order_script()
+    caller = CallerScript([Pause(0.3), Say(caller_says(0.6)), WaitForAgentAudio(0.5, 10)])
+    attempts = {"model": {"max_reconnect_attempts": 2}}
+    async with fault_stack(script, NO_GREETING, attempts) as fs:
+        call = fs.stack.place_call(caller)
+        await eventually(lambda: call.record.agent_audio_bytes > 0, 10, "the first answer")
+        await fs.stack.gemini.stop()  # the whole endpoint goes away (1001, then refused)
+        emu = await call.ended(timeout=15)
+        record = await fs.finished(call)
+    [session] = fs.sessions
+    assert session.close_code == 1001
+    [warning] = fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+    assert warning.details == {"close_code": 1001}
+    assert "2 reconnect attempts failed" in warning.description
+    assert "ending the call" in warning.description
+    assert record.outcome == "model_failed"
+    assert emu.end_reason == "agent_disconnect", "the bridge hung up; no dead air"
+    assert [c.name for c in emu.commands] == ["call.answer", "call.disconnect"]
