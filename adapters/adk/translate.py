@@ -20,6 +20,7 @@ from __future__ import annotations
 from google.adk.events.event import Event
 from google.genai import types
 
+from adapters.gemini_live.translate import usage_event
 from bridge.events import (
     Interrupted,
     ModelAudio,
@@ -32,20 +33,12 @@ from bridge.events import (
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    by_modality: dict[str, int] = {}
-    for prefix, details in (
-        ("prompt", meta.prompt_tokens_details),
-        ("response", meta.candidates_tokens_details),
-    ):
-        for item in details or ():
-            modality = item.modality.value if item.modality else "UNKNOWN"
-            key = f"{prefix}_{modality}"
-            by_modality[key] = by_modality.get(key, 0) + (item.token_count or 0)
-    return Usage(
-        prompt_tokens=meta.prompt_token_count or 0,
-        response_tokens=meta.candidates_token_count or 0,
-        total_tokens=meta.total_token_count or 0,
-        by_modality=by_modality,
+    return usage_event(
+        prompt=meta.prompt_token_count,
+        response=meta.candidates_token_count,
+        total=meta.total_token_count,
+        prompt_details=meta.prompt_tokens_details,
+        response_details=meta.candidates_tokens_details,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from google.genai import types
 
@@ -28,21 +28,31 @@ def parse_duration_s(value: str | None, default: float = 0.0) -> float:
     return float(match.group(1)) if match else default
 
 
-def _usage(meta: types.UsageMetadata) -> Usage:
+def usage_event(
+    *,
+    prompt: int | None,
+    response: int | None,
+    total: int | None,
+    prompt_details: Iterable[types.ModalityTokenCount] | None,
+    response_details: Iterable[types.ModalityTokenCount] | None,
+) -> Usage:
+    """Token counts by direction and modality (shared by the raw and the ADK back ends)."""
     by_modality: dict[str, int] = {}
-    for prefix, details in (
-        ("prompt", meta.prompt_tokens_details),
-        ("response", meta.response_tokens_details),
-    ):
+    for prefix, details in (("prompt", prompt_details), ("response", response_details)):
         for item in details or ():
             modality = item.modality.value if item.modality else "UNKNOWN"
             key = f"{prefix}_{modality}"
             by_modality[key] = by_modality.get(key, 0) + (item.token_count or 0)
-    return Usage(
-        prompt_tokens=meta.prompt_token_count or 0,
-        response_tokens=meta.response_token_count or 0,
-        total_tokens=meta.total_token_count or 0,
-        by_modality=by_modality,
+    return Usage(prompt or 0, response or 0, total or 0, by_modality)
+
+
+def _usage(meta: types.UsageMetadata) -> Usage:
+    return usage_event(
+        prompt=meta.prompt_token_count,
+        response=meta.response_token_count,
+        total=meta.total_token_count,
+        prompt_details=meta.prompt_tokens_details,
+        response_details=meta.response_tokens_details,
     )
 
 
