@@ -398,7 +398,7 @@ async def _profile(
     held = [
         r["calls"]
         for r in runs
-        if r["bridge_kind"] == "ours"
+        if r["label"] == _label("ours", options.variants[0])
         and not r.get("error")
         and r["bridge"]["held"]
         and r["emulator"]["held"]
