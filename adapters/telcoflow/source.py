@@ -50,6 +50,7 @@ class SourceStats:
     calls_started: int = 0
     calls_finished: int = 0
     duplicates_ignored: int = 0
+    resumes_left_to_owner: int = 0
 
 
 def build_manager(settings: TelcoflowSettings, sample_rate: int) -> telcoflow.SessionManager:
@@ -149,6 +150,13 @@ class TelcoflowCallSource:
         session_id = notice.session_id
         if session_id in self._reserved:
             self.stats.duplicates_ignored += 1
+            return
+        if notice.activity == "RESUME":
+            # A live call whose bridge's SM-WS reconnected: on another replica, or in an
+            # earlier life of this process. Its voice socket belongs to that bridge, so
+            # claiming it here would only start a second, dead bridge (and model session).
+            self.stats.resumes_left_to_owner += 1
+            log.info("resume_left_to_owner", session_id=session_id)
             return
         if not self.has_capacity():
             self.stats.declined_capacity += 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+from adapters.app import BridgeApp
+from bridge.record import CallRecord, RecordEntry
 from bridge.warnings import WarningCode
 from emulators.gemini_live import Fault, Script, Turn
 from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
@@ -92,6 +94,50 @@ async def test_session_manager_reconnect_leaves_the_live_call_alone() -> None:
     assert app.source.stats.calls_started == 2
     assert len(fs.records) == 2 and len(fs.sessions) == 2
     assert not fs.warnings, [w.description for w in fs.warnings]
+
+
+class Kept:
+    """Record listener for a second replica."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, CallRecord] = {}
+
+    def on_entry(self, record: CallRecord, entry: RecordEntry) -> None:
+        self.records.setdefault(record.call_id, record)
+
+
+async def test_resume_of_a_call_bridged_by_another_replica_is_left_alone() -> None:
+    script = Script(turns=[ANSWER], fallback=ANSWER)
+    async with fault_stack(script, {"model": {"greeting_prompt": None}}) as fs:
+        assert fs.stack.app is not None and fs.stack.config is not None
+        first = fs.stack.app
+        kept = Kept()
+        second = BridgeApp(fs.stack.config, record_listeners=[kept])
+        telco = fs.stack.telco
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(second.run(), name="second-replica")
+            await second.source.ready.wait()
+            call = telco.place_call(ask(pause_s=2.5))
+            await call.answered()
+            # Both replicas' SM-WSs drop; both reconnect and both get the RESUME notify.
+            assert await telco.drop_session_manager(1011) == 2
+            await eventually(lambda: len(telco.sm_connection_ids) == 2, 10, "both reconnect")
+            both = (first.source.stats, second.source.stats)
+            await eventually(
+                lambda: all(s.notified >= 2 for s in both) or sum(s.claimed for s in both) > 1,
+                8,
+                "both replicas to get the RESUME (or one to claim it)",
+            )
+            emu = await call.ended(timeout=15)
+            record = await fs.finished(call)
+            second.stop_claiming()
+    owner, other = both if fs.records else both[::-1]
+    assert owner.calls_started == 1 and other.calls_started == 0, "one bridge per call"
+    assert other.claimed == 0, "the other replica did not claim the live call"
+    assert not kept.records, "no second (dead) bridge and no second record for the call"
+    assert len(fs.sessions) == 1, "no second model session for the same call"
+    assert len(emu.commands_named("call.answer")) == 1
+    assert agent_lines(record) == ["Yes, it shipped."] and record.outcome == "caller_hangup"
 
 
 async def test_caller_hangs_up_while_the_model_reconnects() -> None:
