@@ -168,6 +168,7 @@ def profile_markdown(prof: dict[str, Any], top: int = 12) -> list[str]:
         f"## Profile of our bridge at N = {prof['calls']} (py-spy, {prof['samples']} samples; "
         "shares of the bridge's busy time)",
         "",
+        *([prof["note"], ""] if prof.get("note") else []),
         "| self, by package | |",
         "|---|---|",
     ]
@@ -188,6 +189,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     runs = [r for r in result["runs"] if not r.get("error")]
     fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     palette = ["tab:blue", "tab:green", "tab:purple", "tab:red", "tab:brown"]
+    lost_labelled = False
     for index, label in enumerate(labels(runs)):
         mine = sorted((r for r in runs if r["label"] == label), key=lambda r: r["calls"])
         is_ref = mine[0]["bridge_kind"] == "reference"
@@ -197,6 +199,17 @@ def chart(result: dict[str, Any], path: Path) -> None:
         cpu_ax.plot(
             ns, [r["cpu_ms_per_call_s"] for r in mine], marker=marker, color=colour, label=label
         )
+        lost = [r for r in mine if _verdict(r) != "held"]
+        cpu_ax.scatter(
+            [r["calls"] for r in lost],
+            [r["cpu_ms_per_call_s"] for r in lost],
+            marker="x",
+            s=90,
+            color="black",
+            zorder=3,
+            label="real time lost" if lost and not lost_labelled else None,
+        )
+        lost_labelled = lost_labelled or bool(lost)
         for key, style, what in (
             ("p50", "-", "caller→model p50"),
             ("p99", "--", "caller→model p99"),

@@ -172,6 +172,7 @@ async def measure_run(
         },
         "foreign_load": _foreign(options, busy0, busy1, b0, b1, [(t0, t1), (g0, g1)]),
         "priority": bridge_priority,
+        "gc_in_window": _gc_in_window(bridge_stats, window),
         "answered": final["answered"],
         "failed": final["failed"],
         "bridge_stats": bridge_stats,
@@ -188,6 +189,21 @@ async def measure_run(
             },
         }
     return run
+
+
+def _gc_in_window(stats: JsonDict, window: measure.Window) -> dict[str, Any] | None:
+    """The bridge's garbage-collection pauses (>= 1 ms) during the steady window."""
+    gc = stats.get("gc")
+    if not gc:
+        return None
+    inside = [(gen, took) for t, gen, took in gc["pauses"] if window.start <= t < window.end]
+    full = [took for gen, took in inside if gen == 2]
+    return {
+        "pauses": len(inside),
+        "max_ms": round(max((took for _, took in inside), default=0.0) * 1000, 1),
+        "full_collections": len(full),
+        "frozen_objects": gc.get("frozen", 0),
+    }
 
 
 def _busy(options: StackOptions) -> tuple[float, float]:

@@ -13,7 +13,8 @@ e.g. ``--variant direct-send+cheap-rms``. Each names the profile finding it answ
   frame with four numpy passes and a float64 copy; one int32 dot product gives the same value.
 - ``gc-freeze``: a full garbage collection walks every object the imports created (~110k, about
   65-100 ms here) and stalls every call's audio meanwhile; ``gc.freeze()`` after start-up moves
-  them out of the collector's reach.
+  them out of the collector's reach. The shipped bridge now does this itself
+  (``bridge.housekeeping``, wired in ``adapters.app``), so on a current tree it changes nothing.
 - ``frames-40ms``: 40 ms caller frames to the model instead of 20 ms (half the messages, 20 ms
   more latency at most).
 """
