@@ -63,8 +63,8 @@ RESPONSE_WAIT_S = 4.0
 """After the caller stops, a rotation waits this long for the model's answer to start."""
 MAX_UNSENT_FRAMES = 500
 """Frames whose send failed on a dying socket, replayed after reconnecting (10 s at 20 ms)."""
-MAX_SINCE_HANDLE_FRAMES = 500
-"""Caller frames sent since the latest handle, replayed after an unplanned drop (10 s)."""
+MAX_UNANSWERED_FRAMES = 500
+"""Caller frames sent since the latest handle or model output, replayed after a drop (10 s)."""
 
 
 def _close_code(exc: BaseException) -> int | None:
@@ -113,7 +113,7 @@ class GeminiLiveSession:
         self._send_lock = asyncio.Lock()
         self._switching = False
         self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
-        self._since_handle: deque[bytes] = deque(maxlen=MAX_SINCE_HANDLE_FRAMES)
+        self._unanswered: deque[bytes] = deque(maxlen=MAX_UNANSWERED_FRAMES)
         self._handle: str | None = None
         self._handle_current = False
         self._go_away_deadline: float | None = None
@@ -168,7 +168,7 @@ class GeminiLiveSession:
         self._go_away_deadline = None
         self._in_turn = False
         self._handle_current = False
-        self._since_handle.clear()
+        self._unanswered.clear()
         self.connections += 1
 
     async def _disconnect(self) -> None:
@@ -204,7 +204,7 @@ class GeminiLiveSession:
                 # The receive side sees the close and reconnects; this frame goes out then.
                 self._queue(pcm)
             else:
-                self._since_handle.append(pcm)
+                self._unanswered.append(pcm)
 
     def _queue(self, pcm: bytes) -> None:
         """Keep a frame for the next connection; when the queue is full the oldest goes."""
@@ -247,7 +247,7 @@ class GeminiLiveSession:
                 )
             except (websockets.ConnectionClosed, OSError):
                 return  # the receive side sees the close and reconnects; the rest goes then
-            self._since_handle.append(self._unsent.popleft())
+            self._unanswered.append(self._unsent.popleft())
 
     # ── Receiving ────────────────────────────────────────────────────────────────────
 
@@ -342,7 +342,7 @@ class GeminiLiveSession:
         if update is not None and update.resumable and update.new_handle:
             self._handle = update.new_handle
             self._handle_current = True
-            self._since_handle.clear()
+            self._unanswered.clear()
         elif update is not None:
             self._handle_current = False  # not resumable now (mid-generation, tool pending)
         out: list[ModelEvent] = []
@@ -354,6 +354,7 @@ class GeminiLiveSession:
             if isinstance(event, ModelAudio | ToolCall | Transcript):
                 self._handle_current = False  # the conversation moved past the handle
             if isinstance(event, ModelAudio | ToolCall):
+                self._unanswered.clear()  # the model is answering what it heard so far
                 self._in_turn = True
                 self._awaiting_answer_since = None
             if isinstance(event, ToolCall):
@@ -408,14 +409,15 @@ class GeminiLiveSession:
     async def _reconnect(self, code: int | None, error: str) -> SessionNotice:
         """Unplanned drop: reconnect with the handle, bounded attempts with backoff.
 
-        The resumed state ends at the handle, so caller audio sent after it (a question the
-        old connection heard but had not answered) is sent again, with the frames whose send
-        failed.
+        The resumed state ends at the handle, so caller audio the old connection heard but
+        had not started answering (and that no later handle covers) is sent again, with the
+        frames whose send failed. Audio already being answered is not: the model would say
+        its answer a second time.
         """
         async with self._switch():
             await self._disconnect()
             dropped_before = self.frames_dropped
-            lost = [*self._since_handle, *self._unsent]
+            lost = [*self._unanswered, *self._unsent]
             self._unsent = deque(lost[-MAX_UNSENT_FRAMES:], maxlen=MAX_UNSENT_FRAMES)
             self.frames_dropped += max(len(lost) - MAX_UNSENT_FRAMES, 0)
             attempts = self._settings.max_reconnect_attempts

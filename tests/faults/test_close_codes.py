@@ -181,3 +181,25 @@ async def test_model_outage_mid_call_ends_the_call_after_bounded_attempts() -> N
     assert record.outcome == "model_failed"
     assert emu.end_reason == "agent_disconnect", "the bridge hung up; no dead air"
     assert [c.name for c in emu.commands] == ["call.answer", "call.disconnect"]
+
+
+async def test_drop_mid_answer_does_not_make_the_model_answer_twice() -> None:
+    script = Script(
+        turns=[Turn([agent_says(2.5, "Order 4471 ships on Thursday.")], "Where is it?")],
+        faults=[Fault.close(2.2, code=1011, on_connection=0)],
+    )
+    caller = CallerScript(
+        [Pause(0.3), Say(caller_says(0.6)), WaitForAgentAudio(1.5, 10), Pause(1.5), HangUp()]
+    )
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(caller)
+        emu = await call.ended(timeout=20)
+        record = await fs.finished(call)
+    first, second = fs.sessions
+    kinds = first.kinds()
+    assert "audio" in kinds and "turnComplete" not in kinds, "the drop came mid-answer"
+    assert notices(record) == ["reconnected"]
+    # The answer the caller already heard is not produced again on the new connection.
+    assert not second.turn_started_at, "the question was not replayed after its answer began"
+    assert agent_lines(record) == ["Order 4471 ships on Thursday."]
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
