@@ -13,9 +13,10 @@ samples are, with no tuning:
     they differ, with one ``soxr.ResampleStream``), awaiting ``clear_send_audio_buffer()`` on
     ``interrupted``, and answering tool calls with ``send_tool_response``.
 
-Two deviations from the samples, both so that it survives the benchmark at all, and both
-charged to neither side's audio path: the SDK fixes from ``adapters.telcoflow.sdk_fixes``
-(an unmodified SDK stops receiving calls after about 33), and the call id in the system
+Three deviations from the samples, all so that it survives the benchmark at all, none on
+either side's audio path: the SDK fixes from ``adapters.telcoflow.sdk_fixes`` (an unmodified
+SDK stops receiving calls after about 33); a call delivered twice (a slow claim is re-offered
+and the SDK then builds a second ``Call``) is bridged once; and the call id in the system
 instruction (``bench.load.tag_instruction``), which the benchmark needs to pair sessions. The
 tool is declared NON_BLOCKING, as our bridge declares it for 2.5 models, because the samples
 keep streaming audio during a tool call, which a BLOCKING declaration would punish with 1008.
@@ -73,6 +74,7 @@ class Stats:
         self.started = 0
         self.finished = 0
         self.failed = 0
+        self.duplicates = 0
         self.errors: dict[str, int] = {}
 
 
@@ -163,6 +165,7 @@ async def _run(args: argparse.Namespace) -> None:
     gc_watch = GcWatch()
     gc_watch.install()
     tasks: set[asyncio.Task[None]] = set()
+    bridged: set[str] = set()
 
     async with asyncio.TaskGroup() as calls:
 
@@ -171,6 +174,10 @@ async def _run(args: argparse.Namespace) -> None:
             session = await manager.open_session(session_id)
 
             async def on_call(call: telcoflow.Call) -> None:
+                if call.id in bridged:
+                    stats.duplicates += 1  # a re-delivered call.in: never bridge a call twice
+                    return
+                bridged.add(call.id)
                 task = calls.create_task(_guarded(call, client, args.rate, stats))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -188,6 +195,7 @@ async def _run(args: argparse.Namespace) -> None:
                 "started": stats.started,
                 "finished": stats.finished,
                 "failed": stats.failed,
+                "duplicates_ignored": stats.duplicates,
                 "errors": stats.errors,
                 "gc": gc_watch.export(),
             }
