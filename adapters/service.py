@@ -36,6 +36,7 @@ import uvicorn
 
 from adapters.app import BridgeApp, build_connectors
 from adapters.http import HttpDeps, create_http_app, readiness
+from bridge import loop
 from bridge.admission import AdmissionStats, admit_all
 from bridge.config import TenantConfig, config_problems, load_config
 from bridge.delivery import WarningHandler, log_warning
@@ -315,7 +316,7 @@ def main(argv: Sequence[str]) -> int:
     configure_logging(config.service.log_format, getattr(logging, args.log_level.upper()))
     structlog.contextvars.bind_contextvars(tenant=config.tenant)
     try:
-        return asyncio.run(_serve(config))
+        return loop.run(_serve(config))
     except ConfigError as exc:
         _print_problems(config_problems(exc))
         return EXIT_CONFIG

@@ -27,6 +27,7 @@ from adapters.app import BridgeApp, build_connectors
 from bench import variants
 from bench.load import tag_instruction
 from bench.procs import GcWatch, JsonDict, serve_parent
+from bridge import loop
 from bridge.config import load_config
 from bridge.logs import configure_logging
 from bridge.ports import ModelConnector, ModelSession, SessionRequest
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variant", default="default", help="see bench.variants")
     args = parser.parse_args(argv)
     configure_logging("json", logging.WARNING)
-    asyncio.run(_run(json.loads(args.config), args.variant))
+    loop.run(_run(json.loads(args.config), args.variant))
     return 0
 
 

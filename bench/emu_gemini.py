@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.load import find_call_tag, model_script
 from bench.procs import JsonDict, LagProbe, serve_parent
+from bridge import loop
 from emulators.gemini_live import GeminiLiveEmulator, SessionLog
 
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--burst-speed", type=float, default=4.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(_run(args))
+    loop.run(_run(args))
     return 0
 
 

@@ -32,6 +32,7 @@ from websockets.asyncio.server import ServerConnection
 
 from bench.load import CallLoad
 from bench.procs import JsonDict, LagProbe, serve_parent
+from bridge import loop
 from emulators.telcoflow import EmulatedCall, TelcoflowEmulator, wire
 
 
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connector", default="bench-connector")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(_run(args))
+    loop.run(_run(args))
     return 0
 
 

@@ -26,6 +26,7 @@ import structlog
 
 from adapters.app import BridgeApp
 from bench.soak_load import API_KEY, CONNECTOR
+from bridge import loop
 from bridge.config import load_config
 from bridge.logs import configure_logging
 from bridge.record import CallRecord
@@ -261,7 +262,7 @@ def main(argv: Sequence[str]) -> int:
     configure_logging("json", level=logging.WARNING)
     structlog.configure(processors=[errors, *structlog.get_config()["processors"]])
     logging.getLogger().addHandler(errors)
-    report = asyncio.run(soak(args))
+    report = loop.run(soak(args))
     report.errors = errors.errors
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")

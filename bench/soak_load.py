@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from bridge import loop
 from emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Speak, Turn
 from emulators.telcoflow import (
     CallerScript,
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
-    asyncio.run(run(args))
+    loop.run(run(args))
     return 0
 
 

@@ -10,7 +10,6 @@ transcripts, barge-in with the measured interrupt-to-clear time, the escalation)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sqlite3
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bridge import loop
 from bridge.logs import configure_logging
 from bridge.record import CallRecord, RecordEntry
 from bridge.warnings import BridgeWarning
@@ -192,7 +192,7 @@ def main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging("console", level=getattr(logging, args.log_level))
-    return asyncio.run(run_demo(args.wav, args.rate, args.agent))
+    return loop.run(run_demo(args.wav, args.rate, args.agent))
 
 
 async def booked() -> list[tuple[str, str, str]]:

@@ -34,7 +34,7 @@ from google import genai
 from google.genai import errors, live, types
 
 from adapters.gemini_live.setup import live_config
-from adapters.gemini_live.translate import parse_duration_s, translate
+from adapters.gemini_live.wire import RawSocket, ServerMessage, audio_frame, parse, raw_socket
 from bridge.config import ModelSettings
 from bridge.errors import ModelUnavailable
 from bridge.events import (
@@ -110,6 +110,7 @@ class GeminiLiveSession:
         self._mime = f"audio/pcm;rate={request.input_rate}"
         self._context: AbstractAsyncContextManager[live.AsyncSession] | None = None
         self._live: live.AsyncSession | None = None
+        self._ws: RawSocket | None = None
         self._send_lock = asyncio.Lock()
         self._switching = False
         self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
@@ -165,6 +166,7 @@ class GeminiLiveSession:
         except (OSError, websockets.WebSocketException) as exc:
             raise ModelUnavailable(f"{self._model}: cannot connect: {exc}") from None
         self._context, self._live = context, session
+        self._ws = raw_socket(session)
         self._go_away_deadline = None
         self._in_turn = False
         self._handle_current = False
@@ -173,6 +175,7 @@ class GeminiLiveSession:
 
     async def _disconnect(self) -> None:
         context, self._context, self._live = self._context, None, None
+        self._ws = None
         if context is None:
             return
         try:
@@ -192,14 +195,12 @@ class GeminiLiveSession:
             self._queue(pcm)
             return
         async with self._send_lock:
-            live_session = self._live
-            if live_session is None:
+            ws = self._ws
+            if ws is None:
                 self._queue(pcm)
                 return
             try:
-                await live_session.send_realtime_input(
-                    audio=types.Blob(data=pcm, mime_type=self._mime)
-                )
+                await ws.send(audio_frame(pcm, self._mime))
             except (websockets.ConnectionClosed, OSError):
                 # The receive side sees the close and reconnects; this frame goes out then.
                 self._queue(pcm)
@@ -239,12 +240,10 @@ class GeminiLiveSession:
 
     async def _replay_unsent(self) -> None:
         """Send frames that failed on the old socket (caller holds the send lock)."""
-        assert self._live is not None
+        assert self._ws is not None
         while self._unsent:
             try:
-                await self._live.send_realtime_input(
-                    audio=types.Blob(data=self._unsent[0], mime_type=self._mime)
-                )
+                await self._ws.send(audio_frame(self._unsent[0], self._mime))
             except (websockets.ConnectionClosed, OSError):
                 return  # the receive side sees the close and reconnects; the rest goes then
             self._unanswered.append(self._unsent.popleft())
@@ -280,32 +279,23 @@ class GeminiLiveSession:
 
     async def _connection_events(self) -> AsyncIterator[ModelEvent]:
         """Events of the current connection; returns after a planned rotation."""
-        live_session = self._live
-        if live_session is None:
+        ws = self._ws
+        if ws is None:
             raise ModelUnavailable("session is closed")
-        turn = live_session.receive()
         while True:
             deadline = self._go_away_deadline
             try:
                 if deadline is None:
-                    message = await anext(turn)
+                    raw = await ws.recv(decode=False)
                 else:
                     # Poll while a goAway is pending, so a quiet moment is noticed even if
                     # nothing arrives from the server (cancelling recv loses no message).
                     left = deadline - ROTATE_MARGIN_S - self._clock()
-                    message = await asyncio.wait_for(anext(turn), min(max(left, 0.0), 0.25))
-            except StopAsyncIteration:
-                self._in_turn = False
-                if self._go_away_deadline is not None and self._quiet():
-                    yield await self._rotate("turn boundary")
-                    return
-                turn = live_session.receive()
-                continue
+                    raw = await asyncio.wait_for(ws.recv(decode=False), min(max(left, 0.0), 0.25))
             except TimeoutError:
                 assert deadline is not None
                 forced = self._clock() >= deadline - ROTATE_MARGIN_S
                 if not forced and not self._quiet():
-                    turn = live_session.receive()
                     continue
                 if self._in_turn:
                     # The old connection would have ended this turn; it will not now.
@@ -313,7 +303,7 @@ class GeminiLiveSession:
                     yield TurnComplete()
                 yield await self._rotate("timeLeft nearly over" if forced else "quiet point")
                 return
-            for event in self._observe(message):
+            for event in self._observe(parse(raw)):
                 yield event
             if self._go_away_deadline is not None and self._quiet():
                 yield await self._rotate("quiet point")
@@ -336,21 +326,21 @@ class GeminiLiveSession:
         since = self._awaiting_answer_since
         return since is None or self._clock() - since > RESPONSE_WAIT_S
 
-    def _observe(self, message: types.LiveServerMessage) -> list[ModelEvent]:
-        """Translate, and keep what rotation needs: handle, turn state, transcript lines."""
-        update = message.session_resumption_update
-        if update is not None and update.resumable and update.new_handle:
-            self._handle = update.new_handle
+    def _observe(self, message: ServerMessage) -> list[ModelEvent]:
+        """Keep what rotation needs (handle, turn state, transcript lines); pass events on."""
+        update = message.resumption
+        if update is not None and update[1] and update[0]:
+            self._handle = update[0]
             self._handle_current = True
             self._unanswered.clear()
         elif update is not None:
             self._handle_current = False  # not resumable now (mid-generation, tool pending)
         out: list[ModelEvent] = []
-        if message.go_away is not None:
-            time_left = parse_duration_s(message.go_away.time_left, default=10.0)
+        if message.go_away_s is not None:
+            time_left = message.go_away_s
             self._go_away_deadline = self._clock() + time_left
             out.append(SessionNotice("go_away", f"connection ends in {time_left:.1f} s"))
-        for event in translate(message):
+        for event in message.events:
             if isinstance(event, ModelAudio | ToolCall | Transcript):
                 self._handle_current = False  # the conversation moved past the handle
             if isinstance(event, ModelAudio | ToolCall):

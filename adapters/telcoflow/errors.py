@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import telcoflow
+import websockets
 
 from bridge.errors import CallGone, CommandFailed, PlaybackFull
 from bridge.ports import CallCommand, CommandOutcome
@@ -26,6 +27,9 @@ GONE_ERRORS: tuple[type[BaseException], ...] = (
     telcoflow.WSSCallClosedError,
     telcoflow.BufferClosedError,
     telcoflow.WSSSessionError,
+    # The SDK lets the socket's own close escape from a command in flight when the caller
+    # hangs up (seen from clear_send_audio_buffer under load).
+    websockets.ConnectionClosed,
 )
 """Exceptions after which the caller is unreachable (see the SDK's state table)."""
 

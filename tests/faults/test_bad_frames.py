@@ -1,8 +1,10 @@
 """Frames the clients cannot read: malformed or oversized Gemini frames, junk from Telcoflow.
 
-google-genai raises on a Gemini frame it cannot parse (each payload below takes a different
-path through it). After such a frame the connection's state is unknown, so the bridge
-treats it as broken: it reconnects with the handle, warns, and the conversation goes on.
+The bridge reads Gemini's messages itself (adapters/gemini_live/wire.py). A frame that is
+not a JSON object leaves the connection's state unknown, so the bridge treats it as broken:
+it reconnects with the handle, warns, and the conversation goes on. Fields it does not know
+(a future message type, a malformed part) are ignored, as proto-JSON intends, where
+google-genai's own parser would have crashed the receive loop.
 The telcoflow SDK logs and skips text it cannot parse, so junk on either Telcoflow socket
 must change nothing at all.
 """
@@ -22,10 +24,12 @@ from tests.faults.kit import (
 )
 
 UNREADABLE = [
-    "{not json",  # JSONDecodeError -> ValueError
-    "[1, 2]",  # valid JSON, not an object -> AttributeError inside the client
-    '{"serverContent": {"modelTurn": {"parts": "x"}}}',  # pydantic ValidationError
-    '{"someFutureMessage": {}}',  # unknown top-level key -> the client's error path
+    "{not json",  # not JSON at all
+    "[1, 2]",  # valid JSON, not an object
+]
+IGNORABLE = [
+    '{"serverContent": {"modelTurn": {"parts": "x"}}}',  # a part that is not an object
+    '{"someFutureMessage": {}}',  # an unknown top-level key
 ]
 
 ANSWER = Turn([agent_says(0.6, "Yes, it is on its way.")], input_transcript="Is it shipped?")
@@ -62,6 +66,20 @@ async def test_each_unreadable_gemini_frame_costs_one_reconnect() -> None:
     assert len(warnings) == len(UNREADABLE)
     assert all("unreadable message from the server" in w.description for w in warnings)
     assert sessions[-1].turn_audio_first_sent, "the question was answered afterwards"
+    assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
+
+
+async def test_unknown_or_malformed_fields_are_ignored_without_a_reconnect() -> None:
+    faults = [Fault.raw_frame(0.5 + 0.3 * k, p, on_connection=0) for k, p in enumerate(IGNORABLE)]
+    script = Script(turns=[ANSWER], faults=faults)
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(ask_after(2.0))
+        emu = await call.ended(timeout=30)
+        record = await fs.finished(call)
+    assert len(fs.sessions) == 1, "nothing to reconnect for"
+    assert fs.sessions[0].notes.count("fault: raw_frame") == len(IGNORABLE)
+    assert notices(record) == []
+    assert fs.sessions[0].turn_audio_first_sent, "the question was answered"
     assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
 
 
