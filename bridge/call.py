@@ -57,6 +57,8 @@ NUDGE = "(The caller is waiting for your spoken answer. Please answer now.)"
 """What the watchdog tells a stalled model."""
 
 PACE_S = 0.02
+PLAYOUT_BATCH_S = 0.5
+"""Once the send buffer is at its high-water mark, top it up in batches of this much audio."""
 """How often the playout re-checks the send buffer while it is above the high-water mark."""
 
 
@@ -142,6 +144,8 @@ class BridgedCall:
         gated_frames = int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms)
         self._gated: deque[bytes] = deque(maxlen=max(gated_frames, 1))
 
+        self._kick = asyncio.Event()
+        self._batch_bytes = int(PLAYOUT_BATCH_S * self._bytes_per_s)
         self._clear_wanted = asyncio.Event()
         self._clear_idle = asyncio.Event()
         self._clear_idle.set()
@@ -442,6 +446,7 @@ class BridgedCall:
         self._flush_agent_transcript(interrupted=True)
         self._clear_idle.clear()
         self._clear_wanted.set()
+        self._kick.set()
 
     def _drop_pending(self) -> int:
         dropped = self._pending_bytes
@@ -471,8 +476,12 @@ class BridgedCall:
                 self.finish("caller_hangup")
                 return
             room = self._high_water - buffered
-            if room < self._call_frame:
-                await asyncio.sleep(PACE_S)
+            batch = min(self._batch_bytes, self._pending_bytes, self._high_water // 2)
+            want = max(self._call_frame, batch)
+            if room < want:
+                # Sleep until the server has pulled enough to write a whole batch: a long
+                # answer costs two wake-ups a second instead of fifty. A barge-in wakes us.
+                await self._nap(max(PACE_S, (want - room) / self._bytes_per_s))
                 continue
             chunk = self._take(room, generation)
             if not chunk:
@@ -504,6 +513,14 @@ class BridgedCall:
             # The server pulls in real time: this is when what we wrote will have played.
             now = self._clock()
             self._playout_until = max(now, self._playout_until) + len(chunk) / self._bytes_per_s
+
+    async def _nap(self, seconds: float) -> None:
+        self._kick.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._kick.wait()
+        except TimeoutError:
+            pass
 
     def _take(self, room: int, generation: int) -> bytes:
         """Pop up to ``room`` bytes (whole chunks) of the current generation."""
