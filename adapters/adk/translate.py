@@ -33,12 +33,19 @@ from bridge.events import (
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
+    details = [
+        (direction, item.modality.value if item.modality else "", item.token_count or 0)
+        for direction, items in (
+            ("prompt", meta.prompt_tokens_details),
+            ("response", meta.candidates_tokens_details),
+        )
+        for item in items or ()
+    ]
     return usage_event(
         prompt=meta.prompt_token_count,
         response=meta.candidates_token_count,
         total=meta.total_token_count,
-        prompt_details=meta.prompt_tokens_details,
-        response_details=meta.candidates_tokens_details,
+        details=details,
     )
 
 

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adapters.gemini_live.translate import parse_duration_s
+from adapters.gemini_live.translate import parse_duration_s, usage_event
 from bridge.errors import BridgeError
 from bridge.events import (
     GenerationComplete,
@@ -130,21 +130,23 @@ def _content(content: dict[str, Any], out: list[ModelEvent]) -> None:
 
 
 def _usage(meta: dict[str, Any]) -> Usage:
-    by_modality: dict[str, int] = {}
-    for prefix, camel, snake in (
-        ("prompt", "promptTokensDetails", "prompt_tokens_details"),
-        ("response", "responseTokensDetails", "response_tokens_details"),
-    ):
-        for item in _get(meta, camel, snake) or ():
-            key = f"{prefix}_{item.get('modality', 'UNKNOWN')}"
-            by_modality[key] = by_modality.get(key, 0) + int(
-                _get(item, "tokenCount", "token_count") or 0
-            )
-    return Usage(
-        int(_get(meta, "promptTokenCount", "prompt_token_count") or 0),
-        int(_get(meta, "responseTokenCount", "response_token_count") or 0),
-        int(_get(meta, "totalTokenCount", "total_token_count") or 0),
-        by_modality,
+    details = [
+        (
+            direction,
+            str(item.get("modality", "")),
+            int(_get(item, "tokenCount", "token_count") or 0),
+        )
+        for direction, camel, snake in (
+            ("prompt", "promptTokensDetails", "prompt_tokens_details"),
+            ("response", "responseTokensDetails", "response_tokens_details"),
+        )
+        for item in _get(meta, camel, snake) or ()
+    ]
+    return usage_event(
+        prompt=int(_get(meta, "promptTokenCount", "prompt_token_count") or 0),
+        response=int(_get(meta, "responseTokenCount", "response_token_count") or 0),
+        total=int(_get(meta, "totalTokenCount", "total_token_count") or 0),
+        details=details,
     )
 
 
