@@ -476,7 +476,7 @@ class BridgedCall:
                 self.finish("caller_hangup")
                 return
             room = self._high_water - buffered
-            batch = min(self._batch_bytes, self._pending_bytes, self._high_water // 2)
+            batch = min(self._batch_bytes, self._pending_bytes, self._high_water // 4)
             want = max(self._call_frame, batch)
             if room < want:
                 # Sleep until the server has pulled enough to write a whole batch: a long
