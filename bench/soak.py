@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,6 +86,25 @@ def slope_per_100(samples: list[Sample], attr: str, warmup_calls: int) -> float:
     return cov / var * 100
 
 
+class FinishedCalls:
+    """Outcome counts, plus the timeline tail of a few calls per outcome (bounded)."""
+
+    def __init__(self, per_outcome: int = 3) -> None:
+        self.count = 0
+        self.completed = 0
+        self.outcomes: Counter[str] = Counter()
+        self.samples: dict[str, deque[dict[str, Any]]] = {}
+        self._per_outcome = per_outcome
+
+    def add(self, record: CallRecord) -> None:
+        self.count += 1
+        self.completed += record.ended_at is not None
+        self.outcomes[record.outcome] += 1
+        tail = [{"t": e.t, "kind": e.kind, **e.data} for e in record.entries[-12:]]
+        samples = self.samples.setdefault(record.outcome, deque(maxlen=self._per_outcome))
+        samples.append({"call_id": record.call_id, "outcome": record.outcome, "last_entries": tail})
+
+
 class ErrorLog(logging.Handler):
     """Keeps every error-level event: a structlog processor and a stdlib logging handler."""
 
@@ -116,7 +135,8 @@ async def _read_json(stream: asyncio.StreamReader) -> dict[str, Any]:
 async def soak(args: argparse.Namespace) -> SoakReport:
     report = SoakReport()
     warnings: Counter[str] = Counter()
-    records: list[CallRecord] = []
+    # Only a summary per call: keeping whole records would make the harness itself grow.
+    finished = FinishedCalls()
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     load_cpu = ["--cpu", str(cpus[0])] if len(cpus) > 1 else []
     if len(cpus) > 1:
@@ -162,7 +182,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         app = BridgeApp(
             config,
             warning_handlers=[on_warning],
-            on_call_finished=lambda record, _bridged: records.append(record),
+            on_call_finished=lambda record, _bridged: finished.add(record),
         )
         started = time.monotonic()
 
@@ -174,7 +194,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
                     report.samples.append(
                         Sample(
                             round(time.monotonic() - started, 1),
-                            len(records),
+                            finished.count,
                             round(rss_mib(), 2),
                             open_fds(),
                             len(asyncio.all_tasks()),
@@ -203,20 +223,15 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         if child.returncode is None:
             child.kill()
         await child.wait()
-    report.completed = sum(1 for r in records if r.ended_at is not None)
-    expected = Counter(r.outcome for r in records).most_common(1)
-    usual = expected[0][0] if expected else ""
-    for record in [r for r in records if r.outcome != usual][:5]:
-        report.unusual_calls.append(
-            {
-                "call_id": record.call_id,
-                "outcome": record.outcome,
-                "last_entries": [
-                    {"t": e.t, "kind": e.kind, **e.data} for e in record.entries[-12:]
-                ],
-            }
-        )
-    report.bridge_outcomes = dict(Counter(r.outcome for r in records))
+    report.completed = finished.completed
+    report.bridge_outcomes = dict(finished.outcomes)
+    usual = finished.outcomes.most_common(1)[0][0] if finished.outcomes else ""
+    report.unusual_calls = [
+        sample
+        for outcome, samples in finished.samples.items()
+        if outcome != usual
+        for sample in samples
+    ][:5]
     report.warnings = dict(warnings)
     warm = min(args.warmup_calls, max(report.completed // 5, 1))
     for attr in ("rss_mib", "tasks", "fds"):
