@@ -136,7 +136,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
     report = SoakReport()
     warnings: Counter[str] = Counter()
     # Only a summary per call: keeping whole records would make the harness itself grow.
-    finished = FinishedCalls()
+    calls = FinishedCalls()
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     load_cpu = ["--cpu", str(cpus[0])] if len(cpus) > 1 else []
     if len(cpus) > 1:
@@ -182,7 +182,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         app = BridgeApp(
             config,
             warning_handlers=[on_warning],
-            on_call_finished=lambda record, _bridged: finished.add(record),
+            on_call_finished=lambda record, _bridged: calls.add(record),
         )
         started = time.monotonic()
 
@@ -194,7 +194,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
                     report.samples.append(
                         Sample(
                             round(time.monotonic() - started, 1),
-                            finished.count,
+                            calls.count,
                             round(rss_mib(), 2),
                             open_fds(),
                             len(asyncio.all_tasks()),
@@ -223,12 +223,12 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         if child.returncode is None:
             child.kill()
         await child.wait()
-    report.completed = finished.completed
-    report.bridge_outcomes = dict(finished.outcomes)
-    usual = finished.outcomes.most_common(1)[0][0] if finished.outcomes else ""
+    report.completed = calls.completed
+    report.bridge_outcomes = dict(calls.outcomes)
+    usual = calls.outcomes.most_common(1)[0][0] if calls.outcomes else ""
     report.unusual_calls = [
         sample
-        for outcome, samples in finished.samples.items()
+        for outcome, samples in calls.samples.items()
         if outcome != usual
         for sample in samples
     ][:5]
