@@ -70,9 +70,16 @@ class SoakReport:
 
 
 def slope_per_100(samples: list[Sample], attr: str, warmup_calls: int) -> float:
-    """Least-squares slope of ``attr`` against completed calls, times 100, after warm-up."""
+    """Least-squares slope of ``attr`` against completed calls, times 100, after warm-up.
+
+    Only steady-state samples count (at least 90 % of the peak number of live calls): the
+    ramp-down at the end would otherwise read as shrinking tasks and descriptors.
+    """
+    peak = max((s.live_calls for s in samples), default=0)
     points = [
-        (s.completed, float(getattr(s, attr))) for s in samples if s.completed >= warmup_calls
+        (s.completed, float(getattr(s, attr)))
+        for s in samples
+        if s.completed >= warmup_calls and s.live_calls >= 0.9 * peak
     ]
     if len(points) < 3:
         return 0.0
