@@ -139,10 +139,14 @@ class CallRunner:
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
         )
         async with AsyncExitStack() as stack:
-            answering = asyncio.ensure_future(call.answer())
-            stack.push_async_callback(_settle, answering)
-            session = await self._open_model(stack, request, record, warner)
-            answered = await answering
+            # Answer while the model session opens: the SDK queues caller audio meanwhile.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
+                    session = await self._open_model(stack, request, record, warner)
+            except* CallGone as gone:  # the caller hung up while we answered
+                raise gone.exceptions[0] from None
+            answered = answering.result()
             if not answered.ok:
                 record.command("answer", False, answered.error_code)
                 record.finish("answer_failed")
@@ -223,15 +227,6 @@ class CallRunner:
             "no model could be connected (" + "; ".join(failures) + "); ending the call",
         )
         return None
-
-
-async def _settle(task: asyncio.Future[CommandOutcome]) -> None:
-    """Never leave the answer task running or its exception unretrieved."""
-    if not task.done():
-        task.cancel()
-    await asyncio.wait([task])
-    if not task.cancelled():
-        task.exception()
 
 
 async def _end_call(call: IncomingCall, record: CallRecord) -> None:
