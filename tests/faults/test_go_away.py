@@ -9,6 +9,7 @@ failure), delivered every caller frame exactly once, and that the conversation w
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from bridge.warnings import WarningCode
 from emulators.gemini_live import Fault, Script, Turn
@@ -32,30 +33,26 @@ def assert_exactly_once(sent: int, received: int) -> None:
     assert sent - FRAME <= received <= sent, f"caller sent {sent} B, model got {received} B"
 
 
-async def test_go_away_mid_turn_rotates_after_the_turn_without_cutting_it() -> None:
-    script = Script(
-        greeting=Turn([agent_says(3.0, "Hello, this is Acme support, how can I help?")]),
-        turns=[Turn([agent_says(0.8, "It ships on Thursday.")], input_transcript="When?")],
-        faults=[Fault.go_away(after_s=1.0, time_left_s=6.0, on_connection=0)],
-    )
-    caller = CallerScript(
+def one_question(first_wait_s: float, pause_s: float) -> CallerScript:
+    """Wait for the greeting, ask one short question, hear the answer, hang up."""
+    return CallerScript(
         [
-            WaitForAgentAudio(min_s=2.8, timeout_s=10),
-            Pause(0.5),
+            WaitForAgentAudio(min_s=first_wait_s, timeout_s=10),
+            Pause(pause_s),
             Say(caller_says(0.6)),
             WaitForAgentAudio(min_s=0.6, timeout_s=10),
             HangUp(),
         ]
     )
+
+
+async def rotated_once(script: Script, caller: CallerScript) -> tuple[Any, Any, Any, Any]:
+    """Run the call; check what every planned rotation must do; return both connections."""
     async with fault_stack(script) as fs:
         call = fs.stack.place_call(caller)
         emu = await call.ended(timeout=30)
         record = await fs.finished(call)
     first, second = fs.sessions
-    kinds = first.kinds()
-    # The goAway really arrived mid-turn: after the greeting's audio began, before its end.
-    assert kinds.index("audio") < kinds.index("goAway") < kinds.index("turnComplete")
-    assert not first.interrupted_at, "the greeting was not cut"
     assert notices(record) == ["go_away", "rotated"]
     assert first.close_code == 1000, "the bridge left before the server's deadline"
     assert second.resumed_from == first.handles_issued[-1], "resumed from the latest handle"
@@ -63,6 +60,20 @@ async def test_go_away_mid_turn_rotates_after_the_turn_without_cutting_it() -> N
     assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
     assert record.outcome == "caller_hangup" and emu.end_reason == "caller_hangup"
     assert_exactly_once(len(emu.caller_pcm), first.audio_in_bytes + second.audio_in_bytes)
+    return first, second, record, emu
+
+
+async def test_go_away_mid_turn_rotates_after_the_turn_without_cutting_it() -> None:
+    script = Script(
+        greeting=Turn([agent_says(3.0, "Hello, this is Acme support, how can I help?")]),
+        turns=[Turn([agent_says(0.8, "It ships on Thursday.")], input_transcript="When?")],
+        faults=[Fault.go_away(after_s=1.0, time_left_s=6.0, on_connection=0)],
+    )
+    first, _, _, _ = await rotated_once(script, one_question(2.8, 0.5))
+    kinds = first.kinds()
+    # The goAway really arrived mid-turn: after the greeting's audio began, before its end.
+    assert kinds.index("audio") < kinds.index("goAway") < kinds.index("turnComplete")
+    assert not first.interrupted_at, "the greeting was not cut"
 
 
 async def test_go_away_between_turns_rotates_at_once() -> None:
@@ -71,31 +82,11 @@ async def test_go_away_between_turns_rotates_at_once() -> None:
         turns=[Turn([agent_says(0.8, "It ships on Thursday.")], input_transcript="When?")],
         faults=[Fault.go_away(after_s=2.0, time_left_s=6.0, on_connection=0)],
     )
-    caller = CallerScript(
-        [
-            WaitForAgentAudio(min_s=0.8, timeout_s=10),
-            Pause(2.5),
-            Say(caller_says(0.6)),
-            WaitForAgentAudio(min_s=0.6, timeout_s=10),
-            HangUp(),
-        ]
-    )
-    async with fault_stack(script) as fs:
-        call = fs.stack.place_call(caller)
-        emu = await call.ended(timeout=30)
-        record = await fs.finished(call)
-    first, second = fs.sessions
+    first, second, record, _ = await rotated_once(script, one_question(0.8, 2.5))
     kinds = first.kinds()
     assert kinds.index("turnComplete") < kinds.index("goAway"), "goAway came between turns"
-    assert notices(record) == ["go_away", "rotated"]
     assert "quiet point" in notice_details(record, "rotated")[0]
-    assert first.close_code == 1000
-    assert second.resumed_from == first.handles_issued[-1]
     assert not second.texts_in, "no second greeting nudge after a rotation"
-    assert second.turn_audio_first_sent, "the caller's question was answered after rotating"
-    assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
-    assert record.outcome == "caller_hangup"
-    assert_exactly_once(len(emu.caller_pcm), first.audio_in_bytes + second.audio_in_bytes)
 
 
 async def test_several_rotations_in_one_call_lose_no_turn() -> None:
