@@ -8,11 +8,12 @@ Tasks, all owned by one ``asyncio.TaskGroup``:
 - ``model pump``: model events -> decisions. It never awaits anything slow: agent audio goes
   to a bounded in-memory queue, tool calls to the dispatcher, clears to the clearer.
 - ``playout``: writes queued agent audio into the call's send buffer, paced so the buffer
-  stays under a high-water mark (the SDK raises instead of waiting when it is full).
+  stays under a high-water mark (the SDK raises instead of waiting when it is full), in
+  half-second batches once it is there.
 - ``clearer``: runs ``clear_audio()`` (which waits for a server acknowledgement) after a
   barge-in, off the audio path; a failure is a warning, never fatal.
 - ``tools``: the tool dispatcher's own TaskGroup.
-- ``watchdog``: slow-response and stalled-turn warnings.
+- ``watchdog``: slow-response and stalled-turn warnings, and one nudge per stall.
 - ``supervisor``: ends the group when any part calls :meth:`BridgedCall.finish`.
 """
 
@@ -57,9 +58,9 @@ NUDGE = "(The caller is waiting for your spoken answer. Please answer now.)"
 """What the watchdog tells a stalled model."""
 
 PACE_S = 0.02
+"""The shortest playout nap (one 20 ms frame)."""
 PLAYOUT_BATCH_S = 0.5
 """Once the send buffer is at its high-water mark, top it up in batches of this much audio."""
-"""How often the playout re-checks the send buffer while it is above the high-water mark."""
 
 
 @dataclass
