@@ -66,6 +66,11 @@ def apply_fixes(manager: Any) -> None:
     _registry(manager)
 
 
+def has_session(manager: Any, session_id: str) -> bool:
+    """Whether the SDK still holds this session (a reconnect force-closes and drops them)."""
+    return session_id in _registry(manager)
+
+
 def release_session(manager: Any, session_id: str) -> None:
     """Forget a closed session so the registry does not grow with every call."""
     _registry(manager).pop(session_id, None)

@@ -50,6 +50,7 @@ class SourceStats:
     calls_started: int = 0
     calls_finished: int = 0
     duplicates_ignored: int = 0
+    reclaimed: int = 0
     resumes_left_to_owner: int = 0
 
 
@@ -148,7 +149,20 @@ class TelcoflowCallSource:
         if notice.channel != "TELCO":
             return
         session_id = notice.session_id
+        manager = self._manager
+        assert manager is not None
         if session_id in self._reserved:
+            if (
+                notice.activity == "RESUME"
+                and session_id in self._calls
+                and not sdk_fixes.has_session(manager, session_id)
+            ):
+                # Our own live call after our SM-WS reconnected: the SDK force-closed its
+                # session. Claim it back so the platform stops re-offering it and routes its
+                # end to us; the re-delivered Call object is ignored in _start_call.
+                self.stats.reclaimed += 1
+                await self._claim(manager, session_id)
+                return
             self.stats.duplicates_ignored += 1
             return
         if notice.activity == "RESUME":
@@ -162,20 +176,22 @@ class TelcoflowCallSource:
             self.stats.declined_capacity += 1
             log.info("session_left_for_another_replica", session_id=session_id)
             return
-        manager = self._manager
-        assert manager is not None
         self._reserved.add(session_id)
+        if await self._claim(manager, session_id):
+            self.stats.claimed += 1
+        elif session_id not in self._calls:
+            self._reserved.discard(session_id)
+
+    async def _claim(self, manager: telcoflow.SessionManager, session_id: str) -> bool:
+        """Open the session, register our callbacks, then ``ready()``; False if refused."""
         try:
             session = await manager.open_session(session_id)
         except telcoflow.WSSSessionBusy:
             self.stats.busy_elsewhere += 1
-            self._reserved.discard(session_id)
-            return
+            return False
         except telcoflow.WSSError as exc:
-            self._reserved.discard(session_id)
             log.warning("session_open_failed", session_id=session_id, error=str(exc))
-            return
-        self.stats.claimed += 1
+            return False
 
         async def on_call(call: telcoflow.Call) -> None:
             self._start_call(session_id, call)
@@ -188,6 +204,7 @@ class TelcoflowCallSource:
         session.on_incoming_call(on_call)
         session.on_closed(on_closed)
         await session.ready()
+        return True
 
     def _start_call(self, session_id: str, call: telcoflow.Call) -> None:
         if session_id in self._calls:

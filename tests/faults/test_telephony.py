@@ -85,7 +85,12 @@ async def test_session_manager_reconnect_leaves_the_live_call_alone() -> None:
             lambda: telco.sm_connections_seen == 2 and len(telco.sm_connection_ids) == 1, 10
         )
         await eventually(lambda: call.notifies_sent >= 2, 5, "the RESUME notify")
-        await eventually(lambda: app.source.stats.duplicates_ignored >= 1, 5, "RESUME ignored")
+        # The bridge claims its own call back (so the platform stops re-offering it) and
+        # ignores the Call object the SDK builds for the re-delivered call.in.
+        await eventually(lambda: app.source.stats.reclaimed == 1, 5, "the call reclaimed")
+        await eventually(
+            lambda: app.source.stats.duplicates_ignored >= 1, 5, "re-delivered call ignored"
+        )
         emu = await call.ended(timeout=15)
         record = await fs.finished(call)
         # A new call after the reconnect is taken as usual.
@@ -94,6 +99,7 @@ async def test_session_manager_reconnect_leaves_the_live_call_alone() -> None:
     assert agent_lines(record) == ["Yes, it shipped."], "the live call went on unaffected"
     assert len(emu.commands_named("call.answer")) == 1, "no second bridge for the same call"
     assert app.source.stats.calls_started == 2
+    assert call.notifies_sent == 2, "reclaimed: the platform re-offered it only once"
     assert len(fs.records) == 2 and len(fs.sessions) == 2
     assert not fs.warnings, [w.description for w in fs.warnings]
 
@@ -126,9 +132,13 @@ async def test_resume_of_a_call_bridged_by_another_replica_is_left_alone() -> No
             await eventually(lambda: len(telco.sm_connection_ids) == 2, 10, "both reconnect")
             both = (first.source.stats, second.source.stats)
             await eventually(
-                lambda: all(s.notified >= 2 for s in both) or sum(s.claimed for s in both) > 1,
+                lambda: (
+                    any(s.reclaimed for s in both)
+                    or all(s.notified >= 2 for s in both)
+                    or sum(s.claimed for s in both) > 1
+                ),
                 8,
-                "both replicas to get the RESUME (or one to claim it)",
+                "the owner to reclaim the call (or both replicas to get the RESUME)",
             )
             emu = await call.ended(timeout=15)
             record = await fs.finished(call)
@@ -136,6 +146,7 @@ async def test_resume_of_a_call_bridged_by_another_replica_is_left_alone() -> No
     owner, other = both if fs.records else both[::-1]
     assert owner.calls_started == 1 and other.calls_started == 0, "one bridge per call"
     assert other.claimed == 0, "the other replica did not claim the live call"
+    assert owner.reclaimed == 1 and other.reclaimed == 0, "the owner claimed its call back"
     assert not kept.records, "no second (dead) bridge and no second record for the call"
     assert len(fs.sessions) == 1, "no second model session for the same call"
     assert len(emu.commands_named("call.answer")) == 1
