@@ -175,6 +175,14 @@ def kinds_between(kinds: list[str], first: str, last: str) -> list[str]:
 # ---------------------------------------------------------------------------- handshake
 
 
+async def feed_adk(queue: Any, pcm: bytes, *, pace_s: float = 0.01) -> None:
+    """Send 16 kHz caller PCM into an ADK LiveRequestQueue in 100 ms blobs."""
+    for i in range(0, len(pcm), 3200):
+        queue.send_realtime(types.Blob(data=pcm[i : i + 3200], mime_type="audio/pcm;rate=16000"))
+        if pace_s:
+            await asyncio.sleep(pace_s)
+
+
 async def test_setup_gets_setup_complete_and_is_logged() -> None:
     async with GeminiLiveEmulator() as emu, live(emu) as (session, _inbox):
         assert session.setup_complete is not None
@@ -686,11 +694,7 @@ async def test_adk_runner_gets_model_audio() -> None:
         said: list[str] = []
 
         async def feed() -> None:
-            pcm = caller("caller_greeting") + SILENCE_1S
-            for i in range(0, len(pcm), 3200):
-                blob = types.Blob(data=pcm[i : i + 3200], mime_type="audio/pcm;rate=16000")
-                queue.send_realtime(blob)
-                await asyncio.sleep(0.01)
+            await feed_adk(queue, caller("caller_greeting") + SILENCE_1S)
 
         async def consume() -> None:
             events = runner.run_live(
@@ -763,10 +767,7 @@ async def test_adk_executes_tool_once_in_both_model_families(model: str) -> None
         # Exactly speech + the 0.4 s hangover: no audio may follow while the BLOCKING call is
         # pending, or the emulator (like the real service) closes 1008.
         pcm = caller("caller_greeting") + bytes(int(0.4 * 32000))
-        for i in range(0, len(pcm), 3200):
-            queue.send_realtime(
-                types.Blob(data=pcm[i : i + 3200], mime_type="audio/pcm;rate=16000")
-            )
+        await feed_adk(queue, pcm, pace_s=0.0)
         events = runner.run_live(
             user_id="caller",
             session_id=adk_session.id,
@@ -840,11 +841,7 @@ async def test_adk_reconnects_on_go_away_with_the_latest_handle() -> None:
 
         async def feed_after_reconnect() -> None:
             await emu.wait_sessions(2)
-            pcm = caller("caller_greeting") + SILENCE_1S
-            for i in range(0, len(pcm), 3200):
-                blob = types.Blob(data=pcm[i : i + 3200], mime_type="audio/pcm;rate=16000")
-                queue.send_realtime(blob)
-                await asyncio.sleep(0.01)
+            await feed_adk(queue, caller("caller_greeting") + SILENCE_1S)
 
         async def consume() -> None:
             events = runner.run_live(
