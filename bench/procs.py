@@ -100,11 +100,19 @@ def _on_cpu_s(pid: int) -> float:
     tick, and a process that runs in short bursts locked to a 20 ms cadence can be charged
     several times too little or too much. ``schedstat`` is updated at every context switch.
     """
-    total_ns = 0
+    total_ns, counted = 0, False
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, ValueError, IndexError):
             total_ns += int((task / "schedstat").read_text().split()[0])
-    return total_ns / 1e9
+            counted = True
+    return total_ns / 1e9 if counted else _ticked_cpu_s(pid)
+
+
+def _ticked_cpu_s(pid: int) -> float:
+    """``utime + stime`` from ``/proc/<pid>/stat``: for kernels without ``schedstat``."""
+    # The command name (field 2) may hold spaces; the fields after its ")" are fixed.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def sample_process(pid: int) -> ProcSample:
@@ -162,9 +170,20 @@ def _priority_of(pid: int) -> str:
     except OSError:
         return "unknown"
     with contextlib.suppress(OSError):
-        group = Path(f"/proc/{pid}/autogroup").read_text().split()
-        text += f", autogroup nice {group[-1]}"
+        group_nice = autogroup_nice(Path(f"/proc/{pid}/autogroup").read_text())
+        if group_nice is not None:
+            text += f", autogroup nice {group_nice}"
     return text
+
+
+def autogroup_nice(text: str) -> str | None:
+    """The nice value in a ``/proc/<pid>/autogroup`` reading (``/autogroup-12 nice 0``).
+
+    None when the file is empty, as it is when the task's CPU group is a cgroup rather than an
+    autogroup (inside most containers, CI runners among them).
+    """
+    fields = text.split()
+    return fields[-1] if len(fields) >= 3 and fields[-2] == "nice" else None
 
 
 # ── Parent side ─────────────────────────────────────────────────────────────────────────────
@@ -303,7 +322,11 @@ class Child:
             self._log_file = None
 
     async def __aenter__(self) -> Child:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.kill()  # ``__aexit__`` will not run: the process must not outlive this
+            raise
         return self
 
     async def __aexit__(

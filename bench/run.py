@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -273,6 +274,13 @@ def _machine() -> str:
     return f"{os.cpu_count()} x {model}, Python {platform.python_version()}"
 
 
+def describe_failure(exc: BaseException) -> str:
+    """The error and the innermost line that raised it: a run failing on CI must say where."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {str(exc)[:240]}{where}"
+
+
 def _progress(run: Run) -> str:
     if run.get("error"):
         return f"N={run['calls']:>4} {run['label']:<12} failed: {run['error']}"
@@ -319,7 +327,7 @@ class Sweep:
         try:
             run = await measure_run(stack_options, self.options.seconds, workdir)
         except Exception as exc:
-            run = {"calls": n, "bridge_kind": kind, "label": label, "error": str(exc)[:300]}
+            run = {"calls": n, "bridge_kind": kind, "label": label, "error": describe_failure(exc)}
         self.runs.append(run)
         print(_progress(run), file=sys.stderr, flush=True)
         return run

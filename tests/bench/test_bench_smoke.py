@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import measure, report, run
+from bench import measure, procs, report, run
 from bench.load import find_call_tag, tag_instruction
 
 RUN_KEYS = {
@@ -100,3 +100,19 @@ def test_the_call_tag_round_trips_through_a_system_instruction() -> None:
     assert find_call_tag(json.dumps({"system_instruction": {"parts": [{"text": text}]}})) == (
         "call-0123abcd"
     )
+
+
+def test_autogroup_reading_tolerates_a_container_cgroup() -> None:
+    # Inside a cgroup (most containers, CI runners) /proc/<pid>/autogroup reads empty.
+    assert procs.autogroup_nice("/autogroup-1020 nice -5\n") == "-5"
+    assert procs.autogroup_nice("") is None
+    assert procs.autogroup_nice("garbage") is None
+
+
+def test_a_failed_run_names_the_line_that_failed() -> None:
+    try:
+        _ = [][0]
+    except IndexError as exc:
+        text = run.describe_failure(exc)
+    assert text.startswith("IndexError: list index out of range (at ")
+    assert "test_bench_smoke.py:" in text
