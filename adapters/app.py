@@ -30,7 +30,12 @@ def build_connectors(config: TenantConfig) -> list[NamedConnector]:
     if model.backend == "adk":
         from adapters.adk.connector import AdkConnector
 
-        return [NamedConnector(model.model, AdkConnector(config))]
+        primary = AdkConnector(config)
+        connectors = [NamedConnector(primary.model, primary)]
+        fallback = primary.fallback()
+        if fallback is not None:
+            connectors.append(NamedConnector(fallback.model, fallback))
+        return connectors
     from adapters.gemini_live import (
         GeminiLiveConnector,
     )  # after the branch: keeps ADK-only images light

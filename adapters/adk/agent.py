@@ -164,14 +164,38 @@ class PreparedAgent:
     non_blocking_tools: frozenset[str]
 
 
-def prepare_agent(root: BaseAgent, settings: ModelSettings) -> PreparedAgent:
-    """Clone the tree with the tenant's model settings and per-family call-control tools."""
+def prepare_agent(
+    root: BaseAgent, settings: ModelSettings, *, model_override: str | None = None
+) -> PreparedAgent:
+    """Clone the tree with the tenant's model settings and per-family call-control tools.
+
+    ``model_override`` (the tenant's fallback model) replaces the model name of every agent
+    served by Gemini, whatever it named; agents on another ``BaseLlm`` keep theirs.
+    """
     make = model_factory(settings)
     root_model = settings.model
     if isinstance(root, LlmAgent) and model_name(root.model):
         root_model = model_name(root.model)
-    clone = _clone(root, settings, make, inherited=root_model, is_root=True)
+    if model_override is not None:
+        root_model = model_override
+    clone = _clone(root, settings, make, inherited=root_model, rename=model_override, is_root=True)
+    if model_override is not None and not any(
+        isinstance(a, LlmAgent) and model_name(a.model) == model_override for a in walk(clone)
+    ):
+        raise ConfigError(
+            f"model.fallback_model: {model_override!r} cannot serve this ADK agent: none of its "
+            "agents runs on a Gemini model (remove fallback_model or use a Gemini agent)"
+        )
     return PreparedAgent(clone, root_model, frozenset(_non_blocking_names(clone)))
+
+
+def _renamed(model: str | BaseLlm, name: str) -> str | BaseLlm:
+    """``model`` serving ``name`` instead; an unset name (inherit) or a non-Gemini stays."""
+    if isinstance(model, str):
+        return name if model else model
+    if isinstance(model, Gemini):
+        return model.model_copy(update={"model": name})
+    return model
 
 
 def _clone(
@@ -180,21 +204,26 @@ def _clone(
     make: Callable[[str], ObservedGemini],
     *,
     inherited: str,
+    rename: str | None,
     is_root: bool,
 ) -> BaseAgent:
     updates: dict[str, Any] = {}
     family = inherited
     if isinstance(agent, LlmAgent):
-        own = model_name(agent.model)
-        family = own or inherited
-        target: str | BaseLlm = agent.model if own or not is_root else inherited
-        new_model = _retarget_model(target, settings, make)
+        target: str | BaseLlm = agent.model if model_name(agent.model) or not is_root else inherited
+        if rename is not None:
+            target = _renamed(target, rename)
+        family = model_name(target) or inherited
+        new_model: str | BaseLlm | None = _retarget_model(target, settings, make)
+        if new_model is None and target is not agent.model:
+            new_model = target  # renamed, but otherwise kept as the user configured it
         if new_model is not None:
             updates["model"] = new_model
         if agent.tools:
             updates["tools"] = [_for_phone(t, family, settings) for t in agent.tools]
     children = [
-        _clone(sub, settings, make, inherited=family, is_root=False) for sub in agent.sub_agents
+        _clone(sub, settings, make, inherited=family, rename=rename, is_root=False)
+        for sub in agent.sub_agents
     ]
     if children:
         updates["sub_agents"] = children

@@ -59,13 +59,16 @@ class AdkConnector:
         *,
         agent: BaseAgent | App | None = None,
         session_service: BaseSessionService | None = None,
+        model_override: str | None = None,
     ) -> None:
         settings = config.model
         target = agent if agent is not None else settings.adk_agent
         if target is None:
             raise ConfigError("model.adk_agent is not set ('module:attribute' of an ADK agent)")
         loaded = load_agent(target)
-        prepared = prepare_agent(loaded.root, settings)
+        self._source: BaseAgent | App = loaded.app if loaded.app is not None else loaded.root
+        self._owns_runner = True
+        prepared = prepare_agent(loaded.root, settings, model_override=model_override)
         self.config = config
         self.model = prepared.model
         self.non_blocking_tools = prepared.non_blocking_tools
@@ -90,6 +93,29 @@ class AdkConnector:
             non_blocking_tools=sorted(self.non_blocking_tools),
         )
 
+    def fallback(self) -> AdkConnector | None:
+        """The same agent on ``model.fallback_model`` (None when none is configured).
+
+        It shares this connector's session store, so a call that falls back keeps its ADK
+        session (id = call id), and its agent's toolsets and plugins, which this connector
+        alone closes. Its model key is ``model.fallback_api_key``, else ``model.api_key``.
+        """
+        settings = self.config.model
+        if not settings.fallback_model:
+            return None
+        key = settings.fallback_api_key or settings.api_key
+        config = self.config.model_copy(
+            update={"model": settings.model_copy(update={"api_key": key})}
+        )
+        sibling = AdkConnector(
+            config,
+            agent=self._source,
+            session_service=self.session_service,
+            model_override=settings.fallback_model,
+        )
+        sibling._owns_runner = False
+        return sibling
+
     @asynccontextmanager
     async def open(self, request: SessionRequest) -> AsyncIterator[AdkSession]:
         caller = str(getattr(request, "caller", "") or UNKNOWN_CALLER)
@@ -109,8 +135,12 @@ class AdkConnector:
             yield session
 
     async def aclose(self) -> None:
-        """Close the runner: its plugins, toolsets and the session database."""
-        await self.runner.close()
+        """Close the runner: its plugins, toolsets and the session database.
+
+        A :meth:`fallback` sibling closes nothing: what it uses belongs to its primary.
+        """
+        if self._owns_runner:
+            await self.runner.close()
 
     async def __aenter__(self) -> AdkConnector:
         return self

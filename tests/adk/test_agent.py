@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.adk.agents import Agent, LlmAgent
 from google.adk.agents.base_agent import BaseAgent
+from google.adk.models.base_llm import BaseLlm
 from google.adk.models.google_llm import Gemini
+from google.adk.models.llm_request import LlmRequest
+from google.adk.models.llm_response import LlmResponse
 from google.adk.tools.function_tool import FunctionTool
 from google.genai import types
 
@@ -142,3 +146,66 @@ async def test_connector_from_configuration(tmp_path: Path) -> None:
         assert connector.observed and connector.model == MODEL_25
     with pytest.raises(ConfigError, match=r"model\.adk_session_db"):
         AdkConnector(_tenant(tmp_path, adk_session_db="not a url"), agent=Agent(name="x"))
+
+
+def test_fallback_override_renames_every_gemini_agent_and_leaves_the_user_tree_alone() -> None:
+    child = Agent(name="billing", model=MODEL_3X, instruction="Bills.")
+    inherits = Agent(name="notes", instruction="Notes.")
+    configured = Agent(name="vip", model=Gemini(model=MODEL_3X), instruction="VIPs.")
+    root = Agent(name="desk", instruction="Help.", sub_agents=[child, inherits, configured])
+
+    prepared = prepare_agent(root, _settings(), model_override="spare-model")
+
+    assert prepared.model == "spare-model"
+    desk = _llm(prepared.root)
+    billing, notes, vip = (_llm(a) for a in desk.sub_agents)
+    assert isinstance(desk.model, ObservedGemini) and desk.model.model == "spare-model"
+    assert isinstance(billing.model, ObservedGemini) and billing.model.model == "spare-model"
+    assert notes.model == "", "an agent without a model still inherits (the renamed root's)"
+    assert notes.canonical_model.model == "spare-model"
+    assert isinstance(vip.model, ObservedGemini) and vip.model.model == "spare-model"
+    # The user's objects are untouched.
+    assert child.model == MODEL_3X and root.model == ""
+    assert isinstance(configured.model, Gemini) and configured.model.model == MODEL_3X
+
+
+def test_fallback_override_needs_an_agent_on_gemini() -> None:
+    class OtherLlm(BaseLlm):
+        """Another vendor's model: the fallback (a Gemini name) cannot replace it."""
+
+        async def generate_content_async(
+            self, llm_request: LlmRequest, stream: bool = False
+        ) -> AsyncGenerator[LlmResponse, None]:
+            raise NotImplementedError
+            yield  # an async generator, as ADK expects
+
+    root = Agent(name="desk", model=OtherLlm(model="someone-elses"), instruction="Help.")
+    with pytest.raises(ConfigError, match=r"model\.fallback_model: 'spare' cannot serve"):
+        prepare_agent(root, _settings(), model_override="spare")
+
+
+async def test_fallback_connector_shares_the_session_store_and_closes_nothing(
+    tmp_path: Path,
+) -> None:
+    config = _tenant(
+        tmp_path,
+        adk_agent="examples.after_hours_voicemail:app",
+        fallback_model="spare-model",
+        api_key="primary-key",
+        fallback_api_key="spare-key",
+    )
+    async with AdkConnector(config) as primary:
+        spare = primary.fallback()
+        assert spare is not None
+        assert spare.model == "spare-model" and primary.model == MODEL_25
+        assert spare.session_service is primary.session_service
+        assert spare.app.name == primary.app.name, "a call that falls back keeps its session"
+        assert spare.config.model.api_key is not None
+        assert spare.config.model.api_key.get_secret_value() == "spare-key"
+        root = _llm(spare.app.root_agent)
+        assert isinstance(root.model, ObservedGemini) and root.model.model == "spare-model"
+        await spare.aclose()  # a no-op: the primary owns the runner's resources
+    assert (
+        AdkConnector(_tenant(tmp_path, adk_agent="examples.after_hours_voicemail:app")).fallback()
+        is None
+    )

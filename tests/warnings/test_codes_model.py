@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
+import pytest
 from structlog.typing import EventDict
 
 from bridge.warnings import WarningCode
@@ -66,11 +69,19 @@ async def test_neither_primary_nor_fallback_connects_ends_the_call_cleanly(
     assert probe.raised(WarningCode.FALLBACK_MODEL_USED) == []
 
 
+@pytest.mark.parametrize("backend", ["gemini", "adk"])
 async def test_fallback_model_serves_the_call_when_the_primary_is_rejected(
-    logs: list[EventDict],
+    logs: list[EventDict], backend: str, tmp_path: Path
 ) -> None:
     script = Script(greeting=Turn([agent("agent_farewell")]))
-    overrides = {"model": {"model": "retired-model", "fallback_model": DEFAULT_MODEL}}
+    model: dict[str, Any] = {"model": "retired-model", "fallback_model": DEFAULT_MODEL}
+    if backend == "adk":
+        model |= {
+            "backend": "adk",
+            "adk_agent": "tests.e2e.adk_agent:root_agent",  # names no model: the tenant's
+            "adk_session_db": f"sqlite+aiosqlite:///{tmp_path}/adk.sqlite",
+        }
+    overrides = {"model": model}
     async with probed_stack(script, logs, overrides=overrides) as (stack, probe):
         call = stack.place_call(CallerScript([WaitForAgentAudio(min_s=0.5), HangUp()]))
         got = await probe.expect(WarningCode.FALLBACK_MODEL_USED)
@@ -80,6 +91,9 @@ async def test_fallback_model_serves_the_call_when_the_primary_is_rejected(
     first, second = stack.gemini.sessions[:2]
     assert first.close_code == 1008 and second.model.endswith(DEFAULT_MODEL)
     assert record.agent_audio_bytes > 0, "the fallback model's greeting was heard"
+    if backend == "adk":  # the agent itself was run again on the fallback
+        parts = second.setup["system_instruction"]["parts"]
+        assert "phone_agent" in "".join(p["text"] for p in parts)
 
 
 async def test_model_connection_drop_mid_call_is_reported(logs: list[EventDict]) -> None:
