@@ -38,6 +38,7 @@ from adapters.gemini_live.wire import RawSocket, ServerMessage, audio_frame, par
 from bridge.config import ModelSettings
 from bridge.errors import ModelUnavailable
 from bridge.events import (
+    GenerationComplete,
     ModelAudio,
     ModelEvent,
     SessionNotice,
@@ -65,6 +66,9 @@ MAX_UNSENT_FRAMES = 500
 """Frames whose send failed on a dying socket, replayed after reconnecting (10 s at 20 ms)."""
 MAX_UNANSWERED_FRAMES = 500
 """Caller frames sent since the latest handle or model output, replayed after a drop (10 s)."""
+MAX_SUMMARY_LINES = 40
+"""Transcript lines kept for seeding a fresh session or recalling what a stale handle lacks."""
+CUT_OFF = " [cut off]"
 
 
 def _close_code(exc: BaseException) -> int | None:
@@ -119,10 +123,15 @@ class GeminiLiveSession:
         self._handle_current = False
         self._go_away_deadline: float | None = None
         self._in_turn = False
+        self._generated = False  # the current turn's generationComplete has arrived
         self._pending_tools: set[str] = set()
         self._caller = CallerActivity(request.input_rate, clock=clock)
         self._awaiting_answer_since: float | None = None
-        self._lines: deque[str] = deque(maxlen=40)
+        self._lines: deque[str] = deque(maxlen=MAX_SUMMARY_LINES)
+        self._lines_ended = 0  # lines ever appended to ``_lines``
+        self._recalled: deque[str] = deque(maxlen=MAX_SUMMARY_LINES)
+        self._seed = ""  # the summary a fresh session started with, after a rejected resume
+        self._lines_at_handle = 0  # ... when the latest resumable handle arrived
         self._speaking: dict[str, list[str]] = {"caller": [], "agent": []}
         self.connections = 0
         self.rotations = 0
@@ -264,8 +273,7 @@ class GeminiLiveSession:
                         close_code=code,
                     ) from None
                 if self._in_turn:
-                    self._in_turn = False
-                    yield TurnComplete()
+                    yield self._cut_turn()
                 yield await self._reconnect(code, _describe(exc))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # google-genai raises these for frames it cannot parse (bad JSON, JSON that
@@ -273,8 +281,7 @@ class GeminiLiveSession:
                 # unknown: start a new one.
                 self._log.warning("protocol_error", error=f"{type(exc).__name__}: {exc}")
                 if self._in_turn:
-                    self._in_turn = False
-                    yield TurnComplete()
+                    yield self._cut_turn()
                 yield await self._reconnect(None, f"unreadable message from the server: {exc}")
 
     async def _connection_events(self) -> AsyncIterator[ModelEvent]:
@@ -299,8 +306,7 @@ class GeminiLiveSession:
                     continue
                 if self._in_turn:
                     # The old connection would have ended this turn; it will not now.
-                    self._in_turn = False
-                    yield TurnComplete()
+                    yield self._cut_turn()
                 yield await self._rotate("timeLeft nearly over" if forced else "quiet point")
                 return
             for event in self._observe(parse(raw)):
@@ -332,6 +338,7 @@ class GeminiLiveSession:
         if update is not None and update[1] and update[0]:
             self._handle = update[0]
             self._handle_current = True
+            self._lines_at_handle = self._lines_ended
             self._unanswered.clear()
         elif update is not None:
             self._handle_current = False  # not resumable now (mid-generation, tool pending)
@@ -345,10 +352,14 @@ class GeminiLiveSession:
                 self._handle_current = False  # the conversation moved past the handle
             if isinstance(event, ModelAudio | ToolCall):
                 self._unanswered.clear()  # the model is answering what it heard so far
+                if not self._in_turn:
+                    self._generated = False
                 self._in_turn = True
                 self._awaiting_answer_since = None
             if isinstance(event, ToolCall):
                 self._pending_tools.add(event.call_id)
+            elif isinstance(event, GenerationComplete):
+                self._generated = True
             elif isinstance(event, TurnComplete):
                 self._in_turn = False
                 self._end_lines()
@@ -357,12 +368,41 @@ class GeminiLiveSession:
             out.append(event)
         return out
 
-    def _end_lines(self) -> None:
+    def _end_lines(self, *, cut: bool = False) -> None:
         for speaker in ("caller", "agent"):
             words = "".join(self._speaking[speaker]).strip()
             if words:
-                self._lines.append(f"{speaker}: {words}")
+                ending = CUT_OFF if cut and speaker == "agent" else ""
+                self._lines.append(f"{speaker}: {words}{ending}")
+                self._lines_ended += 1
             self._speaking[speaker].clear()
+
+    def _cut_turn(self) -> TurnComplete:
+        """The turn this connection will never finish: end it for the call and the transcript."""
+        self._in_turn = False
+        self._end_lines(cut=not self._generated)
+        return TurnComplete()
+
+    def _standing_instruction(self) -> str:
+        """What every resumed connection adds to the system instruction.
+
+        A handle older than the last exchange (a rotation forced mid-answer, a drop) restores
+        the conversation without it, so those transcript lines are recalled here; so is the
+        summary a fresh session was seeded with. Every later connection carries both: the
+        instruction is setup, not conversation state, and a resume would lose them otherwise.
+        """
+        recalled = (
+            "The connection to you was renewed and you may not remember every exchange. "
+            "These happened, oldest first:\n" + "\n".join(self._recalled)
+            if self._recalled
+            else ""
+        )
+        return "\n\n".join(part for part in (self._seed, recalled) if part)
+
+    def _lines_since_handle(self) -> list[str]:
+        """Exchanges that ended after the latest resumable handle: a resume forgets them."""
+        missed = min(self._lines_ended - self._lines_at_handle, len(self._lines))
+        return list(self._lines)[-missed:] if missed > 0 else []
 
     def summary(self, max_chars: int = 4000) -> str:
         """The conversation so far, newest last, for seeding a fresh session."""
@@ -443,9 +483,15 @@ class GeminiLiveSession:
     ) -> SessionNotice:
         handle = self._handle if self._settings.session_resumption else None
         if handle is not None:
+            missed = self._lines_since_handle()
+            self._recalled.extend(missed)
+            self._lines_at_handle = self._lines_ended  # recalled once, not at every attempt
             try:
-                await self._connect(handle)
-                return SessionNotice(kind, detail + " (resumed)", close_code)
+                await self._connect(handle, extra_instruction=self._standing_instruction())
+                resumed = detail + " (resumed)"
+                if missed:
+                    resumed += f"; recalled {len(missed)} transcript lines newer than the handle"
+                return SessionNotice(kind, resumed, close_code)
             except ModelUnavailable as exc:
                 if exc.close_code not in (1007, 1008, 1011):
                     raise
@@ -461,6 +507,7 @@ class GeminiLiveSession:
             if summary
             else ""
         )
+        self._seed, self._recalled = seed, deque(maxlen=MAX_SUMMARY_LINES)  # summary has them
         await self._connect(None, extra_instruction=seed)
         return SessionNotice(
             "resume_rejected",

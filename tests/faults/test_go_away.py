@@ -119,3 +119,66 @@ async def test_several_rotations_in_one_call_lose_no_turn() -> None:
     assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
     assert record.outcome == "caller_hangup"
     assert_exactly_once(len(emu.caller_pcm), sum(s.audio_in_bytes for s in sessions))
+
+
+async def test_rotation_forced_mid_answer_recalls_the_exchange_the_handle_lacks() -> None:
+    # A 16 s answer is generated over ~4 s (4x burst); the goAway leaves 1.2 s, so the bridge
+    # must rotate mid-generation, from the handle issued before the question was asked.
+    question, answer = "When does my order ship?", "It ships on Thursday, by courier."
+    script = Script(
+        turns=[Turn([agent_says(16.0, answer)], input_transcript=question)],
+        faults=[Fault.go_away(after_s=2.5, time_left_s=1.2, on_connection=0)],
+    )
+    caller = CallerScript(
+        [Pause(0.3), Say(caller_says(0.6)), WaitForAgentAudio(min_s=4.0, timeout_s=10), HangUp()]
+    )
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(caller)
+        await call.ended(timeout=30)
+        record = await fs.finished(call)
+    first, second = fs.sessions[:2]
+    kinds = first.kinds()
+    assert kinds.index("audio") < kinds.index("goAway"), "the answer was under way"
+    assert "generationComplete" not in kinds, "the rotation cut the generation short"
+    assert second.resumed_from == first.handles_issued[0], "only the pre-question handle existed"
+    detail = notice_details(record, "rotated")[0]
+    assert "timeLeft nearly over" in detail and "recalled 2 transcript lines" in detail
+    instruction = "".join(p["text"] for p in second.setup["system_instruction"]["parts"])
+    assert f"caller: {question}" in instruction
+    assert "agent: It ships" in instruction and instruction.endswith("[cut off]")
+    first_instruction = "".join(p["text"] for p in first.setup["system_instruction"]["parts"])
+    assert "renewed" not in first_instruction
+    assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)
+
+
+async def test_recalled_exchange_survives_later_rotations() -> None:
+    # A drop mid-answer resumes from the pre-question handle (recall needed); a quiet-point
+    # rotation later must carry the recalled lines again: they live in the setup, not in
+    # the conversation state the handle restores.
+    question, answer = "Can I change the address?", "Yes, tell me the new address."
+    script = Script(
+        turns=[Turn([agent_says(16.0, answer)], input_transcript=question)],
+        faults=[
+            Fault.close(2.5, code=1011, on_connection=0),
+            Fault.go_away(after_s=1.0, time_left_s=3.0, on_connection=1),
+        ],
+    )
+    caller = CallerScript(
+        [
+            Pause(0.3),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=4.0, timeout_s=10),
+            Pause(1.5),
+            HangUp(),
+        ]
+    )
+    async with fault_stack(script, NO_GREETING) as fs:
+        call = fs.stack.place_call(caller)
+        await call.ended(timeout=30)
+        record = await fs.finished(call)
+    assert notices(record)[:3] == ["reconnected", "go_away", "rotated"]
+    assert "recalled 2 transcript lines" in notice_details(record, "reconnected")[0]
+    assert "recalled" not in notice_details(record, "rotated")[0], "nothing new to recall"
+    for later in fs.sessions[1:3]:
+        instruction = "".join(p["text"] for p in later.setup["system_instruction"]["parts"])
+        assert f"caller: {question}" in instruction and instruction.endswith("[cut off]")
