@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench soak lock clean
+.PHONY: install demo test lint typecheck unit bench soak image-check lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bridge adapters emulators bench
+	$(BIN)/mypy bridge adapters emulators bench scripts/image_check.py
 
 # The suite is paced by real-time audio, not CPU: four workers keep it within minutes on 2 cores.
 unit: $(STAMP)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/callbridge soak
+
+# The Dockerfile's install steps replayed without Docker, then the result serves a real call.
+image-check: $(STAMP)
+	$(BIN)/python scripts/image_check.py
 
 # Refresh the pinned dependency set (also used by the Dockerfile).
 lock: $(STAMP)

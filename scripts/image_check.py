@@ -1,0 +1,302 @@
+"""Build the container image's Python environment without Docker, then serve a real call with it.
+
+``docker build`` cannot run on the CI machines. This replays the Dockerfile instead: the builder
+stage's ``ENV``, ``WORKDIR``, ``COPY`` and ``RUN`` lines in order, exactly as written, with the
+image paths (``/opt/callbridge``, ``/src``) moved under a scratch directory. An instruction it
+does not know stops it, so the check cannot silently drift from the Dockerfile.
+
+Then it runs the image's ``ENTRYPOINT`` + ``CMD`` from that environment (which holds only
+``bridge`` and ``adapters``, as the image does) against the two emulators, started from the
+development environment: ``/healthz``, ``/readyz`` once Telcoflow is connected, one whole
+bridged call, ``/metrics`` counting it, and SIGTERM draining to exit 0.
+
+    .venv/bin/python scripts/image_check.py [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_PATHS = ("/opt/callbridge", "/src", "/etc/callbridge", "/var/lib/callbridge")
+API_KEY, CONNECTOR = "image-check-key", "image-check-connector"
+
+
+class CheckFailed(RuntimeError):
+    """The image's environment does not build or does not serve."""
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined: list[str] = []
+    pending = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    out = []
+    for line in joined:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def stages(steps: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The steps split at each ``FROM`` (the ``FROM`` line first in each stage)."""
+    found: list[list[tuple[str, str]]] = []
+    for step in steps:
+        if step[0] == "FROM":
+            found.append([])
+        if found:
+            found[-1].append(step)
+    if len(found) != 2:
+        raise CheckFailed(f"expected a builder and a runtime stage, found {len(found)} FROM lines")
+    return found
+
+
+class Replay:
+    """Runs Dockerfile steps on this machine, image paths mapped under ``root``."""
+
+    def __init__(self, root: Path, python: str) -> None:
+        self.root = root
+        shims = root / "shims"  # the image's `python` is 3.11: point the name at ours
+        shims.mkdir(parents=True)
+        (shims / "python").symlink_to(python)
+        self.env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"}
+        for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+            self.env.pop(name, None)  # nothing of the development environment leaks in
+        self.cwd = root
+
+    def path(self, text: str) -> str:
+        """``text`` with every image path moved under ``root``."""
+        pattern = "|".join(re.escape(p) for p in IMAGE_PATHS)
+        return re.sub(
+            rf"(?<![\w./-])({pattern})(?=$|[/\s:\"'])", lambda m: f"{self.root}{m[1]}", text
+        )
+
+    def expand(self, text: str) -> str:
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: self.env.get(m[1], ""), self.path(text))
+
+    def step(self, word: str, args: str, *, runtime: bool = False) -> None:
+        if word == "RUN" and runtime:
+            # The runtime stage only adds the unprivileged user and its directories: not
+            # something to do to this machine (the paths exist under the scratch root).
+            print(f"skipped in the runtime stage: RUN {args}", flush=True)
+            return
+        if word in ("FROM", "LABEL", "USER", "EXPOSE", "HEALTHCHECK", "STOPSIGNAL"):
+            return  # nothing to install; USER/HEALTHCHECK are covered by test_deploy.py
+        if word in ("ENTRYPOINT", "CMD"):
+            return  # run by serve_a_call
+        if word == "ENV":
+            for pair in shlex.split(args):
+                key, _, value = pair.partition("=")
+                self.env[key] = self.expand(value)
+        elif word == "WORKDIR":
+            self.cwd = Path(self.expand(args))
+            self.cwd.mkdir(parents=True, exist_ok=True)
+        elif word == "COPY":
+            self.copy(shlex.split(args))
+        elif word == "RUN":
+            print(f"+ RUN {args}", flush=True)
+            done = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", self.path(args)], cwd=self.cwd, env=self.env
+            )
+            if done.returncode:
+                raise CheckFailed(f"RUN {args!r} failed with exit code {done.returncode}")
+        else:
+            raise CheckFailed(f"the image check does not know the Dockerfile instruction {word}")
+
+    def copy(self, words: list[str]) -> None:
+        if words and words[0].startswith("--from="):
+            sources, dest = words[1:-1], self.path(words[-1])
+            for source in sources:
+                if self.path(source) != dest:
+                    raise CheckFailed(f"COPY --from must keep paths ({source} -> {dest})")
+            return  # the builder's files are already where the runtime stage wants them
+        if any(w.startswith("--") for w in words):
+            raise CheckFailed(f"the image check does not know COPY options in {words}")
+        *sources, dest = words
+        target = self.cwd / dest
+        if dest.endswith("/") or len(sources) > 1:
+            target.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            origin = REPO / source
+            if origin.is_dir():
+                shutil.copytree(origin, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(origin, target)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise CheckFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def read_line_with(proc: subprocess.Popen[str], prefix: str, timeout_s: float = 30.0) -> str:
+    """The first stdout line of ``proc`` starting with ``prefix`` (its other lines are echoed)."""
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise CheckFailed(f"{proc.args!r} exited before printing {prefix!r}")
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    raise CheckFailed(f"{proc.args!r} did not print {prefix!r} in {timeout_s:.0f} s")
+
+
+def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
+    """The image's command against the emulators: health, readiness, a call, metrics, drain."""
+    entry = next((json.loads(a) for w, a in runtime if w == "ENTRYPOINT"), None)
+    if not entry:
+        raise CheckFailed("the runtime stage has no exec-form ENTRYPOINT")
+    image_python = replay.path("/opt/callbridge/bin/python")
+    leaked = subprocess.run(
+        [image_python, "-c", "import emulators"], cwd=replay.root, capture_output=True
+    )
+    if leaked.returncode == 0:
+        raise CheckFailed("the image environment can import emulators: it must hold only the app")
+    dev_python = sys.executable
+    gemini = subprocess.Popen(
+        [dev_python, "-m", "emulators.gemini_live", "--port", str(free_port())],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    telco_port, http_port = free_port(), free_port()
+    telco = subprocess.Popen(
+        [
+            dev_python, "-m", "emulators.telcoflow", "--port", str(telco_port),
+            "--api-key", API_KEY, "--connector", CONNECTOR, "--calls", "1",
+            "--pause", "2", "--wait-agent", "1", "--hold", "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    bridge: subprocess.Popen[str] | None = None
+    try:
+        base_url = read_line_with(gemini, "base_url ")
+        ca_file = read_line_with(gemini, "ca_file ")
+        config = replay.root / "etc" / "callbridge" / "tenant.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f'tenant = "image-check"\n[telcoflow]\nbase_url = "ws://127.0.0.1:{telco_port}"\n'
+            f'[model]\nbase_url = "{base_url}"\nca_file = "{ca_file}"\n'
+            f'[service]\nhttp_host = "127.0.0.1"\nhttp_port = {http_port}\n'
+            f'records_url = "sqlite+aiosqlite:///{replay.root}/records.sqlite"\n'
+        )
+        command = [*entry, *next((json.loads(a) for w, a in runtime if w == "CMD"), [])]
+        command = [replay.path(word) for word in command]
+        env = {
+            **replay.env,
+            "TELCOFLOW_API_KEY": API_KEY,
+            "TELCOFLOW_CONNECTOR_UUID": CONNECTOR,
+            "GEMINI_API_KEY": "image-check",
+        }
+        workdir = Path(replay.path("/var/lib/callbridge"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"+ {shlex.join(command)}", flush=True)
+        bridge = subprocess.Popen(command, cwd=workdir, env=env, text=True)
+        base = f"http://127.0.0.1:{http_port}"
+        wait_for("/healthz 200", lambda: http_status(base + "/healthz") == 200)
+        wait_for("/readyz 200 (Telcoflow connected)", lambda: http_status(base + "/readyz") == 200)
+        try:
+            out, _ = telco.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed("the emulated call did not end within 90 s") from None
+        calls = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        if len(calls) != 1:
+            raise CheckFailed(f"expected one call summary from the emulator, got: {out[-2000:]}")
+        print(f"call: {calls[0]}", flush=True)
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as reply:
+            metrics = reply.read().decode()
+        if not re.search(r"^callbridge_calls_total\{[^}]*\} [1-9]", metrics, re.MULTILINE):
+            raise CheckFailed("/metrics does not count the call (callbridge_calls_total)")
+        bridge.send_signal(signal.SIGTERM)
+        code = bridge.wait(timeout=60)
+        if code != 0:
+            raise CheckFailed(f"SIGTERM: the image's command exited {code}, not 0")
+    finally:
+        for proc in (bridge, telco, gemini):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--python",
+        default=shutil.which("python3.11") or getattr(sys, "_base_executable", sys.executable),
+        help="the interpreter standing in for the image's python (3.11)",
+    )
+    args = parser.parse_args()
+    builder, runtime = stages(instructions(REPO / "Dockerfile"))
+    root = Path(tempfile.mkdtemp(prefix="callbridge-image-"))
+    replay = Replay(root, args.python)
+    started = time.monotonic()
+    try:
+        for word, rest in builder:
+            replay.step(word, rest)
+        for word, rest in runtime:
+            replay.step(word, rest, runtime=True)
+        print(f"image environment built in {time.monotonic() - started:.0f} s", flush=True)
+        serve_a_call(replay, runtime)
+    except CheckFailed as exc:
+        print(f"image check FAILED: {exc} (scratch: {root})", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"image check passed in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
