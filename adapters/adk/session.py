@@ -38,6 +38,7 @@ from adapters.adk.model import CURRENT_OBSERVER
 from adapters.adk.queue import CallerQueue
 from adapters.adk.runconfig import run_config
 from adapters.adk.translate import EventTranslator, function_call_ids
+from adapters.gemini_live.translate import function_response
 from bridge.config import ModelSettings
 from bridge.errors import CallGone, ModelUnavailable
 from bridge.events import ModelEvent, SessionNotice, ToolResult, ToolRunByModelSide
@@ -162,14 +163,7 @@ class AdkSession:
 
     async def send_tool_result(self, result: ToolResult) -> None:
         """Answer a call the host owns (e.g. a long-running tool); ADK forwards it as is."""
-        response = types.FunctionResponse(
-            id=result.call_id,
-            name=result.name,
-            response=dict(result.response),
-            scheduling=types.FunctionResponseScheduling(result.scheduling)
-            if result.scheduling
-            else None,
-        )
+        response = function_response(result)
         self._queue.send_content(
             types.Content(role="user", parts=[types.Part(function_response=response)])
         )

@@ -31,9 +31,10 @@ from typing import Any
 import structlog
 import websockets
 from google import genai
-from google.genai import errors, live, types
+from google.genai import errors, live
 
 from adapters.gemini_live.setup import live_config
+from adapters.gemini_live.translate import function_response
 from adapters.gemini_live.wire import RawSocket, ServerMessage, audio_frame, parse, raw_socket
 from bridge.config import ModelSettings
 from bridge.errors import ModelUnavailable
@@ -232,14 +233,7 @@ class GeminiLiveSession:
 
     async def send_tool_result(self, result: ToolResult) -> None:
         self._pending_tools.discard(result.call_id)
-        response = types.FunctionResponse(
-            id=result.call_id,
-            name=result.name,
-            response=dict(result.response),
-            scheduling=types.FunctionResponseScheduling(result.scheduling)
-            if result.scheduling
-            else None,
-        )
+        response = function_response(result)
         async with self._send_lock:
             if self._live is not None:
                 try:

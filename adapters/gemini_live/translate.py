@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bridge.events import Usage
+from google.genai import types
+
+from bridge.events import ToolResult, Usage
 
 
 def parse_duration_s(value: str | None, default: float = 0.0) -> float:
@@ -29,3 +31,15 @@ def usage_event(
         key = f"{direction}_{modality or 'UNKNOWN'}"
         by_modality[key] = by_modality.get(key, 0) + count
     return Usage(prompt or 0, response or 0, total or 0, by_modality)
+
+
+def function_response(result: ToolResult) -> types.FunctionResponse:
+    """A tool's result as the Live API's ``FunctionResponse`` (with its scheduling, if any)."""
+    return types.FunctionResponse(
+        id=result.call_id,
+        name=result.name,
+        response=dict(result.response),
+        scheduling=types.FunctionResponseScheduling(result.scheduling)
+        if result.scheduling
+        else None,
+    )
