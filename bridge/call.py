@@ -97,6 +97,7 @@ class BridgedCall:
         warner: CallWarner,
         greeting_prompt: str | None = None,
         human: HumanLeg | None = None,
+        caller_activity: CallerActivity | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call = call
@@ -122,7 +123,7 @@ class BridgedCall:
         self._bytes_per_s = call.sample_rate * 2
         self._high_water = int(audio.playout_high_water_s * self._bytes_per_s)
         self._max_pending = int(audio.max_pending_agent_audio_s * self._bytes_per_s)
-        self.caller = CallerActivity(call.sample_rate)
+        self.caller = caller_activity or CallerActivity(call.sample_rate)
 
         # Agent audio waiting for room in the call's send buffer: (generation, pcm).
         self._pending: deque[tuple[int, bytes]] = deque()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.events import ModelEvent, ToolResult
+from bridge.speech import CallerActivity
 
 
 class CallCommand(enum.StrEnum):
@@ -114,6 +115,9 @@ class SessionRequest:
     functions: Sequence[FunctionSpec] = ()
     input_rate: int = 16000
     caller: str = ""
+    caller_activity: CallerActivity | None = field(default=None, compare=False)
+    """The call's own caller-speech tracker, fed before each frame is sent: a session that
+    needs to know whether the caller speaks reads it instead of measuring the audio again."""
 
 
 class ModelSession(Protocol):

@@ -29,6 +29,7 @@ from bridge.ports import (
     SessionRequest,
 )
 from bridge.record import CallRecord, RecordListener, mask_number
+from bridge.speech import CallerActivity
 from bridge.tools import HumanLeg, Tool, ToolContext, ToolDispatcher, build_tools
 from bridge.warnings import CallWarner, WarningCode, WarningSink
 
@@ -137,6 +138,7 @@ class CallRunner:
             functions=[tool.spec for tool in self._tools.values()],
             input_rate=self.config.audio.model_input_rate,
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
+            caller_activity=CallerActivity(call.sample_rate),
         )
         async with AsyncExitStack() as stack:
             # Answer while the model session opens: the SDK queues caller audio meanwhile.
@@ -167,6 +169,7 @@ class CallRunner:
                 record=record,
                 warner=warner,
                 greeting_prompt=self.config.model.greeting_prompt,
+                caller_activity=request.caller_activity,
             )
             ctx = ToolContext(
                 call=call,

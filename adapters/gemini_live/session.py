@@ -126,7 +126,11 @@ class GeminiLiveSession:
         self._in_turn = False
         self._generated = False  # the current turn's generationComplete has arrived
         self._pending_tools: set[str] = set()
-        self._caller = CallerActivity(request.input_rate, clock=clock)
+        # The call's tracker when it shares one (fed before each frame arrives here), else
+        # our own: either way one energy measurement per frame.
+        self._owns_caller = request.caller_activity is None
+        self._caller = request.caller_activity or CallerActivity(request.input_rate, clock=clock)
+        self._seen_stop: float | None = None
         self._awaiting_answer_since: float | None = None
         self._lines: deque[str] = deque(maxlen=MAX_SUMMARY_LINES)
         self._lines_ended = 0  # lines ever appended to ``_lines``
@@ -196,8 +200,11 @@ class GeminiLiveSession:
     # ── Sending ──────────────────────────────────────────────────────────────────────
 
     async def send_audio(self, pcm: bytes) -> None:
-        if self._caller.update(pcm):
-            self._awaiting_answer_since = self._clock()
+        if self._owns_caller:
+            self._caller.update(pcm)
+        stopped = self._caller.stopped_at
+        if stopped is not None and stopped != self._seen_stop:
+            self._seen_stop = self._awaiting_answer_since = stopped
         if self._switching:
             # A reconnect or rotation holds the send lock, maybe for seconds. Queue the frame
             # (it goes out on the new connection) rather than wait: the caller pump must keep
