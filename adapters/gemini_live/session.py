@@ -134,9 +134,9 @@ class GeminiLiveSession:
         self._awaiting_answer_since: float | None = None
         self._lines: deque[str] = deque(maxlen=MAX_SUMMARY_LINES)
         self._lines_ended = 0  # lines ever appended to ``_lines``
-        self._recalled: deque[str] = deque(maxlen=MAX_SUMMARY_LINES)
-        self._seed = ""  # the summary a fresh session started with, after a rejected resume
         self._lines_at_handle = 0  # ... when the latest resumable handle arrived
+        self._recalled: deque[str] = deque(maxlen=MAX_SUMMARY_LINES)  # told to resumed setups
+        self._seed = ""  # the summary a fresh session started with, after a rejected resume
         self._speaking: dict[str, list[str]] = {"caller": [], "agent": []}
         self.connections = 0
         self.rotations = 0
