@@ -278,7 +278,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second, at most")
     parser.add_argument("--sample-s", type=float, default=2.0)
     parser.add_argument("--warmup-calls", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results/soak.json"), help="and the .md beside it"
+    )
     args = parser.parse_args(argv)
     errors = ErrorLog()
     configure_logging("json", level=logging.WARNING)
@@ -288,6 +290,8 @@ def main(argv: Sequence[str]) -> int:
     report.errors = errors.errors
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
-    print(render(report))
+    text = render(report)
+    args.out.with_suffix(".md").write_text(text + "\n", encoding="utf-8")  # the README links it
+    print(text)
     ok = report.completed == report.offered == report.answered and not report.errors
     return 0 if ok else 1
