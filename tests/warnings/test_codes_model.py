@@ -52,10 +52,25 @@ async def test_unknown_model_without_fallback_ends_the_call_cleanly(
     assert record.agent_audio_bytes == 0, "nothing is played when no model connects"
 
 
+def _model_section(backend: str, tmp_path: Path, **model: Any) -> dict[str, Any]:
+    """The tenant's model section for the raw back end or the same call through ADK."""
+    if backend == "adk":
+        model |= {
+            "backend": "adk",
+            "adk_agent": "tests.e2e.adk_agent:root_agent",  # names no model: the tenant's
+            "adk_session_db": f"sqlite+aiosqlite:///{tmp_path}/adk.sqlite",
+        }
+    return model
+
+
+@pytest.mark.parametrize("backend", ["gemini", "adk"])
 async def test_neither_primary_nor_fallback_connects_ends_the_call_cleanly(
-    logs: list[EventDict],
+    logs: list[EventDict], backend: str, tmp_path: Path
 ) -> None:
-    overrides = {"model": {**NO_GREETING, "model": "bad-primary", "fallback_model": "bad-spare"}}
+    model = _model_section(
+        backend, tmp_path, **NO_GREETING, model="bad-primary", fallback_model="bad-spare"
+    )
+    overrides = {"model": model}
     async with probed_stack(Script(), logs, overrides=overrides) as (stack, probe):
         call = stack.place_call(CallerScript([]))
         got = await probe.expect(WarningCode.MODEL_REQUEST_FAILED)
@@ -74,13 +89,7 @@ async def test_fallback_model_serves_the_call_when_the_primary_is_rejected(
     logs: list[EventDict], backend: str, tmp_path: Path
 ) -> None:
     script = Script(greeting=Turn([agent("agent_farewell")]))
-    model: dict[str, Any] = {"model": "retired-model", "fallback_model": DEFAULT_MODEL}
-    if backend == "adk":
-        model |= {
-            "backend": "adk",
-            "adk_agent": "tests.e2e.adk_agent:root_agent",  # names no model: the tenant's
-            "adk_session_db": f"sqlite+aiosqlite:///{tmp_path}/adk.sqlite",
-        }
+    model = _model_section(backend, tmp_path, model="retired-model", fallback_model=DEFAULT_MODEL)
     overrides = {"model": model}
     async with probed_stack(script, logs, overrides=overrides) as (stack, probe):
         call = stack.place_call(CallerScript([WaitForAgentAudio(min_s=0.5), HangUp()]))
