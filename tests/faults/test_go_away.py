@@ -122,12 +122,13 @@ async def test_several_rotations_in_one_call_lose_no_turn() -> None:
 
 
 async def test_rotation_forced_mid_answer_recalls_the_exchange_the_handle_lacks() -> None:
-    # A 16 s answer is generated over ~4 s (4x burst); the goAway leaves 1.2 s, so the bridge
-    # must rotate mid-generation, from the handle issued before the question was asked.
+    # A 24 s answer is generated over ~6 s (4x burst) from ~1.5 s on; the goAway at 3.5 s
+    # leaves 1.2 s, so the bridge must rotate mid-generation, from the handle issued before
+    # the question was asked. (The turn may start up to 2 s late and still be cut.)
     question, answer = "When does my order ship?", "It ships on Thursday, by courier."
     script = Script(
-        turns=[Turn([agent_says(16.0, answer)], input_transcript=question)],
-        faults=[Fault.go_away(after_s=2.5, time_left_s=1.2, on_connection=0)],
+        turns=[Turn([agent_says(24.0, answer)], input_transcript=question)],
+        faults=[Fault.go_away(after_s=3.5, time_left_s=1.2, on_connection=0)],
     )
     caller = CallerScript(
         [Pause(0.3), Say(caller_says(0.6)), WaitForAgentAudio(min_s=4.0, timeout_s=10), HangUp()]
@@ -157,9 +158,9 @@ async def test_recalled_exchange_survives_later_rotations() -> None:
     # the conversation state the handle restores.
     question, answer = "Can I change the address?", "Yes, tell me the new address."
     script = Script(
-        turns=[Turn([agent_says(16.0, answer)], input_transcript=question)],
+        turns=[Turn([agent_says(24.0, answer)], input_transcript=question)],
         faults=[
-            Fault.close(2.5, code=1011, on_connection=0),
+            Fault.close(3.5, code=1011, on_connection=0),
             Fault.go_away(after_s=1.0, time_left_s=3.0, on_connection=1),
         ],
     )
