@@ -183,6 +183,17 @@ async def feed_adk(queue: Any, pcm: bytes, *, pace_s: float = 0.01) -> None:
             await asyncio.sleep(pace_s)
 
 
+async def collect_adk_audio(events: AsyncIterator[Any], audio: bytearray) -> None:
+    """Append the model audio of ADK ``events`` to ``audio`` until a turn with audio ends."""
+    async for event in events:
+        parts = event.content.parts if event.content and event.content.parts else []
+        for part in parts:
+            if part.inline_data and part.inline_data.data:
+                audio.extend(part.inline_data.data)
+        if event.turn_complete and audio:
+            return
+
+
 async def test_setup_gets_setup_complete_and_is_logged() -> None:
     async with GeminiLiveEmulator() as emu, live(emu) as (session, _inbox):
         assert session.setup_complete is not None
@@ -775,13 +786,7 @@ async def test_adk_executes_tool_once_in_both_model_families(model: str) -> None
             run_config=RunConfig(response_modalities=["AUDIO"]),
         )
         async with asyncio.timeout(30):
-            async for event in events:
-                parts = event.content.parts if event.content and event.content.parts else []
-                for part in parts:
-                    if part.inline_data and part.inline_data.data:
-                        audio.extend(part.inline_data.data)
-                if event.turn_complete and audio:
-                    break
+            await collect_adk_audio(events, audio)
         queue.close()
         await events.aclose()
         log = emu.sessions[0]
@@ -853,13 +858,7 @@ async def test_adk_reconnects_on_go_away_with_the_latest_handle() -> None:
                     session_resumption=types.SessionResumptionConfig(),
                 ),
             )
-            async for event in events:
-                parts = event.content.parts if event.content and event.content.parts else []
-                for part in parts:
-                    if part.inline_data and part.inline_data.data:
-                        audio.extend(part.inline_data.data)
-                if event.turn_complete and audio:
-                    break
+            await collect_adk_audio(events, audio)
             queue.close()
             await events.aclose()
 
