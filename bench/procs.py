@@ -179,8 +179,8 @@ def _priority_of(pid: int) -> str:
 def autogroup_nice(text: str) -> str | None:
     """The nice value in a ``/proc/<pid>/autogroup`` reading (``/autogroup-12 nice 0``).
 
-    None when the file is empty, as it is when the task's CPU group is a cgroup rather than an
-    autogroup (inside most containers, CI runners among them).
+    None when the file is empty, as it is when the task is in no autogroup (autogroup
+    scheduling switched off, as on many servers and, by all signs, our CI runner).
     """
     fields = text.split()
     return fields[-1] if len(fields) >= 3 and fields[-2] == "nice" else None

@@ -184,7 +184,7 @@ def test_fallback_override_needs_an_agent_on_gemini() -> None:
         prepare_agent(root, _settings(), model_override="spare")
 
 
-async def test_fallback_connector_shares_the_session_store_and_closes_nothing(
+async def test_fallback_connector_shares_the_session_store_and_app_name(
     tmp_path: Path,
 ) -> None:
     config = _tenant(
