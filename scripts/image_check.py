@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import shlex
 import shutil
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -175,15 +177,29 @@ def http_status(url: str) -> int:
 
 
 def read_line_with(proc: subprocess.Popen[str], prefix: str, timeout_s: float = 30.0) -> str:
-    """The first stdout line of ``proc`` starting with ``prefix`` (its other lines are echoed)."""
-    deadline = time.monotonic() + timeout_s
+    """The first stdout line of ``proc`` starting with ``prefix`` (other lines are skipped).
+
+    A daemon thread reads, so a silent child fails the check instead of hanging CI.
+    """
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+    stdout = proc.stdout
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_next() -> None:
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+
+    read_next()
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
         if not line:
             raise CheckFailed(f"{proc.args!r} exited before printing {prefix!r}")
         if line.startswith(prefix):
             return line[len(prefix) :].strip()
+        read_next()
     raise CheckFailed(f"{proc.args!r} did not print {prefix!r} in {timeout_s:.0f} s")
 
 
@@ -258,7 +274,10 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
         if not re.search(r"^callbridge_calls_total\{[^}]*\} [1-9]", metrics, re.MULTILINE):
             raise CheckFailed("/metrics does not count the call (callbridge_calls_total)")
         bridge.send_signal(signal.SIGTERM)
-        code = bridge.wait(timeout=60)
+        try:
+            code = bridge.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed("SIGTERM: the image's command did not exit within 60 s") from None
         if code != 0:
             raise CheckFailed(f"SIGTERM: the image's command exited {code}, not 0")
     finally:
