@@ -18,9 +18,13 @@ from typing import Any
 import structlog
 import telcoflow
 
+# Not re-exported at the package top (telcoflow 1.0.0): ``telcoflow.WSSSessionBusy`` is an
+# AttributeError, raised only when a lost race is being handled.
+from telcoflow.exceptions import WSSSessionBusy
+
 from adapters.telcoflow import sdk_fixes
 from adapters.telcoflow.port import TelcoflowCall
-from bridge.config import TelcoflowSettings
+from bridge.config import CallRate, TelcoflowSettings
 from bridge.errors import BridgeError, ConfigError
 
 log = structlog.get_logger("callbridge.telcoflow")
@@ -38,7 +42,7 @@ async def _entered(manager: telcoflow.SessionManager) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await manager.__aexit__(None, None, None)
+        await manager.__aexit__(None, None, None)  # type: ignore[no-untyped-call]  # SDK: unannotated
 
 
 @dataclass
@@ -54,7 +58,7 @@ class SourceStats:
     resumes_left_to_owner: int = 0
 
 
-def build_manager(settings: TelcoflowSettings, sample_rate: int) -> telcoflow.SessionManager:
+def build_manager(settings: TelcoflowSettings, sample_rate: CallRate) -> telcoflow.SessionManager:
     """A SessionManager from our settings, with the SDK fixes applied and checked."""
     try:
         config = telcoflow.SessionManagerConfig.create(
@@ -79,7 +83,7 @@ class TelcoflowCallSource:
         self,
         settings: TelcoflowSettings,
         *,
-        sample_rate: int,
+        sample_rate: CallRate,
         handle_call: CallHandler,
         max_concurrent_calls: int,
     ) -> None:
@@ -177,16 +181,24 @@ class TelcoflowCallSource:
             log.info("session_left_for_another_replica", session_id=session_id)
             return
         self._reserved.add(session_id)
-        if await self._claim(manager, session_id):
-            self.stats.claimed += 1
-        elif session_id not in self._calls:
-            self._reserved.discard(session_id)
+        claimed = False
+        try:
+            claimed = await self._claim(manager, session_id)
+        except Exception:
+            log.exception("session_claim_failed", session_id=session_id)
+        finally:
+            # Whatever went wrong, a slot is only kept by a claimed session: a leaked
+            # reservation would shrink this replica's capacity for the rest of its life.
+            if claimed:
+                self.stats.claimed += 1
+            elif session_id not in self._calls:
+                self._reserved.discard(session_id)
 
     async def _claim(self, manager: telcoflow.SessionManager, session_id: str) -> bool:
         """Open the session, register our callbacks, then ``ready()``; False if refused."""
         try:
             session = await manager.open_session(session_id)
-        except telcoflow.WSSSessionBusy:
+        except WSSSessionBusy:
             self.stats.busy_elsewhere += 1
             return False
         except telcoflow.WSSError as exc:

@@ -151,7 +151,11 @@ class EmulatedCall:
         error_code: str = "INTERNAL_ERROR",
         error_message: str = "injected failure",
     ) -> None:
-        """Make the next ``command`` (e.g. ``"agent.interrupt"``) fail without taking effect."""
+        """Make the next ``command`` (e.g. ``"agent.interrupt"``) fail without taking effect.
+
+        ``"session.open"`` fails the next claim of this call with ``error_code`` (e.g.
+        ``"SESSION_BUSY"``), leaving it unclaimed and re-offered.
+        """
         self.faults.fail_next(command, error_code, error_message)
 
     def delay_next(self, command: str, seconds: float) -> None:

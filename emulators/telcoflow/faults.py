@@ -1,4 +1,7 @@
-"""One-shot fault injection for voice commands (``fail_next`` / ``delay_next``).
+"""One-shot fault injection for commands (``fail_next`` / ``delay_next``).
+
+Voice commands take both; ``session.open`` on the SM-WS takes ``fail_next`` (its error code
+is answered, e.g. ``SESSION_BUSY`` for a race lost to another replica).
 
 Each injected fault applies to the next command of that name only, in the order they were
 queued, so a test can script e.g. "the first interrupt fails, the second is slow".

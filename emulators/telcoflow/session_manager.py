@@ -196,6 +196,13 @@ class SessionManagerHub:
             return wire.response_error(req_id, "SESSION_NOT_FOUND")
         if call.is_ended:
             return wire.response_error(req_id, "SESSION_CLOSED")
+        injected = call.faults.take_failure("session.open")
+        if injected is not None:
+            # E.g. SESSION_BUSY: the race lost to a replica the emulator does not host.
+            bound = (
+                {"boundSmWsId": "smws-elsewhere"} if injected.error_code == "SESSION_BUSY" else None
+            )
+            return wire.response_error(req_id, injected.error_code, bound)
         owner = call.owner
         if owner is not None and owner is not conn and owner.open:
             return wire.response_error(req_id, "SESSION_BUSY", {"boundSmWsId": owner.sm_ws_id})

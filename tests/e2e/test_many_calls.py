@@ -68,3 +68,28 @@ async def test_unfixed_sdk_goes_deaf_after_about_33_calls() -> None:
             await asyncio.sleep(0.2)
     print("delivered to the unfixed SDK:", len(delivered))
     assert 25 <= len(delivered) < 40, f"{len(delivered)} calls delivered to the unfixed SDK"
+
+
+async def test_a_claim_lost_to_another_replica_does_not_cost_a_capacity_slot() -> None:
+    """SESSION_BUSY (another replica won the race) must release the reserved slot.
+
+    With one slot, a leaked reservation leaves the process refusing every later call as "at
+    capacity": the call lost once is re-offered and must then be taken, and so must the next.
+    """
+    telco = TelcoflowEmulator(api_key="stack-key", connector_uuid="conn-1", renotify_after_s=0.3)
+    overrides = {"model": {"greeting_prompt": None}, "limits": {"max_concurrent_calls": 1}}
+    async with LocalStack(Script(), overrides=overrides, telcoflow=telco) as stack:
+        lost_once = stack.place_call(CallerScript([Pause(0.1), HangUp()]))
+        lost_once.fail_next("session.open", "SESSION_BUSY")
+        first = await lost_once.ended(timeout=20)
+        after = await stack.place_call(CallerScript([Pause(0.1), HangUp()])).ended(timeout=20)
+        assert stack.app is not None
+        source = stack.app.source
+        async with asyncio.timeout(5):
+            while source.reserved:
+                await asyncio.sleep(0.02)
+    assert first.answered_at is not None and after.answered_at is not None
+    assert first.end_reason == after.end_reason == "caller_hangup"
+    assert source.stats.busy_elsewhere == 1
+    assert source.stats.claimed == 2
+    assert lost_once.notifies_sent >= 2  # re-offered after the lost race, then taken
