@@ -124,5 +124,7 @@ async def query(pending: Awaitable[int]) -> int:
     """``get_send_audio_buffer_size()``: a gone caller as CallGone."""
     try:
         return await pending
-    except (*GONE_ERRORS, telcoflow.WSSCallError) as exc:
+    except GONE_ERRORS as exc:
+        raise CallGone(f"buffer size: {exc}") from exc
+    except telcoflow.WSSCallError as exc:
         raise CallGone(f"buffer size: {exc}") from exc
