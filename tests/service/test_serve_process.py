@@ -17,6 +17,7 @@ import httpx
 
 from emulators.gemini_live import GeminiLiveEmulator, Script, Turn
 from emulators.telcoflow import (
+    CallEndedError,
     CallerScript,
     EmulatedCall,
     HangUp,
@@ -147,7 +148,13 @@ async def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
 async def test_two_processes_share_one_connector_each_call_claimed_once(
     tmp_path: Path,
 ) -> None:
-    per_process = 12
+    """Twenty calls held open at once against two replicas capped at twelve each.
+
+    No call ends until every call is answered, so capacity, not speed, decides the split:
+    whichever replica is faster fills up and the other must take the rest (a slow replica
+    still gets them through the platform's re-offers). The test hangs the calls up itself.
+    """
+    per_process, total = 12, 20
     script = Script(greeting=Turn([agent("agent_greeting")]))
     async with (
         TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
@@ -164,36 +171,52 @@ async def test_two_processes_share_one_connector_each_call_claimed_once(
                     await wait_ready(http)
                 await eventually(lambda: len(telco.sm_connection_ids) == 2, what="both SM-WS")
                 calls = [
-                    telco.place_call(
-                        CallerScript([WaitForAgentAudio(0.3, timeout_s=30), Pause(2.0), HangUp()]),
-                        caller=f"+1555000{i:04d}",
-                    )
-                    for i in range(20)
+                    telco.place_call(CallerScript(), caller=f"+1555000{i:04d}")
+                    for i in range(total)
                 ]
-                owners, peak = await _watch_owners(calls)
+                watch = asyncio.create_task(_watch_owners(calls))
+                all_answered = await _all_answered(calls, timeout=60)
+                await asyncio.gather(*(call.hang_up() for call in calls))
+                owners, peak = await watch
                 records = [await c.ended(timeout=30) for c in calls]
 
                 async def scrape() -> list[int]:
                     return [_calls_total((await http.get("/metrics")).text) for http in clients]
 
                 # The bridge finishes its side a moment after the emulator sees the hang-up.
-                finished = await poll_until(scrape, lambda counts: sum(counts) == 20)
+                finished = await poll_until(scrape, lambda counts: sum(counts) == len(owners))
                 for proc in procs:
                     proc.signal(signal.SIGTERM)
                 statuses = [await proc.wait(timeout=30) for proc in procs]
             finally:
                 for http in clients:
                     await http.aclose()
+    # What each replica did with the offers, for any failure below.
+    claims = {p.config_file.stem: p.events("telcoflow_stopped") for p in procs}
+    assert all_answered, f"not every call was answered while all were held open: {claims}"
+    errors = [line for p in procs for line in p.lines if line.get("level") == "error"]
+    assert not errors, errors  # e.g. a claim that raised instead of losing the race cleanly
     assert statuses == [0, 0]
     assert all(r.end_reason == "caller_hangup" for r in records)
     # Exactly once: one owner per call, one answer per call, never re-offered to the other.
     assert all(len(r.commands_named("call.answer")) == 1 for r in records)
-    assert len(owners) == 20
+    assert len(owners) == total
     per_owner = Counter(owners.values())
-    assert len(per_owner) == 2 and sum(per_owner.values()) == 20
-    # Never above the cap at any moment (a claim lasts seconds; the watch samples every 20 ms).
+    assert sum(per_owner.values()) == total
+    # Both replicas served, neither above its cap: 20 held at once cannot fit in one.
+    assert len(per_owner) == 2 and max(per_owner.values()) <= per_process, claims
+    # Never above the cap at any moment (the watch samples every 20 ms).
     assert max(peak.values()) <= per_process
     assert sorted(finished) == sorted(per_owner.values())
+
+
+async def _all_answered(calls: list[EmulatedCall], timeout: float) -> bool:
+    """True once every call is answered; False if one ends first or time runs out."""
+    try:
+        await asyncio.gather(*(call.answered(timeout=timeout) for call in calls))
+    except (TimeoutError, CallEndedError):
+        return False
+    return True
 
 
 async def _watch_owners(
@@ -202,7 +225,7 @@ async def _watch_owners(
     """Until every call ended: who claimed each call, and each SM-WS's most calls at once."""
     owners: dict[str, str] = {}
     peak: Counter[str] = Counter()
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(90):
         while not all(c.is_ended for c in calls):
             now: Counter[str] = Counter()
             for call in calls:
