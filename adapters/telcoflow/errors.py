@@ -30,6 +30,9 @@ GONE_ERRORS: tuple[type[BaseException], ...] = (
     # The SDK lets the socket's own close escape from a command in flight when the caller
     # hangs up (seen from clear_send_audio_buffer under load).
     websockets.ConnectionClosed,
+    # Any other call error: the voice socket could not be opened or was lost. Its command
+    # failures (WSSCallCommandError and its timeout) are subclasses, caught before this.
+    telcoflow.WSSCallError,
 )
 """Exceptions after which the caller is unreachable (see the SDK's state table)."""
 
@@ -74,9 +77,6 @@ async def _outcome(command: CallCommand, pending: Awaitable[Any]) -> CommandOutc
         )
     except GONE_ERRORS as exc:
         raise CallGone(f"{command.value}: {type(exc).__name__}: {exc}") from exc
-    except telcoflow.WSSCallError as exc:
-        # Voice socket could not be opened or was lost: nothing more can reach the caller.
-        raise CallGone(f"{command.value}: {exc}") from exc
     elapsed = time.monotonic() - started
     if result is None or bool(result):
         return CommandOutcome(command, True, None, "", elapsed)
@@ -103,8 +103,6 @@ async def clear_buffer(pending: Awaitable[Any]) -> int:
         ) from exc
     except GONE_ERRORS as exc:
         raise CallGone(f"agent.interrupt: {exc}") from exc
-    except telcoflow.WSSCallError as exc:
-        raise CallGone(f"agent.interrupt: {exc}") from exc
     return int(cleared) if isinstance(cleared, int) else 0
 
 
@@ -116,8 +114,6 @@ async def write(pending: Awaitable[None]) -> None:
         raise PlaybackFull(str(exc)) from exc
     except GONE_ERRORS as exc:
         raise CallGone(f"send_audio: {exc}") from exc
-    except telcoflow.WSSCallError as exc:
-        raise CallGone(f"send_audio: {exc}") from exc
 
 
 async def query(pending: Awaitable[int]) -> int:
@@ -125,6 +121,4 @@ async def query(pending: Awaitable[int]) -> int:
     try:
         return await pending
     except GONE_ERRORS as exc:
-        raise CallGone(f"buffer size: {exc}") from exc
-    except telcoflow.WSSCallError as exc:
         raise CallGone(f"buffer size: {exc}") from exc
