@@ -174,10 +174,11 @@ async def test_two_processes_share_one_connector_each_call_claimed_once(
                     telco.place_call(CallerScript(), caller=f"+1555000{i:04d}")
                     for i in range(total)
                 ]
-                watch = asyncio.create_task(_watch_owners(calls))
-                all_answered = await _all_answered(calls, timeout=60)
-                await asyncio.gather(*(call.hang_up() for call in calls))
-                owners, peak = await watch
+                async with asyncio.TaskGroup() as watching:
+                    watch = watching.create_task(_watch_owners(calls))
+                    all_answered = await _all_answered(calls, timeout=60)
+                    await asyncio.gather(*(call.hang_up() for call in calls))
+                owners, peak = watch.result()
                 records = [await c.ended(timeout=30) for c in calls]
 
                 async def scrape() -> list[int]:
