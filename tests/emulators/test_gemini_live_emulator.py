@@ -105,6 +105,14 @@ class Inbox:
                 self.error = exc
                 self._changed.notify_all()
 
+    def said(self) -> list[str]:
+        """The model's output transcription pieces, in arrival order."""
+        return [
+            m.server_content.output_transcription.text or ""
+            for m in self.messages
+            if m.server_content and m.server_content.output_transcription
+        ]
+
     async def wait_for(
         self, predicate: Callable[[types.LiveServerMessage], object], timeout: float = 20.0
     ) -> types.LiveServerMessage:
@@ -249,12 +257,7 @@ async def test_utterance_gets_transcripts_audio_and_turn_complete() -> None:
         for p in m.server_content.model_turn.parts or []
         if p.inline_data
     )
-    said = "".join(
-        m.server_content.output_transcription.text or ""
-        for m in msgs
-        if m.server_content and m.server_content.output_transcription
-    )
-    assert said == "Hello, thanks for calling."
+    assert "".join(inbox.said()) == "Hello, thanks for calling."
     log = emu.sessions[0]
     kinds = log.kinds()
     assert kinds.index("inputTranscription") < kinds.index("audio")
@@ -283,12 +286,7 @@ async def test_text_nudge_plays_greeting_then_turns_in_order() -> None:
         await inbox.wait_for(is_turn_complete)
         await send_audio(session, caller("caller_question") + SILENCE_1S)
         await inbox.wait_count(is_turn_complete, 2)
-    said = [
-        m.server_content.output_transcription.text
-        for m in inbox.messages
-        if m.server_content and m.server_content.output_transcription
-    ]
-    assert said == ["Hello.", "Thursday."]
+    assert inbox.said() == ["Hello.", "Thursday."]
     assert emu.sessions[0].texts_in == ["(call connected)"]
 
 
@@ -452,12 +450,7 @@ async def test_resumption_handle_continues_the_script() -> None:
         async with live(emu, session_resumption=resume) as (session, inbox):
             await session.send_realtime_input(text="second question")
             await inbox.wait_for(is_turn_complete)
-        said = [
-            m.server_content.output_transcription.text
-            for m in inbox.messages
-            if m.server_content and m.server_content.output_transcription
-        ]
-        assert said == ["Second", " answer."]
+        assert inbox.said() == ["Second", " answer."]
         assert emu.sessions[1].resumed_from == handle
         assert emu.sessions[1].conversation_id == emu.sessions[0].conversation_id
         # A handle nobody issued is refused.
@@ -564,12 +557,7 @@ async def test_manual_activity_signals_and_greet_on_connect() -> None:
         await send_audio(session, caller("caller_bye"))
         await session.send_realtime_input(activity_end=types.ActivityEnd())
         await inbox.wait_count(is_turn_complete, 2)
-    said = [
-        m.server_content.output_transcription.text
-        for m in inbox.messages
-        if m.server_content and m.server_content.output_transcription
-    ]
-    assert said == ["Hello.", "Sure."]
+    assert inbox.said() == ["Hello.", "Sure."]
 
 
 # ---------------------------------------------------------------------------- raw wire
