@@ -15,12 +15,14 @@ WORKDIR /src
 # Dependencies first (pinned by the lock, used as constraints so dev tools stay out),
 # so that a code change does not re-download them.
 COPY requirements.lock pyproject.toml README.md ./
-RUN mkdir -p bridge adapters \
-    && touch bridge/__init__.py adapters/__init__.py \
+RUN mkdir -p callbridge \
+    && touch callbridge/__init__.py \
     && pip install --no-cache-dir -c requirements.lock . \
     && pip uninstall --yes callbridge
-COPY bridge ./bridge
-COPY adapters ./adapters
+COPY callbridge/__init__.py callbridge/py.typed ./callbridge/
+COPY callbridge/bridge ./callbridge/bridge
+COPY callbridge/adapters ./callbridge/adapters
+COPY callbridge/service ./callbridge/service
 RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q /opt/callbridge/lib
 

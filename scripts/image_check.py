@@ -6,7 +6,8 @@ image paths (``/opt/callbridge``, ``/src``) moved under a scratch directory. An 
 does not know stops it, so the check cannot silently drift from the Dockerfile.
 
 Then it runs the image's ``ENTRYPOINT`` + ``CMD`` from that environment (which holds only
-``bridge`` and ``adapters``, as the image does) against the two emulators, started from the
+``callbridge.bridge``, ``.adapters`` and ``.service``, as the image does) against the two
+emulators, started from the
 development environment: ``/healthz``, ``/readyz`` once Telcoflow is connected, one whole
 bridged call, ``/metrics`` counting it, and SIGTERM draining to exit 0.
 
@@ -210,13 +211,13 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
         raise CheckFailed("the runtime stage has no exec-form ENTRYPOINT")
     image_python = replay.path("/opt/callbridge/bin/python")
     leaked = subprocess.run(
-        [image_python, "-c", "import emulators"], cwd=replay.root, capture_output=True
+        [image_python, "-c", "import callbridge.emulators"], cwd=replay.root, capture_output=True
     )
     if leaked.returncode == 0:
         raise CheckFailed("the image environment can import emulators: it must hold only the app")
     dev_python = sys.executable
     gemini = subprocess.Popen(
-        [dev_python, "-m", "emulators.gemini_live", "--port", str(free_port())],
+        [dev_python, "-m", "callbridge.emulators.gemini_live", "--port", str(free_port())],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -225,7 +226,7 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
     telco_port, http_port = free_port(), free_port()
     telco = subprocess.Popen(
         [
-            dev_python, "-m", "emulators.telcoflow", "--port", str(telco_port),
+            dev_python, "-m", "callbridge.emulators.telcoflow", "--port", str(telco_port),
             "--api-key", API_KEY, "--connector", CONNECTOR, "--calls", "1",
             "--pause", "2", "--wait-agent", "1", "--hold", "1",
         ],

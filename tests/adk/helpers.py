@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.config import ModelSettings, TelcoflowSettings, TenantConfig, WarningSettings
-from bridge.events import ModelAudio, ModelEvent, Transcript
-from bridge.ports import CallCommand, CommandOutcome, SessionRequest
-from bridge.record import CallRecord
-from bridge.tools import HangUp, HumanLeg, ToolContext
-from bridge.warnings import BridgeWarning, CallWarner
-from emulators.gemini_live import GeminiLiveEmulator, Speak
-from emulators.voices import load_phrase
+from callbridge.bridge.config import ModelSettings, TelcoflowSettings, TenantConfig, WarningSettings
+from callbridge.bridge.events import ModelAudio, ModelEvent, Transcript
+from callbridge.bridge.ports import CallCommand, CommandOutcome, SessionRequest
+from callbridge.bridge.record import CallRecord
+from callbridge.bridge.tools import HangUp, HumanLeg, ToolContext
+from callbridge.bridge.warnings import BridgeWarning, CallWarner
+from callbridge.emulators.gemini_live import GeminiLiveEmulator, Speak
+from callbridge.emulators.voices import load_phrase
 
 MODEL_25 = "gemini-2.5-flash-native-audio-preview-12-2025"
 MODEL_3X = "gemini-3.1-flash-live-preview"
@@ -34,7 +34,7 @@ def tenant_config(
     """A tenant whose ADK agent talks to ``emu`` over TLS, with sessions in ``db``."""
     settings: dict[str, Any] = {
         "backend": "adk",
-        "adk_agent": "examples.human_escalation:root_agent",
+        "adk_agent": "callbridge.examples.human_escalation:root_agent",
         "model": model,
         "base_url": emu.base_url,
         "ca_file": Path(emu.ca_file),

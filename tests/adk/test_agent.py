@@ -16,11 +16,11 @@ from google.adk.models.llm_response import LlmResponse
 from google.adk.tools.function_tool import FunctionTool
 from google.genai import types
 
-from adapters.adk import AdkConnector, CallbridgePlugin
-from adapters.adk.agent import app_name_for, load_agent, prepare_agent
-from adapters.adk.model import ObservedGemini
-from bridge.config import ModelSettings, TelcoflowSettings, TenantConfig
-from bridge.errors import ConfigError
+from callbridge.adapters.adk import AdkConnector, CallbridgePlugin
+from callbridge.adapters.adk.agent import app_name_for, load_agent, prepare_agent
+from callbridge.adapters.adk.model import ObservedGemini
+from callbridge.bridge.config import ModelSettings, TelcoflowSettings, TenantConfig
+from callbridge.bridge.errors import ConfigError
 from tests.adk.helpers import MODEL_3X, MODEL_25
 
 CERT = Path(__file__).with_name("missing.pem")
@@ -36,19 +36,19 @@ def _llm(agent: BaseAgent) -> LlmAgent:
 
 
 def test_load_agent_forms() -> None:
-    plain = load_agent("examples.human_escalation:root_agent")
+    plain = load_agent("callbridge.examples.human_escalation:root_agent")
     assert plain.app is None and plain.root.name == "front_desk"
-    default = load_agent("examples.after_hours_voicemail")  # module only: ``app`` first
+    default = load_agent("callbridge.examples.after_hours_voicemail")  # module only: ``app`` first
     assert default.app is not None and default.root.name == "after_hours"
-    assert load_agent("examples.after_hours_voicemail:root_agent").app is None
+    assert load_agent("callbridge.examples.after_hours_voicemail:root_agent").app is None
 
 
 @pytest.mark.parametrize(
     ("target", "message"),
     [
         ("no_such_module_xyz:agent", "cannot import 'no_such_module_xyz'"),
-        ("examples.human_escalation:nope", "has no nope"),
-        ("examples._data:DATA_ENV", "is a str, not an ADK Agent or App"),
+        ("callbridge.examples.human_escalation:nope", "has no nope"),
+        ("callbridge.examples._data:DATA_ENV", "is a str, not an ADK Agent or App"),
         (":root_agent", "is not 'module:attribute'"),
     ],
 )
@@ -136,12 +136,12 @@ def _tenant(tmp_path: Path, **model: Any) -> TenantConfig:
 
 
 async def test_connector_from_configuration(tmp_path: Path) -> None:
-    config = _tenant(tmp_path, adk_agent="examples.after_hours_voicemail:app")
+    config = _tenant(tmp_path, adk_agent="callbridge.examples.after_hours_voicemail:app")
     async with AdkConnector(config) as connector:
         assert connector.app.name == "after_hours"
         (plugin,) = connector.app.plugins
         assert isinstance(plugin, CallbridgePlugin)
-        original = load_agent("examples.after_hours_voicemail:app")
+        original = load_agent("callbridge.examples.after_hours_voicemail:app")
         assert original.app is not None and connector.app is not original.app
         assert connector.observed and connector.model == MODEL_25
     with pytest.raises(ConfigError, match=r"model\.adk_session_db"):
@@ -189,7 +189,7 @@ async def test_fallback_connector_shares_the_session_store_and_app_name(
 ) -> None:
     config = _tenant(
         tmp_path,
-        adk_agent="examples.after_hours_voicemail:app",
+        adk_agent="callbridge.examples.after_hours_voicemail:app",
         fallback_model="spare-model",
         api_key="primary-key",
         fallback_api_key="spare-key",
@@ -206,6 +206,8 @@ async def test_fallback_connector_shares_the_session_store_and_app_name(
         assert isinstance(root.model, ObservedGemini) and root.model.model == "spare-model"
         await spare.aclose()  # a no-op: the primary owns the runner's resources
     assert (
-        AdkConnector(_tenant(tmp_path, adk_agent="examples.after_hours_voicemail:app")).fallback()
+        AdkConnector(
+            _tenant(tmp_path, adk_agent="callbridge.examples.after_hours_voicemail:app")
+        ).fallback()
         is None
     )

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.adk import AdkConnector
-from bridge.ports import CallCommand
-from emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
-from examples import appointment_booking, database_lookup
-from examples._data import DATA_ENV
-from examples.after_hours_voicemail import stored_messages
+from callbridge.adapters.adk import AdkConnector
+from callbridge.bridge.ports import CallCommand
+from callbridge.emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
+from callbridge.examples import appointment_booking, database_lookup
+from callbridge.examples._data import DATA_ENV
+from callbridge.examples.after_hours_voicemail import stored_messages
 from tests.adk.helpers import (
     CALL_ID,
     MODEL_25,
@@ -28,10 +28,10 @@ from tests.adk.helpers import (
 )
 
 EXAMPLES = [
-    "examples.appointment_booking:root_agent",
-    "examples.database_lookup:root_agent",
-    "examples.human_escalation:root_agent",
-    "examples.after_hours_voicemail:app",
+    "callbridge.examples.appointment_booking:root_agent",
+    "callbridge.examples.database_lookup:root_agent",
+    "callbridge.examples.human_escalation:root_agent",
+    "callbridge.examples.after_hours_voicemail:app",
 ]
 
 
@@ -100,7 +100,10 @@ async def test_after_hours_voicemail_takes_a_message_and_hangs_up(tmp_path: Path
     )
     async with GeminiLiveEmulator(script=script) as emu:
         config = tenant_config(
-            emu, MODEL_25, tmp_path / "adk.sqlite", adk_agent="examples.after_hours_voicemail"
+            emu,
+            MODEL_25,
+            tmp_path / "adk.sqlite",
+            adk_agent="callbridge.examples.after_hours_voicemail",
         )
         call = FakeCall()
         control = FakeControl(played=lambda: len(emu.sessions[0].tool_responses) == 2)

@@ -12,9 +12,9 @@ from google.adk.agents import Agent
 from google.adk.apps.app import App
 from google.adk.plugins.base_plugin import BasePlugin
 
-from adapters.adk import AdkConnector, CallbridgePlugin
-from bridge.events import TurnComplete
-from emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
+from callbridge.adapters.adk import AdkConnector, CallbridgePlugin
+from callbridge.bridge.events import TurnComplete
+from callbridge.emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
 from tests.adk.helpers import (
     FAMILIES,
     FakeCall,

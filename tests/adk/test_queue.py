@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.adk.agents.live_request_queue import LiveRequest
 from google.genai import types
 
-from adapters.adk.queue import CallerQueue
+from callbridge.adapters.adk.queue import CallerQueue
 
 
 def _blob(tag: int, size: int = 640) -> types.Blob:

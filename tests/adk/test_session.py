@@ -15,10 +15,17 @@ from google.adk.agents import Agent
 from google.adk.sessions.database_session_service import DatabaseSessionService
 from google.adk.tools.function_tool import FunctionTool
 
-from adapters.adk import AdkConnector
-from bridge.events import Interrupted, ModelAudio, ToolCall, Transcript, TurnComplete, Usage
-from emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
-from emulators.voices import load_phrase
+from callbridge.adapters.adk import AdkConnector
+from callbridge.bridge.events import (
+    Interrupted,
+    ModelAudio,
+    ToolCall,
+    Transcript,
+    TurnComplete,
+    Usage,
+)
+from callbridge.emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
+from callbridge.emulators.voices import load_phrase
 from tests.adk.helpers import (
     CALL_ID,
     FAMILIES,

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from google.adk.sessions.database_session_service import DatabaseSessionService
 
-from adapters.adk import AdkConnector
-from adapters.adk.calls import REGISTRY
-from bridge.errors import ModelUnavailable
-from bridge.events import SessionNotice, TurnComplete
-from bridge.ports import CallCommand
-from emulators.gemini_live import CallTool, Fault, GeminiLiveEmulator, Script, Turn
+from callbridge.adapters.adk import AdkConnector
+from callbridge.adapters.adk.calls import REGISTRY
+from callbridge.bridge.errors import ModelUnavailable
+from callbridge.bridge.events import SessionNotice, TurnComplete
+from callbridge.bridge.ports import CallCommand
+from callbridge.emulators.gemini_live import CallTool, Fault, GeminiLiveEmulator, Script, Turn
 from tests.adk.helpers import (
     MODEL_25,
     FakeCall,

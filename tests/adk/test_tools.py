@@ -15,16 +15,16 @@ from google.adk.agents.base_agent import BaseAgent
 from google.adk.tools.tool_context import ToolContext as AdkToolContext
 from google.genai import types
 
-from adapters.adk import AdkConnector, call_control_tools
-from adapters.adk.agent import prepare_agent
-from adapters.adk.calls import REGISTRY
-from adapters.adk.tools import CallControlTool, run_call_control
-from bridge.config import ModelSettings
-from bridge.errors import CallGone
-from bridge.ports import CallCommand, CommandOutcome
-from bridge.tools import end_call, transfer_to_human
-from emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
-from emulators.voices import load_phrase
+from callbridge.adapters.adk import AdkConnector, call_control_tools
+from callbridge.adapters.adk.agent import prepare_agent
+from callbridge.adapters.adk.calls import REGISTRY
+from callbridge.adapters.adk.tools import CallControlTool, run_call_control
+from callbridge.bridge.config import ModelSettings
+from callbridge.bridge.errors import CallGone
+from callbridge.bridge.ports import CallCommand, CommandOutcome
+from callbridge.bridge.tools import end_call, transfer_to_human
+from callbridge.emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Turn
+from callbridge.emulators.voices import load_phrase
 from tests.adk.helpers import (
     FAMILIES,
     FRAME,

@@ -6,8 +6,15 @@ from __future__ import annotations
 from google.adk.events.event import Event
 from google.genai import types
 
-from adapters.adk.translate import EventTranslator, function_call_ids
-from bridge.events import Interrupted, ModelAudio, SessionNotice, Transcript, TurnComplete, Usage
+from callbridge.adapters.adk.translate import EventTranslator, function_call_ids
+from callbridge.bridge.events import (
+    Interrupted,
+    ModelAudio,
+    SessionNotice,
+    Transcript,
+    TurnComplete,
+    Usage,
+)
 
 
 def _event(**fields: object) -> Event:

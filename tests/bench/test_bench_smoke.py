@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import measure, procs, report, run
-from bench.load import find_call_tag, tag_instruction
+from callbridge.bench import measure, procs, report, run
+from callbridge.bench.load import find_call_tag, tag_instruction
 
 RUN_KEYS = {
     "calls",

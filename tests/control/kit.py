@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from bridge.audio import rms
-from bridge.record import CallRecord, RecordEntry
-from bridge.warnings import BridgeWarning, WarningCode
-from emulators.gemini_live import SessionLog, Speak
-from emulators.telcoflow import CallRecord as TelcoRecord
-from emulators.telcoflow import CommandLog, PulledFrame
+from callbridge.bridge.audio import rms
+from callbridge.bridge.record import CallRecord, RecordEntry
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
+from callbridge.emulators.gemini_live import SessionLog, Speak
+from callbridge.emulators.telcoflow import CallRecord as TelcoRecord
+from callbridge.emulators.telcoflow import CommandLog, PulledFrame
 
 VOICED_RMS = 200.0
 """The Telcoflow emulator's silence threshold (int16 RMS per 20 ms)."""

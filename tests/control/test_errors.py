@@ -1,4 +1,4 @@
-"""The SDK error contract, translated in one place (``adapters.telcoflow.errors``).
+"""The SDK error contract, translated in one place (``callbridge.adapters.telcoflow.errors``).
 
 Unit tests with the SDK's own exception and result classes: both command-failure styles
 (the documented family raises ``WSSCallCommandError``; telcoflow 1.0.0 returns a falsy
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import telcoflow
 
-from adapters.telcoflow import errors
-from bridge.errors import CallGone, CommandFailed, PlaybackFull
-from bridge.ports import CallCommand
+from callbridge.adapters.telcoflow import errors
+from callbridge.bridge.errors import CallGone, CommandFailed, PlaybackFull
+from callbridge.bridge.ports import CallCommand
 
 CONNECT = CallCommand.CONNECT
 

@@ -1,7 +1,8 @@
 """The call's send path under pressure: a tiny SDK ring buffer, sends after hang-up, a failing
 ``agent.interrupt``.
 
-The buffer test drives :class:`~bridge.call.BridgedCall` directly on a real telcoflow SDK call
+The buffer test drives :class:`~callbridge.bridge.call.BridgedCall` directly on a real telcoflow
+SDK call
 (``CallAudioConfig(buffer_size=...)``: the call source has no setting for the SDK's buffer
 size) and a real google-genai session on the Gemini emulator, so every byte crosses the
 unmodified clients.
@@ -21,19 +22,19 @@ import structlog
 import telcoflow
 from pydantic import SecretStr
 
-from adapters.gemini_live import GeminiLiveConnector
-from adapters.telcoflow.port import TelcoflowCall
-from bridge.audio import StreamResampler
-from bridge.call import BridgedCall
-from bridge.config import AudioSettings, ModelSettings, WarningSettings
-from bridge.errors import CallGone
-from bridge.ports import CallCommand, SessionRequest
-from bridge.record import CallRecord
-from bridge.warnings import BridgeWarning, CallWarner, WarningCode
-from emulators.gemini_live import GeminiLiveEmulator, Script, Speak, Turn
-from emulators.gemini_live.messages import AUDIO_CHUNK_BYTES
-from emulators.stack import LocalStack
-from emulators.telcoflow import (
+from callbridge.adapters.gemini_live import GeminiLiveConnector
+from callbridge.adapters.telcoflow.port import TelcoflowCall
+from callbridge.bridge.audio import StreamResampler
+from callbridge.bridge.call import BridgedCall
+from callbridge.bridge.config import AudioSettings, ModelSettings, WarningSettings
+from callbridge.bridge.errors import CallGone
+from callbridge.bridge.ports import CallCommand, SessionRequest
+from callbridge.bridge.record import CallRecord
+from callbridge.bridge.warnings import BridgeWarning, CallWarner, WarningCode
+from callbridge.emulators.gemini_live import GeminiLiveEmulator, Script, Speak, Turn
+from callbridge.emulators.gemini_live.messages import AUDIO_CHUNK_BYTES
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import (
     CallerScript,
     HangUp,
     Pause,

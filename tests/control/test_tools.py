@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bridge.warnings import WarningCode
-from emulators.gemini_live import CallTool, Script, Step, Turn
-from emulators.stack import LocalStack
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
-from emulators.telcoflow.pcm import nonsilent_seconds
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import CallTool, Script, Step, Turn
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.emulators.telcoflow.pcm import nonsilent_seconds
 from tests.control import toolbox
 from tests.control.kit import (
     Records,

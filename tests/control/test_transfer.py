@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bridge.warnings import WarningCode
-from emulators.gemini_live import CallTool, Script, Turn
-from emulators.gemini_live import Pause as ModelPause
-from emulators.stack import LocalStack
-from emulators.telcoflow import (
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import CallTool, Script, Turn
+from callbridge.emulators.gemini_live import Pause as ModelPause
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import (
     CallerScript,
     ConnectOutcome,
     HangUp,
@@ -24,7 +24,7 @@ from emulators.telcoflow import (
     Say,
     WaitForAgentAudio,
 )
-from emulators.telcoflow.pcm import nonsilent_seconds
+from callbridge.emulators.telcoflow.pcm import nonsilent_seconds
 from tests.control.kit import (
     Records,
     Warnings,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.adk.agents import Agent
 
-from adapters.adk import call_control_tools
+from callbridge.adapters.adk import call_control_tools
 
 
 async def lookup_order(order_id: str) -> dict[str, str]:

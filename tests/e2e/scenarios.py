@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emulators.gemini_live import Speak
-from emulators.telcoflow import resample_pcm
-from emulators.voices import load_phrase
+from callbridge.emulators.gemini_live import Speak
+from callbridge.emulators.telcoflow import resample_pcm
+from callbridge.emulators.voices import load_phrase
 
 
 def caller_pcm(name: str, rate: int) -> bytes:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from bridge.audio import rms
-from emulators.gemini_live import CallTool, Script, Turn
-from emulators.stack import LocalStack
-from emulators.telcoflow import (
+from callbridge.bridge.audio import rms
+from callbridge.emulators.gemini_live import CallTool, Script, Turn
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import (
     CallerScript,
     ConnectOutcome,
     HangUp,

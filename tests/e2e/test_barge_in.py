@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from adapters.telcoflow.source import TelcoflowCallSource, TelephonyUnavailable
-from bridge.audio import rms
-from bridge.config import TelcoflowSettings
-from emulators.gemini_live import Script, Turn
-from emulators.stack import LocalStack
-from emulators.telcoflow import (
+from callbridge.adapters.telcoflow.source import TelcoflowCallSource, TelephonyUnavailable
+from callbridge.bridge.audio import rms
+from callbridge.bridge.config import TelcoflowSettings
+from callbridge.emulators.gemini_live import Script, Turn
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import (
     CallerScript,
     HangUp,
     Pause,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emulators.gemini_live import Script, Turn
-from emulators.stack import LocalStack
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.emulators.gemini_live import Script, Turn
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
 from tests.e2e.scenarios import agent, caller_pcm
 
 

@@ -7,9 +7,9 @@ import time
 
 import telcoflow
 
-from emulators.gemini_live import Script
-from emulators.stack import LocalStack
-from emulators.telcoflow import CallerScript, HangUp, Pause, TelcoflowEmulator
+from callbridge.emulators.gemini_live import Script
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, TelcoflowEmulator
 
 SEQUENTIAL_CALLS = 150
 

@@ -22,7 +22,7 @@ from google import genai
 from google.genai import errors, types
 from google.genai.live import AsyncSession
 
-from emulators.gemini_live import (
+from callbridge.emulators.gemini_live import (
     CallTool,
     Fault,
     GeminiLiveEmulator,
@@ -30,8 +30,8 @@ from emulators.gemini_live import (
     Speak,
     Turn,
 )
-from emulators.gemini_live.protocol import ProtocolError, decode_b64
-from emulators.voices import load_phrase
+from callbridge.emulators.gemini_live.protocol import ProtocolError, decode_b64
+from callbridge.emulators.voices import load_phrase
 
 MODEL_25 = "gemini-2.5-flash-native-audio-preview-12-2025"
 MODEL_3X = "gemini-3.1-flash-live-preview"
@@ -647,7 +647,7 @@ async def test_first_frame_must_be_setup_and_non_pcm_is_refused() -> None:
 
 
 def test_vad_start_end_and_blips_in_audio_time() -> None:
-    from emulators.gemini_live.vad import EnergyVad
+    from callbridge.emulators.gemini_live.vad import EnergyVad
 
     vad = EnergyVad(threshold_rms=500, hangover_s=0.4)
     tone = (np.sin(np.arange(8000) / 3) * 3000).astype("<i2").tobytes()  # 1 s at 8 kHz

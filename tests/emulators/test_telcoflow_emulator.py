@@ -42,7 +42,7 @@ from telcoflow.exceptions import (
     WSSSessionNotFound,
 )
 
-from emulators.telcoflow import (
+from callbridge.emulators.telcoflow import (
     CallEndedError,
     CallerScript,
     ConnectOutcome,
@@ -56,9 +56,9 @@ from emulators.telcoflow import (
     wire,
     write_stereo_wav,
 )
-from emulators.telcoflow.caller import ScriptCursor
-from emulators.telcoflow.pcm import frame_bytes, nonsilent_seconds
-from emulators.telcoflow.playout import PlayoutBuffer
+from callbridge.emulators.telcoflow.caller import ScriptCursor
+from callbridge.emulators.telcoflow.pcm import frame_bytes, nonsilent_seconds
+from callbridge.emulators.telcoflow.playout import PlayoutBuffer
 
 API_KEY = "test-key"
 CONNECTOR = "conn-1"
@@ -765,7 +765,7 @@ async def test_cli_places_a_call_and_prints_its_summary(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "emulators.telcoflow",
+        "callbridge.emulators.telcoflow",
         "--port",
         "0",
         "--api-key",

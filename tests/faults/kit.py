@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from bridge.delivery import log_warning
-from bridge.record import CallRecord, RecordEntry
-from bridge.warnings import BridgeWarning, WarningCode
-from emulators.gemini_live import Script, SessionLog, Speak
-from emulators.stack import LocalStack
-from emulators.telcoflow import EmulatedCall
+from callbridge.bridge.record import CallRecord, RecordEntry
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
+from callbridge.emulators.gemini_live import Script, SessionLog, Speak
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import EmulatedCall
+from callbridge.service.delivery import log_warning
 
 CALL_RATE = 16000
 """The tenant default call rate (the Telcoflow leg)."""

@@ -11,9 +11,9 @@ must change nothing at all.
 
 from __future__ import annotations
 
-from bridge.warnings import WarningCode
-from emulators.gemini_live import Fault, Script, Turn
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import Fault, Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
 from tests.faults.kit import (
     NO_GREETING,
     agent_says,

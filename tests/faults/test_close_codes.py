@@ -13,9 +13,9 @@ import itertools
 
 import pytest
 
-from bridge.warnings import WarningCode
-from emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
 from tests.faults.kit import (
     NO_GREETING,
     agent_lines,

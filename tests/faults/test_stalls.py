@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
-from bridge.call import NUDGE
-from bridge.warnings import WarningCode
-from emulators.gemini_live import CallTool, Fault, Script, Turn
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.bridge.call import NUDGE
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import CallTool, Fault, Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
 from tests.faults.kit import (
     NO_GREETING,
     agent_lines,

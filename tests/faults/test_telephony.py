@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.app import BridgeApp
-from bridge.record import CallRecord, RecordEntry
-from bridge.warnings import WarningCode
-from emulators.gemini_live import Fault, Script, Turn
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.bridge.record import CallRecord, RecordEntry
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import Fault, Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.service.app import BridgeApp
 from tests.faults.kit import (
     FaultStack,
     agent_lines,

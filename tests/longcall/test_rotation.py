@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 
-from bridge.audio import rms
-from bridge.record import CallRecord, RecordEntry
-from emulators.gemini_live import Fault, Script, Turn
-from emulators.stack import LocalStack
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
-from emulators.telcoflow import CallRecord as EmulatorRecord
-from emulators.voices import load_phrase
+from callbridge.bridge.audio import rms
+from callbridge.bridge.record import CallRecord, RecordEntry
+from callbridge.emulators.gemini_live import Fault, Script, Turn
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, WaitForAgentAudio
+from callbridge.emulators.telcoflow import CallRecord as EmulatorRecord
+from callbridge.emulators.voices import load_phrase
 from tests.e2e.scenarios import agent, caller_pcm
 
 FRAME = 640  # 20 ms at 16 kHz

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters.service import Service
-from bridge.config import TenantConfig, load_config
-from emulators.gemini_live import GeminiLiveEmulator
-from emulators.telcoflow import TelcoflowEmulator
+from callbridge.bridge.config import TenantConfig, load_config
+from callbridge.emulators.gemini_live import GeminiLiveEmulator
+from callbridge.emulators.telcoflow import TelcoflowEmulator
+from callbridge.service.serve import Service
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 API_KEY = "svc-key"
@@ -154,7 +154,8 @@ async def wait_ready(http: httpx.AsyncClient, timeout: float = 20.0) -> None:
 
 
 class ServeProcess:
-    """``python -m bridge.cli serve --config FILE``; its JSON log lines are collected."""
+    """``python -m callbridge.service.cli serve --config FILE``; its JSON log lines are
+    collected."""
 
     def __init__(self, config_file: Path, env: Mapping[str, str]) -> None:
         self.config_file = config_file
@@ -169,7 +170,7 @@ class ServeProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bridge.cli",
+            "callbridge.service.cli",
             "serve",
             "--config",
             str(self.config_file),

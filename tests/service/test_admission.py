@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bridge.admission import AdmittedConnector, ConnectRateLimiter, admit_all
-from bridge.config import LimitSettings
-from bridge.errors import ModelUnavailable
-from bridge.ports import ModelSession, SessionRequest
-from bridge.warnings import BridgeWarning, WarningCode
+from callbridge.bridge.config import LimitSettings
+from callbridge.bridge.errors import ModelUnavailable
+from callbridge.bridge.ports import ModelSession, SessionRequest
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
+from callbridge.service.admission import AdmittedConnector, ConnectRateLimiter, admit_all
 
 
 class Clock:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import ConfigInvalid, config_problems, load_config
-from bridge.config_cli import main as check_config
-from bridge.errors import ConfigError
+from callbridge.bridge.config import ConfigInvalid, config_problems, load_config
+from callbridge.bridge.errors import ConfigError
+from callbridge.service.config_cli import main as check_config
 from tests.service.helpers import REPO
 
 GOOD_ENV = {
@@ -139,7 +139,7 @@ def test_check_config_missing_file_exits_2(
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bridge.cli", *args],
+        [sys.executable, "-m", "callbridge.service.cli", *args],
         cwd=REPO,
         env={**os.environ, **env},
         capture_output=True,

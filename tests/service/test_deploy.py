@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from adapters.http import HEALTH_PATH, READY_PATH, HttpDeps, create_http_app, route_paths
-from bridge.config import SECRET_ENV, TenantConfig, load_config
-from bridge.config_cli import PLACEHOLDERS
-from bridge.metrics import BridgeMetrics
+from callbridge.bridge.config import SECRET_ENV, TenantConfig, load_config
+from callbridge.service.config_cli import PLACEHOLDERS
+from callbridge.service.http import HEALTH_PATH, READY_PATH, HttpDeps, create_http_app, route_paths
+from callbridge.service.metrics import BridgeMetrics
 from tests.service.helpers import REPO
 
 DEPLOY = REPO / "deploy"
@@ -246,7 +246,7 @@ def test_dockerfile_follows_the_image_rules() -> None:
 
 def test_the_console_script_the_image_runs_exists() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    assert pyproject["project"]["scripts"]["callbridge"] == "bridge.cli:main"
+    assert pyproject["project"]["scripts"]["callbridge"] == "callbridge.service.cli:main"
 
 
 # ── docker compose ──────────────────────────────────────────────────────────────────────────

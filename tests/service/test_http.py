@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.http import HttpDeps, create_http_app
-from adapters.service import Service
-from bridge.metrics import BridgeMetrics
-from emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, TelcoflowEmulator
-from emulators.telcoflow import WaitForAgentAudio as WaitAgent
+from callbridge.emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, TelcoflowEmulator
+from callbridge.emulators.telcoflow import WaitForAgentAudio as WaitAgent
+from callbridge.service.http import HttpDeps, create_http_app
+from callbridge.service.metrics import BridgeMetrics
+from callbridge.service.serve import Service
 from tests.e2e.scenarios import agent, caller_pcm
 from tests.service.helpers import (
     ADMIN_TOKEN,

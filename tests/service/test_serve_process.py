@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from emulators.gemini_live import GeminiLiveEmulator, Script, Turn
-from emulators.telcoflow import (
+from callbridge.emulators.gemini_live import GeminiLiveEmulator, Script, Turn
+from callbridge.emulators.telcoflow import (
     CallEndedError,
     CallerScript,
     EmulatedCall,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.record import CallRecord
-from bridge.warnings import BridgeWarning, WarningCode
+from callbridge.bridge.record import CallRecord
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
 from tests.store.pg import PgCluster, find_bindir
 
 REQUIRE_ENV = "CALLBRIDGE_REQUIRE_POSTGRES"

@@ -10,8 +10,8 @@ import asyncio
 import sys
 import time
 
-from bridge.record import CallRecord
-from bridge.store import RecordStore
+from callbridge.bridge.record import CallRecord
+from callbridge.service.store import RecordStore
 
 INTERVAL_S = 0.004
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.store import RecordStore
+from callbridge.service.store import RecordStore
 
 REPO = Path(__file__).resolve().parents[2]
 KILL_AFTER_ENTRIES = 300  # about 1.5 s of entries at the child's pace

@@ -6,8 +6,8 @@ import asyncio
 
 import structlog
 
-from bridge.record import CallRecord
-from bridge.store import RecordStore, StoreListener
+from callbridge.bridge.record import CallRecord
+from callbridge.service.store import RecordStore, StoreListener
 
 
 def test_full_queue_keeps_newest_and_counts_drops() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.record import CallRecord
-from bridge.store import RecordStore
+from callbridge.bridge.record import CallRecord
+from callbridge.service.store import RecordStore
 from tests.store.conftest import fill, full_record
 from tests.store.pg import PgCluster
 

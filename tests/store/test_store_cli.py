@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.record import CallRecord
-from bridge.store import RecordStore
-from bridge.store_cli import URL_ENV, default_url, main
+from callbridge.bridge.record import CallRecord
+from callbridge.service.store import RecordStore
+from callbridge.service.store_cli import URL_ENV, default_url, main
 from tests.store.conftest import fill, full_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_callbridge_calls_through_the_main_cli_and_postgres(pg_url: str) -> None
     """The real entry point, the env var default, and a PostgreSQL URL together."""
     asyncio.run(_populate(pg_url))
     result = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "calls", "show", "call-1"],
+        [sys.executable, "-m", "callbridge.service.cli", "calls", "show", "call-1"],
         cwd=REPO,
         env={"CALLBRIDGE_RECORDS_URL": pg_url, "PATH": "/usr/bin:/bin"},
         capture_output=True,

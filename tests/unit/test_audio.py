@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soxr
 
-from bridge.audio import Rechunker, StreamResampler, frame_bytes, rms
+from callbridge.bridge.audio import Rechunker, StreamResampler, frame_bytes, rms
 
 RATE_PAIRS = [
     (8000, 16000),

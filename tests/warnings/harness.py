@@ -17,14 +17,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from structlog.typing import EventDict
 
-from bridge.call import BridgedCall
-from bridge.delivery import WarningHandler, log_warning
-from bridge.warning_handlers import count_warnings, hook, warnings_counter
-from bridge.warnings import BridgeWarning, WarningCode
-from bridge.webhook import RetryPolicy, WebhookDelivery
-from emulators.gemini_live import Script
-from emulators.stack import LocalStack
-from emulators.telcoflow import EmulatedCall
+from callbridge.bridge.call import BridgedCall
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
+from callbridge.emulators.gemini_live import Script
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import EmulatedCall
+from callbridge.service.delivery import WarningHandler, log_warning
+from callbridge.service.warning_handlers import count_warnings, hook, warnings_counter
+from callbridge.service.webhook import RetryPolicy, WebhookDelivery
 from tests.warnings.receiver import Received, WebhookReceiver
 
 SECRET = b"e2e-webhook-secret"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.webhook import verify_signature
+from callbridge.service.webhook import verify_signature
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from typing import Literal
 import pytest
 from structlog.typing import EventDict
 
-from bridge.warnings import WarningCode
-from bridge.webhook import RetryPolicy
-from emulators.gemini_live import Script, Turn
-from emulators.telcoflow import CallerScript, PulledFrame
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, PulledFrame
+from callbridge.service.webhook import RetryPolicy
 from tests.e2e.scenarios import agent
 from tests.warnings.harness import SECRET, live_call, probed_stack
 from tests.warnings.receiver import WebhookReceiver, free_port

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bridge.warnings import CATALOGUE, BridgeWarning, WarningCode, catalogue_markdown
+from callbridge.bridge.warnings import CATALOGUE, BridgeWarning, WarningCode, catalogue_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|(.*)\|\s*$", re.MULTILINE)
@@ -54,7 +54,8 @@ def test_readme_table_lists_exactly_the_enum() -> None:
 def test_docs_table_is_the_catalogue() -> None:
     doc = (ROOT / "docs" / "warnings.md").read_text(encoding="utf-8")
     assert catalogue_markdown() in doc, (
-        "docs/warnings.md is out of date: paste bridge.warnings.catalogue_markdown() into it"
+        "docs/warnings.md is out of date: paste "
+        "callbridge.bridge.warnings.catalogue_markdown() into it"
     )
 
 

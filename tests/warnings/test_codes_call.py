@@ -6,13 +6,11 @@ import asyncio
 
 from structlog.typing import EventDict
 
-from adapters.app import BridgeApp, build_connectors
-from bridge.admission import admit_all
-from bridge.runner import NamedConnector
-from bridge.warnings import BridgeWarning, WarningCode, WarningSink
-from emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Speak, Turn
-from emulators.stack import LocalStack
-from emulators.telcoflow import (
+from callbridge.bridge.runner import NamedConnector
+from callbridge.bridge.warnings import BridgeWarning, WarningCode, WarningSink
+from callbridge.emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Speak, Turn
+from callbridge.emulators.stack import LocalStack
+from callbridge.emulators.telcoflow import (
     CallerScript,
     ConnectOutcome,
     HangUp,
@@ -20,7 +18,9 @@ from emulators.telcoflow import (
     TelcoflowEmulator,
     WaitForAgentAudio,
 )
-from emulators.telcoflow import Pause as Silence
+from callbridge.emulators.telcoflow import Pause as Silence
+from callbridge.service.admission import admit_all
+from callbridge.service.app import BridgeApp, build_connectors
 from tests.e2e.scenarios import agent, caller_pcm
 from tests.warnings.harness import SECRET, WarningProbe, probed_stack
 from tests.warnings.receiver import WebhookReceiver

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from structlog.typing import EventDict
 
-from bridge.warnings import WarningCode
-from emulators.gemini_live import Fault, Pause, Script, Turn
-from emulators.stack import DEFAULT_MODEL
-from emulators.telcoflow import CallerScript, HangUp, Say, WaitForAgentAudio
-from emulators.telcoflow import Pause as Silence
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import Fault, Pause, Script, Turn
+from callbridge.emulators.stack import DEFAULT_MODEL
+from callbridge.emulators.telcoflow import CallerScript, HangUp, Say, WaitForAgentAudio
+from callbridge.emulators.telcoflow import Pause as Silence
 from tests.e2e.scenarios import agent, caller_pcm
 from tests.warnings.harness import probed_stack
 

@@ -9,11 +9,16 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from bridge.config import WarningSettings
-from bridge.delivery import BackgroundHandler, WarningHub, log_warning
-from bridge.warning_handlers import count_warnings, default_handlers, hook, warnings_counter
-from bridge.warnings import BridgeWarning, WarningCode
-from bridge.webhook import WebhookDelivery
+from callbridge.bridge.config import WarningSettings
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
+from callbridge.service.delivery import BackgroundHandler, WarningHub, log_warning
+from callbridge.service.warning_handlers import (
+    count_warnings,
+    default_handlers,
+    hook,
+    warnings_counter,
+)
+from callbridge.service.webhook import WebhookDelivery
 from tests.warnings.receiver import WebhookReceiver
 
 SECRET = b"handler-secret"

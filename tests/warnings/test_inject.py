@@ -6,10 +6,10 @@ import asyncio
 
 from structlog.typing import EventDict
 
-from bridge.warnings import WarningCode
-from emulators.gemini_live import Script, Turn
-from emulators.telcoflow import CallerScript, Say
-from emulators.telcoflow import Pause as Silence
+from callbridge.bridge.warnings import WarningCode
+from callbridge.emulators.gemini_live import Script, Turn
+from callbridge.emulators.telcoflow import CallerScript, Say
+from callbridge.emulators.telcoflow import Pause as Silence
 from tests.e2e.scenarios import agent, caller_pcm
 from tests.warnings.harness import live_call, probed_stack
 

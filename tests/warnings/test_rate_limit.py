@@ -9,9 +9,9 @@ import time
 
 from structlog.typing import EventDict
 
-from bridge.warnings import BridgeWarning, CallWarner, RateLimiter, WarningCode
-from emulators.gemini_live import Script, Turn
-from emulators.telcoflow import CallerScript
+from callbridge.bridge.warnings import BridgeWarning, CallWarner, RateLimiter, WarningCode
+from callbridge.emulators.gemini_live import Script, Turn
+from callbridge.emulators.telcoflow import CallerScript
 from tests.e2e.scenarios import agent
 from tests.warnings.harness import live_call, probed_stack
 

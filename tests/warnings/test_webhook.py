@@ -9,10 +9,10 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from bridge.config import WarningSettings
-from bridge.errors import ConfigError
-from bridge.warnings import BridgeWarning, WarningCode
-from bridge.webhook import (
+from callbridge.bridge.config import WarningSettings
+from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.warnings import BridgeWarning, WarningCode
+from callbridge.service.webhook import (
     RetryPolicy,
     WebhookDelivery,
     encode_body,

@@ -1,0 +1,106 @@
+"""``ObservedGemini``: ADK's ``Gemini`` model, plus a window onto its live connections.
+
+ADK opens, rotates (on ``goAway``) and re-opens (after a drop) Live connections on its own and
+tells nobody. The bridge needs to know three things that happen down there:
+
+- that the first connection is up (``setupComplete``), so opening a call's model session can
+  fail fast and let the runner fall back, exactly like the raw back end;
+- that a ``goAway`` came and a connection was replaced, for the call record and warnings;
+- that the model made function calls, as early as possible, so caller audio can be held while
+  a BLOCKING one is pending (see :mod:`callbridge.adapters.adk.queue`).
+
+The session that runs ``run_live`` sets :data:`CURRENT_OBSERVER` in its own task; ADK's tasks
+inherit the context, so the model (shared by every call of the tenant) reports each connection
+to the call it belongs to. Without an observer it behaves exactly like ``Gemini``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextvars import ContextVar
+from typing import Protocol
+
+from google.adk.models.base_llm_connection import BaseLlmConnection
+from google.adk.models.google_llm import Gemini
+from google.adk.models.llm_request import LlmRequest
+from google.adk.models.llm_response import LlmResponse
+from google.genai import types
+from typing_extensions import override
+
+
+class ConnectionObserver(Protocol):
+    """What a call's model session wants to hear about its live connections."""
+
+    def connected(self, model: str) -> None: ...
+
+    def go_away(self, time_left: str | None) -> None: ...
+
+    def function_calls(self, calls: list[types.FunctionCall]) -> None: ...
+
+
+CURRENT_OBSERVER: ContextVar[ConnectionObserver | None] = ContextVar(
+    "callbridge_adk_observer", default=None
+)
+
+
+class ObservedGemini(Gemini):
+    """``Gemini`` that reports connects, ``goAway`` and function calls to the current call."""
+
+    @contextlib.asynccontextmanager
+    @override
+    async def connect(self, llm_request: LlmRequest) -> AsyncIterator[BaseLlmConnection]:
+        observer = CURRENT_OBSERVER.get()
+        async with super().connect(llm_request) as connection:
+            if observer is None:
+                yield connection
+                return
+            observer.connected(self.model)
+            yield _ObservedConnection(connection, observer)
+
+    @classmethod
+    def from_gemini(cls, model: Gemini) -> ObservedGemini:
+        """The same model settings (client and client_kwargs included), observed."""
+        fields = {name: getattr(model, name) for name in type(model).model_fields}
+        return cls(**fields)
+
+
+class _ObservedConnection(BaseLlmConnection):
+    """Delegates everything to ADK's connection; taps ``receive()``."""
+
+    def __init__(self, inner: BaseLlmConnection, observer: ConnectionObserver) -> None:
+        self._inner = inner
+        self._observer = observer
+
+    @override
+    async def send_history(self, history: list[types.Content]) -> None:
+        await self._inner.send_history(history)
+
+    @override
+    async def send_content(self, content: types.Content) -> None:
+        await self._inner.send_content(content)
+
+    @override
+    async def _send_content(self, content: types.Content, *, partial: bool = False) -> None:
+        await self._inner._send_content(content, partial=partial)
+
+    @override
+    async def send_realtime(self, blob: types.Blob) -> None:
+        # ADK also passes ActivityStart/End and audio_stream_end here: forwarded untouched.
+        await self._inner.send_realtime(blob)
+
+    @override
+    async def receive(self) -> AsyncGenerator[LlmResponse, None]:
+        async with contextlib.aclosing(self._inner.receive()) as responses:
+            async for response in responses:
+                if response.go_away is not None:
+                    self._observer.go_away(response.go_away.time_left)
+                parts = response.content.parts if response.content else None
+                calls = [p.function_call for p in parts or () if p.function_call is not None]
+                if calls:
+                    self._observer.function_calls(calls)
+                yield response
+
+    @override
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,189 @@
+"""Call-control tools for ADK agents: the bridge's own handlers behind ADK ``FunctionTool`` s.
+
+``transfer_to_human``, ``end_call`` and ``set_agent_mode`` run the very same handlers as the raw
+Gemini back end (:mod:`callbridge.bridge.tools`), with the same declarations: one implementation,
+two front
+doors. A tool finds its phone call through the per-process registry
+(:mod:`callbridge.adapters.adk.calls`)
+by the ``call_id`` callbridge puts into ``RunConfig.custom_metadata``; outside a callbridge call
+it answers ``{"status": "unavailable"}`` instead of failing.
+
+Add them to an agent in one line::
+
+    Agent(name="desk", instruction="...", tools=[*call_control_tools(), lookup_order])
+
+Blocking or not
+    A transfer rings a human for up to ``tools.ring_time_s``. A BLOCKING tool is awaited inside
+    ADK's receive loop, so while it runs no model audio, transcript or ``interrupted`` reaches the
+    call. On 2.5-family models the tools are therefore declared NON_BLOCKING with
+    ``WHEN_IDLE`` scheduling: ADK runs them in the background and the agent keeps talking.
+    3.x Live models do not support asynchronous function calls, so there they stay BLOCKING: the
+    agent is silent while the phone rings (it should say "connecting you now" first, which the
+    declaration asks it to), barge-in is not heard until the tool returns, and callbridge holds
+    the caller's audio meanwhile (bounded) because the service rejects audio while a BLOCKING
+    call is pending. ``call_control_tools()`` leaves the choice to the connector, which
+    resolves it from the model name (and ``model.non_blocking_tools``); outside the connector an
+    unresolved tool is declared BLOCKING, which every model family accepts.
+
+Follow-up work
+    A handler's ``ToolReply.then`` (hang up after the farewell has played, leave after a
+    transfer) is handed to the call's model session, which runs it in its own TaskGroup, so the
+    tool returns at once and ADK sends the result without waiting for the phone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import structlog
+from google.adk.tools.function_tool import FunctionTool
+from google.adk.tools.tool_context import ToolContext as AdkToolContext
+from google.genai import types
+from typing_extensions import override
+
+from callbridge.adapters.adk.calls import REGISTRY, call_id_from
+from callbridge.bridge.errors import CallGone
+from callbridge.bridge.ports import FunctionSpec
+from callbridge.bridge.tools import (
+    END_CALL_SPEC,
+    SET_MODE_SPEC,
+    TRANSFER_SPEC,
+    ToolContext,
+    ToolHandler,
+    ToolReply,
+    end_call,
+    set_agent_mode,
+    transfer_to_human,
+)
+from callbridge.bridge.warnings import WarningCode
+
+log = structlog.get_logger("callbridge.adk.tools")
+
+ToolMode = Literal["auto", "non_blocking", "blocking"]
+CALL_CONTROL_NAMES = ("transfer_to_human", "end_call", "set_agent_mode")
+
+UNAVAILABLE = {
+    "status": "unavailable",
+    "error": "call control is not available: this conversation is not a live phone call",
+}
+
+
+def supports_async_tools(model: str, override_: bool | None = None) -> bool:
+    """NON_BLOCKING declarations where the family supports them (2.5 does, 3.x does not)."""
+    if override_ is not None:
+        return override_
+    return "gemini-3" not in model
+
+
+def _timeout_s(name: str, ctx: ToolContext) -> float:
+    """The same bounds the raw back end's dispatcher applies
+    (``callbridge.bridge.tools.build_tools``)."""
+    return ctx.settings.ring_time_s + 30.0 if name == "transfer_to_human" else 60.0
+
+
+async def run_call_control(
+    name: str, handler: ToolHandler, args: Mapping[str, Any], adk_context: AdkToolContext
+) -> dict[str, Any]:
+    """Run a bridge handler for the call this ADK invocation serves; never raises."""
+    entry = REGISTRY.get(call_id_from(adk_context.custom_metadata))
+    if entry is None or entry.ctx is None:
+        log.warning("adk_call_control_unavailable", tool=name)
+        return dict(UNAVAILABLE)
+    ctx = entry.ctx
+    try:
+        async with asyncio.timeout(_timeout_s(name, ctx)):
+            raw = await handler(ctx, args)
+    except CallGone:
+        ctx.control.finish("caller_hangup")
+        return {"status": "caller_gone"}
+    except Exception as exc:
+        error = (
+            f"timed out after {_timeout_s(name, ctx):.0f} s"
+            if isinstance(exc, TimeoutError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        ctx.warner.warn(WarningCode.TOOL_CALL_FAILED, f"tool {name} failed: {error}", tool=name)
+        log.warning("tool_failed", tool=name, error=error, call_id=entry.call_id)
+        return {"error": error}
+    reply = raw if isinstance(raw, ToolReply) else ToolReply(raw)
+    if reply.then is not None and not entry.run_later(reply.then, f"{name}-then"):
+        # No model session owns this call (only in tests that bind a context by hand).
+        await reply.then()
+    return dict(reply.response)
+
+
+# The functions ADK calls. Their signatures give FunctionTool the argument names it passes
+# through; the declaration the model sees comes from the bridge's FunctionSpec instead.
+
+
+async def _transfer_to_human(
+    reason: str, summary: str = "", *, tool_context: AdkToolContext
+) -> dict[str, Any]:
+    args = {"reason": reason, "summary": summary}
+    return await run_call_control("transfer_to_human", transfer_to_human, args, tool_context)
+
+
+async def _end_call(reason: str = "", *, tool_context: AdkToolContext) -> dict[str, Any]:
+    return await run_call_control("end_call", end_call, {"reason": reason}, tool_context)
+
+
+async def _set_agent_mode(mode: str, *, tool_context: AdkToolContext) -> dict[str, Any]:
+    return await run_call_control("set_agent_mode", set_agent_mode, {"mode": mode}, tool_context)
+
+
+_FUNCTIONS: dict[str, tuple[Callable[..., Awaitable[dict[str, Any]]], FunctionSpec]] = {
+    "transfer_to_human": (_transfer_to_human, TRANSFER_SPEC),
+    "end_call": (_end_call, END_CALL_SPEC),
+    "set_agent_mode": (_set_agent_mode, SET_MODE_SPEC),
+}
+
+
+class CallControlTool(FunctionTool):
+    """One call-control tool; ``mode`` says how it is declared (see the module docstring)."""
+
+    def __init__(self, name: str, mode: ToolMode = "auto") -> None:
+        func, spec = _FUNCTIONS[name]
+        super().__init__(func)
+        self.name = name
+        self.spec: FunctionSpec = spec
+        self.description = spec.description
+        self.mode: ToolMode = mode
+        if mode == "non_blocking":
+            self.behavior = types.Behavior.NON_BLOCKING
+            self.response_scheduling = types.FunctionResponseScheduling.WHEN_IDLE
+        elif mode == "blocking":
+            self.behavior = types.Behavior.BLOCKING
+
+    def for_model(self, model: str, non_blocking: bool | None = None) -> CallControlTool:
+        """This tool as ``model`` supports it: a new tool if ``auto``, else ``self``."""
+        if self.mode != "auto":
+            return self
+        async_ok = supports_async_tools(model, non_blocking)
+        return CallControlTool(self.name, "non_blocking" if async_ok else "blocking")
+
+    @override
+    def _get_declaration(self) -> types.FunctionDeclaration | None:
+        return types.FunctionDeclaration(
+            name=self.spec.name,
+            description=self.spec.description,
+            parameters_json_schema=dict(self.spec.parameters),
+        )
+
+
+def call_control_tools(
+    non_blocking: bool | None = None, *, names: Iterable[str] = CALL_CONTROL_NAMES
+) -> list[CallControlTool]:
+    """The call-control tools, ready for ``Agent(tools=[*call_control_tools(), ...])``.
+
+    ``non_blocking=None`` lets callbridge decide per model family when it runs the agent;
+    ``True``/``False`` forces NON_BLOCKING (+ ``WHEN_IDLE``) or BLOCKING declarations.
+    """
+    mode: ToolMode = (
+        "auto" if non_blocking is None else "non_blocking" if non_blocking else "blocking"
+    )
+    unknown = [n for n in names if n not in _FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown call-control tools {unknown}; choose from {CALL_CONTROL_NAMES}")
+    return [CallControlTool(name, mode) for name in names]

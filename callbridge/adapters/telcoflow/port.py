@@ -1,0 +1,94 @@
+"""A :class:`~callbridge.bridge.ports.CallPort` over one answered ``telcoflow.Call``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import telcoflow
+
+from callbridge.adapters.telcoflow import errors
+from callbridge.bridge.ports import CallCommand, CommandOutcome
+
+
+class TelcoflowCall:
+    """Adapts ``telcoflow.Call`` to the bridge; every SDK error is translated in ``errors``."""
+
+    def __init__(self, call: telcoflow.Call, sample_rate: int) -> None:
+        self._call = call
+        self._rate = sample_rate
+
+    @property
+    def sdk_call(self) -> telcoflow.Call:
+        return self._call
+
+    @property
+    def call_id(self) -> str:
+        return str(self._call.id)
+
+    @property
+    def caller(self) -> str:
+        return str(self._call.caller_number or "")
+
+    @property
+    def callee(self) -> str:
+        return str(self._call.callee_number or "")
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    def _ended(self) -> bool:
+        return bool(self._call.state == telcoflow.CallState.TERMINATED)
+
+    async def answer(self) -> CommandOutcome:
+        return await errors.run_command(CallCommand.ANSWER, self._call.answer(), ended=self._ended)
+
+    async def caller_audio(self) -> AsyncIterator[bytes]:
+        async for chunk in self._call.audio_stream(0):
+            yield chunk
+
+    @property
+    def end_reason(self) -> str:
+        # The voice socket can close without `call.terminated` (a network fault): the SDK
+        # then leaves the call LIVE forever, and nothing more can reach the caller.
+        if self._call.state == telcoflow.CallState.TERMINATED:
+            return "caller_hangup"
+        return "telephony_lost"
+
+    def on_call_error(self, handler: Callable[[str, str], None]) -> None:
+        def relay(data: dict[str, Any] | None = None) -> None:
+            data = data or {}
+            handler(str(data.get("error_code", "UNKNOWN")), str(data.get("error_message", "")))
+
+        self._call.on_call_event(telcoflow.CallEvent.CALL_ERROR)(relay)
+
+    async def write_audio(self, pcm: bytes) -> None:
+        await errors.write(self._call.send_audio(pcm))
+
+    async def buffered_bytes(self) -> int:
+        return await errors.query(self._call.get_send_audio_buffer_size())
+
+    async def clear_audio(self) -> int:
+        return await errors.clear_buffer(self._call.clear_send_audio_buffer())
+
+    async def command(
+        self, command: CallCommand, *, ring_time_s: int | None = None
+    ) -> CommandOutcome:
+        call = self._call
+        match command:
+            case CallCommand.ANSWER:
+                pending = call.answer()
+            case CallCommand.CONNECT:
+                pending = call.connect(ring_time_seconds=ring_time_s or 60)
+            case CallCommand.WHISPER:
+                pending = call.whisper()
+            case CallCommand.BARGE:
+                pending = call.barge()
+            case CallCommand.SPY:
+                pending = call.spy()
+            case CallCommand.DISCONNECT:
+                pending = call.disconnect()
+            case CallCommand.CLOSE:
+                pending = call.close()
+        return await errors.run_command(command, pending, ended=self._ended)

@@ -1,0 +1,244 @@
+"""Incoming calls from Telcoflow: claim (notify -> open -> ready), answer, hand to the bridge.
+
+The SDK's notify handlers run on a serial event bus capped at 60 s per handler, so the
+handler here only claims the session and registers callbacks; each call then runs as a task
+in this source's own TaskGroup. Capacity is reserved at claim time: a process at
+``max_concurrent_calls`` (or draining) does not open new sessions, so another replica on the
+same connector takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import telcoflow
+
+# Not re-exported at the package top (telcoflow 1.0.0): ``telcoflow.WSSSessionBusy`` is an
+# AttributeError, raised only when a lost race is being handled.
+from telcoflow.exceptions import WSSSessionBusy
+
+from callbridge.adapters.telcoflow import sdk_fixes
+from callbridge.adapters.telcoflow.port import TelcoflowCall
+from callbridge.bridge.config import CallRate, TelcoflowSettings
+from callbridge.bridge.errors import BridgeError, ConfigError
+
+log = structlog.get_logger("callbridge.telcoflow")
+
+CallHandler = Callable[[TelcoflowCall], Awaitable[Any]]
+
+
+class TelephonyUnavailable(BridgeError):
+    """The Telcoflow session manager could not be reached or refused our credentials."""
+
+
+@asynccontextmanager
+async def _entered(manager: telcoflow.SessionManager) -> AsyncIterator[None]:
+    """Exit an already-entered SessionManager (entered separately to translate its errors)."""
+    try:
+        yield
+    finally:
+        await manager.__aexit__(None, None, None)  # type: ignore[no-untyped-call]  # SDK: unannotated
+
+
+@dataclass
+class SourceStats:
+    notified: int = 0
+    claimed: int = 0
+    busy_elsewhere: int = 0
+    declined_capacity: int = 0
+    calls_started: int = 0
+    calls_finished: int = 0
+    duplicates_ignored: int = 0
+    reclaimed: int = 0
+    resumes_left_to_owner: int = 0
+
+
+def build_manager(settings: TelcoflowSettings, sample_rate: CallRate) -> telcoflow.SessionManager:
+    """A SessionManager from our settings, with the SDK fixes applied and checked."""
+    try:
+        config = telcoflow.SessionManagerConfig.create(
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            connector_uuid=settings.connector_uuid,
+            cert_path=str(settings.cert_path) if settings.cert_path else None,
+            key_path=str(settings.key_path) if settings.key_path else None,
+            base_url=settings.base_url,
+            call_audio=telcoflow.CallAudioConfig(sample_rate=sample_rate),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"telcoflow: {exc}") from None
+    manager = telcoflow.SessionManager(config)
+    sdk_fixes.apply_fixes(manager)
+    return manager
+
+
+class TelcoflowCallSource:
+    """Claims calls for this process and runs ``handle_call`` for each, in one TaskGroup."""
+
+    def __init__(
+        self,
+        settings: TelcoflowSettings,
+        *,
+        sample_rate: CallRate,
+        handle_call: CallHandler,
+        max_concurrent_calls: int,
+    ) -> None:
+        self._settings = settings
+        self._rate = sample_rate
+        self._handle_call = handle_call
+        self._max_calls = max_concurrent_calls
+        self._group: asyncio.TaskGroup | None = None
+        self._manager: telcoflow.SessionManager | None = None
+        self._reserved: set[str] = set()
+        self._calls: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.draining = False
+        self.stats = SourceStats()
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    @property
+    def reserved(self) -> int:
+        return len(self._reserved)
+
+    @property
+    def connected(self) -> bool:
+        manager = self._manager
+        # The manager's own check: its SM-WS is open now (``id`` survives a drop).
+        return manager is not None and self.ready.is_set() and bool(manager._is_connected())
+
+    def has_capacity(self) -> bool:
+        return not self.draining and len(self._reserved) < self._max_calls
+
+    def stop_claiming(self) -> None:
+        """Begin a drain: claim nothing new; :meth:`run` returns once live calls end."""
+        self.draining = True
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Connect, take calls until :meth:`stop_claiming`, then wait for live calls."""
+        manager = build_manager(self._settings, self._rate)
+        self._manager = manager
+        telco_v, bus_v = sdk_fixes.installed_versions()
+        if (telco_v, bus_v) not in sdk_fixes.CHECKED_VERSIONS:
+            log.warning("sdk_versions_unverified", telcoflow=telco_v, abxbus=bus_v)
+        # Registered before connecting: the SDK drops notifies that arrive with no handler.
+        manager.on_session_notification(self._on_notify)
+        try:
+            await manager.__aenter__()
+        except (telcoflow.WSSConnectionError, telcoflow.WSSAuthenticationError) as exc:
+            raise TelephonyUnavailable(
+                f"Telcoflow refused the connection to {self._settings.base_url or 'production'}: "
+                f"{exc}. Check TELCOFLOW_API_KEY and TELCOFLOW_CONNECTOR_UUID (or the mTLS "
+                "cert/key) and TELCOFLOW_BASE_URL."
+            ) from None
+        async with _entered(manager):
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self.ready.set()
+                log.info("telcoflow_connected", sm_id=manager.id, sample_rate=self._rate)
+                await self._stop.wait()
+            self._group = None
+        log.info("telcoflow_stopped", **self.stats.__dict__)
+
+    async def _on_notify(self, notice: telcoflow.SessionNotification) -> None:
+        self.stats.notified += 1
+        if notice.channel != "TELCO":
+            return
+        session_id = notice.session_id
+        manager = self._manager
+        assert manager is not None
+        if session_id in self._reserved:
+            if (
+                notice.activity == "RESUME"
+                and session_id in self._calls
+                and not sdk_fixes.has_session(manager, session_id)
+            ):
+                # Our own live call after our SM-WS reconnected: the SDK force-closed its
+                # session. Claim it back so the platform stops re-offering it and routes its
+                # end to us; the re-delivered Call object is ignored in _start_call.
+                self.stats.reclaimed += 1
+                await self._claim(manager, session_id)
+                return
+            self.stats.duplicates_ignored += 1
+            return
+        if notice.activity == "RESUME":
+            # A live call whose bridge's SM-WS reconnected: on another replica, or in an
+            # earlier life of this process. Its voice socket belongs to that bridge, so
+            # claiming it here would only start a second, dead bridge (and model session).
+            self.stats.resumes_left_to_owner += 1
+            log.info("resume_left_to_owner", session_id=session_id)
+            return
+        if not self.has_capacity():
+            self.stats.declined_capacity += 1
+            log.info("session_left_for_another_replica", session_id=session_id)
+            return
+        self._reserved.add(session_id)
+        claimed = False
+        try:
+            claimed = await self._claim(manager, session_id)
+        except Exception:
+            log.exception("session_claim_failed", session_id=session_id)
+        finally:
+            # Whatever went wrong, a slot is only kept by a claimed session: a leaked
+            # reservation would shrink this replica's capacity for the rest of its life.
+            if claimed:
+                self.stats.claimed += 1
+            elif session_id not in self._calls:
+                self._reserved.discard(session_id)
+
+    async def _claim(self, manager: telcoflow.SessionManager, session_id: str) -> bool:
+        """Open the session, register our callbacks, then ``ready()``; False if refused."""
+        try:
+            session = await manager.open_session(session_id)
+        except WSSSessionBusy:
+            self.stats.busy_elsewhere += 1
+            return False
+        except telcoflow.WSSError as exc:
+            log.warning("session_open_failed", session_id=session_id, error=str(exc))
+            return False
+
+        async def on_call(call: telcoflow.Call) -> None:
+            self._start_call(session_id, call)
+
+        def on_closed(reason: Any) -> None:
+            sdk_fixes.release_session(manager, session_id)
+            if session_id not in self._calls:
+                self._reserved.discard(session_id)
+
+        session.on_incoming_call(on_call)
+        session.on_closed(on_closed)
+        await session.ready()
+        return True
+
+    def _start_call(self, session_id: str, call: telcoflow.Call) -> None:
+        if session_id in self._calls:
+            # A RESUME re-delivery builds a second Call object for a call we already run.
+            self.stats.duplicates_ignored += 1
+            return
+        if self._group is None:
+            self._reserved.discard(session_id)
+            return
+        self.stats.calls_started += 1
+        self._calls[session_id] = self._group.create_task(
+            self._run_call(session_id, call), name=f"call-{call.id}"
+        )
+
+    async def _run_call(self, session_id: str, call: telcoflow.Call) -> None:
+        port = TelcoflowCall(call, self._rate)
+        try:
+            with structlog.contextvars.bound_contextvars(call_id=port.call_id):
+                await self._handle_call(port)
+        except Exception:
+            log.exception("call_failed", call_id=port.call_id)
+        finally:
+            self._calls.pop(session_id, None)
+            self._reserved.discard(session_id)
+            self.stats.calls_finished += 1

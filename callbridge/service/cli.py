@@ -1,0 +1,51 @@
+"""``callbridge`` command line: demo, serve, check-config, calls, bench, soak.
+
+Each subcommand's work lives in its own module, imported only when that subcommand runs,
+so ``callbridge check-config`` stays fast and never touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("callbridge.emulators.demo:main", "run a whole bridged call on the local emulators"),
+    "serve": ("callbridge.service.serve:main", "serve calls for one tenant (real endpoints)"),
+    "check-config": (
+        "callbridge.service.config_cli:main",
+        "validate a tenant config without connecting",
+    ),
+    "calls": ("callbridge.service.store_cli:main", "list or show recorded calls"),
+    "bench": ("callbridge.bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
+    "soak": ("callbridge.bench.soak:main", "soak: thousands of calls through one process"),
+}
+
+
+def _load(target: str) -> Callable[[Sequence[str]], int]:
+    module_name, _, attr = target.partition(":")
+    function: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), attr)
+    return function
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="callbridge",
+        description="Bridge Telcoflow phone calls to Gemini Live or a Google ADK agent.",
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
+    epilog = "\n".join(f"  {name:<13} {text}" for name, (_, text) in sorted(COMMANDS.items()))
+    parser.epilog = "commands:\n" + epilog
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    args, rest = parser.parse_known_args(argv[:1])
+    return _load(COMMANDS[args.command][0])(rest + argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

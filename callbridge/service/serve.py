@@ -1,0 +1,337 @@
+"""``callbridge serve``: one tenant's bridge as a long-running service.
+
+One event loop, one ``asyncio.TaskGroup``: the bridge (Telcoflow call source + runner), the
+HTTP server (uvicorn serving ``callbridge.service.http``) and the drain guard. Model connectors are
+wrapped with the tenant's admission limiter here, at the composition edge, so the runner
+never knows about rate limits.
+
+Shutdown (what Kubernetes does on a rollout or scale-down):
+
+1. SIGTERM (or a first SIGINT): ``/readyz`` turns 503 at once and nothing new is claimed;
+   other replicas on the same connector take the new calls.
+2. Live calls go on until they end by themselves, for at most ``limits.drain_grace_s``.
+3. Then whatever remains is cancelled, which hangs each call up cleanly (``disconnect``),
+   and the process exits 0. ``terminationGracePeriodSeconds`` must exceed the grace.
+
+A second SIGINT exits immediately (status 130), for a developer at a terminal.
+
+Exit status: 0 after a drain, 1 when the bridge fails (e.g. Telcoflow refused the
+credentials), 2 for a configuration problem (one line per problem, naming the setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Generator, Iterable, Sequence
+
+import structlog
+import uvicorn
+
+from callbridge.bridge.config import TenantConfig, config_problems, load_config
+from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.record import RecordListener
+from callbridge.bridge.runner import NamedConnector
+from callbridge.bridge.warnings import BridgeWarning, WarningSink
+from callbridge.service import loop
+from callbridge.service.admission import AdmissionStats, admit_all
+from callbridge.service.app import BridgeApp, build_connectors
+from callbridge.service.delivery import WarningHandler, log_warning
+from callbridge.service.http import HttpDeps, create_http_app, readiness
+from callbridge.service.logs import configure_logging
+from callbridge.service.metrics import BridgeMetrics
+from callbridge.service.store import RecordStore
+from callbridge.service.webhook import WebhookDelivery
+
+log = structlog.get_logger("callbridge.service")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+
+class _LateSink:
+    """A warning sink whose target (the app's hub) exists only after the app is built."""
+
+    def __init__(self) -> None:
+        self.target: WarningSink | None = None
+
+    def submit(self, warning: BridgeWarning) -> None:
+        if self.target is not None:
+            self.target.submit(warning)
+        else:  # pragma: no cover - the target is set before any call can arrive
+            log_warning(warning)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    """The bridge, its HTTP endpoints and its drain, for one tenant."""
+
+    def __init__(
+        self,
+        config: TenantConfig,
+        *,
+        connectors: Sequence[NamedConnector] | None = None,
+        warning_handlers: Iterable[WarningHandler] = (),
+        record_listeners: Iterable[RecordListener] = (),
+        store: RecordStore | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        limits = config.limits
+        self.metrics = BridgeMetrics(config.tenant)
+        named = list(connectors) if connectors is not None else build_connectors(config)
+        late = _LateSink()
+        wrapped, self.limiter, self.admission = admit_all(
+            [n.connector for n in named],
+            per_minute=limits.model_connects_per_minute,
+            burst=limits.connect_burst(),
+            max_wait_s=limits.admission_wait_s,
+            sink=late,
+        )
+        self.app = BridgeApp(
+            config,
+            connectors=[NamedConnector(n.model, w) for n, w in zip(named, wrapped, strict=True)],
+            warning_handlers=[
+                log_warning,
+                self.metrics.on_warning,
+                *warning_handlers,
+                *_webhook(config),
+            ],
+            record_listeners=[
+                self.metrics,
+                *record_listeners,
+                *([store.listener()] if store is not None else []),
+            ],
+            on_call_finished=self.metrics.on_finished,
+        )
+        late.target = self.app.warnings
+        source = self.app.source
+        admission: AdmissionStats = self.admission
+        self.metrics.track(
+            active_calls=lambda: source.active_calls,
+            max_calls=limits.max_concurrent_calls,
+            ready=lambda: readiness(source) is None,
+            draining=lambda: source.draining,
+            connected=lambda: source.connected,
+            admission_delayed=lambda: admission.delayed,
+            admission_refused=lambda: admission.refused,
+        )
+        admin = config.service.admin_token
+        self.http = create_http_app(
+            HttpDeps(
+                source=source,
+                live=self.app.runner.live,
+                metrics=self.metrics,
+                admin_token=admin.get_secret_value() if admin else None,
+                max_concurrent_calls=limits.max_concurrent_calls,
+                full_numbers=config.service.log_full_numbers,
+            )
+        )
+        self.port: int | None = None
+        self.started = asyncio.Event()
+        self._drain = asyncio.Event()
+        self._interrupts = 0
+        self.hung_up_at_grace = 0
+
+    # ── Control ──────────────────────────────────────────────────────────────────────
+
+    def request_drain(self, why: str) -> None:
+        """Stop claiming now (readiness turns false), then drain; idempotent."""
+        if self._drain.is_set():
+            return
+        self.app.stop_claiming()
+        self._drain.set()
+        log.info(
+            "drain_requested",
+            why=why,
+            active_calls=self.app.source.active_calls,
+            grace_s=self.config.limits.drain_grace_s,
+        )
+
+    @property
+    def draining(self) -> bool:
+        return self._drain.is_set()
+
+    def _on_sigterm(self) -> None:
+        self.request_drain("SIGTERM")
+
+    def _on_sigint(self) -> None:
+        self._interrupts += 1
+        if self._interrupts == 1:
+            self.request_drain("SIGINT (press Ctrl-C again to exit at once)")
+            return
+        log.warning("forced_exit", active_calls=self.app.source.active_calls)
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    # ── Running ──────────────────────────────────────────────────────────────────────
+
+    def _bind(self) -> socket.socket:
+        host, port = self.config.service.http_host, self.config.service.http_port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"service.http_port: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from None
+        # Listening now (not when uvicorn starts) so the port is reachable the moment it is
+        # logged: connections wait in the backlog until the server accepts them.
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    async def run(self, *, install_signals: bool = False) -> int:
+        """Serve until drained; returns the exit status."""
+        sock = self._bind()
+        self.port = int(sock.getsockname()[1])
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                self.http,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+            loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        failure: ExceptionGroup[Exception] | None = None
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(server.serve(sockets=[sock]), name="http")
+                writer = (
+                    group.create_task(self.store.run(), name="record-writer")
+                    if self.store is not None
+                    else None
+                )
+                bridge = group.create_task(self.app.run(), name="bridge")
+                guard = group.create_task(self._drain_guard(bridge), name="drain-guard")
+                log.info(
+                    "service_started",
+                    http_host=self.config.service.http_host,
+                    http_port=self.port,
+                    max_concurrent_calls=self.config.limits.max_concurrent_calls,
+                    admin_api=self.config.service.admin_token is not None,
+                )
+                self.started.set()
+                await asyncio.wait([bridge])
+                guard.cancel()
+                server.should_exit = True
+                if self.store is not None and writer is not None:
+                    self.store.stop()
+        except ExceptionGroup as group_error:
+            failure = group_error
+        finally:
+            if install_signals:
+                loop.remove_signal_handler(signal.SIGTERM)
+                loop.remove_signal_handler(signal.SIGINT)
+            sock.close()
+        if failure is not None:
+            return _report(failure)
+        log.info("service_stopped", hung_up_at_grace=self.hung_up_at_grace)
+        return EXIT_OK
+
+    async def _drain_guard(self, bridge: asyncio.Task[None]) -> None:
+        """After a drain request, give live calls the grace period, then hang up the rest."""
+        await self._drain.wait()
+        await asyncio.sleep(self.config.limits.drain_grace_s)
+        if not bridge.done():
+            self.hung_up_at_grace = self.app.source.active_calls
+            log.warning("drain_grace_over", hanging_up=self.hung_up_at_grace)
+            bridge.cancel()
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    out: list[Exception] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _report(failure: ExceptionGroup[Exception]) -> int:
+    """Log why the service stopped, one line per cause; the exit status says what kind."""
+    status = EXIT_FAILED
+    for exc in _leaves(failure):
+        if isinstance(exc, ConfigError):
+            status = EXIT_CONFIG
+            for line in config_problems(exc):
+                log.error("config_error", problem=line)
+        else:
+            log.error("service_failed", error=f"{type(exc).__name__}: {exc}")
+    return status
+
+
+# ── Command line ─────────────────────────────────────────────────────────────────────────
+
+
+def _print_problems(problems: Sequence[str]) -> None:
+    for line in problems:
+        print(f"callbridge serve: config error: {line}", file=sys.stderr)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="callbridge serve", description="Serve calls for one tenant until SIGTERM."
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("CALLBRIDGE_CONFIG"),
+        help="the tenant's TOML file (default: $CALLBRIDGE_CONFIG)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    args = parser.parse_args(list(argv))
+    if not args.config:
+        _print_problems(["--config: no tenant file given (or set CALLBRIDGE_CONFIG)"])
+        return EXIT_CONFIG
+    try:
+        config = load_config(args.config, service=True)
+    except ConfigError as exc:
+        _print_problems(config_problems(exc))
+        return EXIT_CONFIG
+    configure_logging(config.service.log_format, getattr(logging, args.log_level.upper()))
+    structlog.contextvars.bind_contextvars(tenant=config.tenant)
+    try:
+        return loop.run(_serve(config))
+    except ConfigError as exc:
+        _print_problems(config_problems(exc))
+        return EXIT_CONFIG
+    except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handlers were installed
+        return EXIT_INTERRUPTED
+
+
+async def _serve(config: TenantConfig) -> int:
+    service = config.service
+    # Records are written as the call goes, so a crash loses nothing already known.
+    async with RecordStore(service.records_url, full_numbers=service.log_full_numbers) as store:
+        return await Service(config, store=store).run(install_signals=True)
+
+
+def _webhook(config: TenantConfig) -> list[WarningHandler]:
+    """The tenant's signed warning webhook, if configured (the hub runs its worker)."""
+    webhook = WebhookDelivery.from_settings(config.warnings)
+    return [webhook] if webhook is not None else []
