@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 
+import structlog
+
 from adapters.telcoflow.source import TelcoflowCallSource
 from bridge.call import BridgedCall
 from bridge.config import TenantConfig
@@ -19,14 +21,31 @@ from bridge.housekeeping import (
     freeze_import_time_objects,
     release_frozen_objects,
 )
+from bridge.models import unknown_model_hint
 from bridge.record import CallRecord, RecordListener
 from bridge.runner import CallRunner, NamedConnector
 from bridge.tools import Tool
+
+log = structlog.get_logger("callbridge.app")
+
+
+def warn_unknown_models(config: TenantConfig) -> list[str]:
+    """Start-up warnings for model names the capability table does not know (logged)."""
+    model = config.model
+    hints = [
+        unknown_model_hint(name)
+        for name in filter(None, (model.model, model.fallback_model))
+        if not model.caps(name).known
+    ]
+    for hint in hints:
+        log.warning("model_unknown", detail=hint)
+    return hints
 
 
 def build_connectors(config: TenantConfig) -> list[NamedConnector]:
     """Primary model first, then the fallback (if configured)."""
     model = config.model
+    warn_unknown_models(config)
     if model.backend == "adk":
         from adapters.adk.connector import AdkConnector
 

@@ -35,6 +35,7 @@ from bridge.errors import CallGone, CommandFailed, ConfigError
 from bridge.events import ToolCall, ToolResult
 from bridge.ports import CallCommand, CallPort, CommandOutcome, FunctionSpec
 from bridge.record import CallRecord
+from bridge.scheduling import result_scheduling
 from bridge.warnings import CallWarner, WarningCode
 
 log = structlog.get_logger("callbridge.tools")
@@ -515,7 +516,9 @@ class ToolDispatcher:
                     call.call_id,
                     call.name,
                     reply.response,
-                    scheduling="WHEN_IDLE" if non_blocking else None,
+                    scheduling=result_scheduling(call.name, reply.response)
+                    if non_blocking
+                    else None,
                 )
             )
         if reply.then is not None:

@@ -28,6 +28,11 @@ from google.adk.models.llm_response import LlmResponse
 from google.genai import types
 from typing_extensions import override
 
+from adapters.genai_common import fresh_credentials
+from bridge.scheduling import result_scheduling
+
+CALL_CONTROL = frozenset({"transfer_to_human", "end_call", "set_agent_mode"})
+
 
 class ConnectionObserver(Protocol):
     """What a call's model session wants to hear about its live connections."""
@@ -51,6 +56,8 @@ class ObservedGemini(Gemini):
     @override
     async def connect(self, llm_request: LlmRequest) -> AsyncIterator[BaseLlmConnection]:
         observer = CURRENT_OBSERVER.get()
+        # Vertex: refresh an expiring token in a worker thread; genai would do it on the loop.
+        await fresh_credentials((self.client_kwargs or {}).get("credentials"))
         async with super().connect(llm_request) as connection:
             if observer is None:
                 yield connection
@@ -63,6 +70,31 @@ class ObservedGemini(Gemini):
         """The same model settings (client and client_kwargs included), observed."""
         fields = {name: getattr(model, name) for name in type(model).model_fields}
         return cls(**fields)
+
+
+def with_scheduling(content: types.Content) -> types.Content:
+    """Call-control results sent with the scheduling :mod:`bridge.scheduling` picks per outcome.
+
+    ADK gives every result of a NON_BLOCKING tool the tool's one ``response_scheduling``; the
+    bridge wants a failed transfer spoken at once and a mode change taken silently. Only
+    results that already carry a scheduling (their tool was declared NON_BLOCKING) change: a
+    BLOCKING call's result carries none.
+    """
+    parts = content.parts or []
+    if not parts or any(p.function_response is None for p in parts):
+        return content
+    changed = []
+    for part in parts:
+        response = part.function_response
+        assert response is not None
+        if response.name in CALL_CONTROL and response.scheduling is not None:
+            mode = result_scheduling(response.name, response.response or {})
+            response = response.model_copy(
+                update={"scheduling": types.FunctionResponseScheduling(mode)}
+            )
+            part = part.model_copy(update={"function_response": response})
+        changed.append(part)
+    return content.model_copy(update={"parts": changed})
 
 
 class _ObservedConnection(BaseLlmConnection):
@@ -78,11 +110,11 @@ class _ObservedConnection(BaseLlmConnection):
 
     @override
     async def send_content(self, content: types.Content) -> None:
-        await self._inner.send_content(content)
+        await self._inner.send_content(with_scheduling(content))
 
     @override
     async def _send_content(self, content: types.Content, *, partial: bool = False) -> None:
-        await self._inner._send_content(content, partial=partial)
+        await self._inner._send_content(with_scheduling(content), partial=partial)
 
     @override
     async def send_realtime(self, blob: types.Blob) -> None:

@@ -31,6 +31,7 @@ import structlog
 import websockets
 from google.adk.events.event import Event
 from google.adk.runners import Runner
+from google.auth.exceptions import GoogleAuthError
 from google.genai import errors, types
 
 from adapters.adk.calls import REGISTRY, FollowUp
@@ -39,6 +40,7 @@ from adapters.adk.queue import CallerQueue
 from adapters.adk.runconfig import run_config
 from adapters.adk.translate import EventTranslator, function_call_ids
 from adapters.gemini_live.translate import function_response
+from adapters.genai_common import unavailable
 from bridge.config import ModelSettings
 from bridge.errors import CallGone, ModelUnavailable
 from bridge.events import ModelEvent, SessionNotice, ToolResult, ToolRunByModelSide
@@ -64,17 +66,9 @@ class _Ended:
 
 
 def _unavailable(exc: BaseException, model: str) -> ModelUnavailable:
-    """Vendor exceptions -> ours, with the close code when there is one."""
-    if isinstance(exc, errors.APIError):
-        code = int(exc.code) if exc.code is not None else None
-        return ModelUnavailable(
-            f"{model}: Live connection closed with {code}: {exc.message or exc}", close_code=code
-        )
-    if isinstance(exc, websockets.ConnectionClosed):
-        code = exc.rcvd.code if exc.rcvd else 1006
-        return ModelUnavailable(f"{model}: Live connection closed with {code}", close_code=code)
-    if isinstance(exc, OSError | websockets.WebSocketException):
-        return ModelUnavailable(f"{model}: cannot connect: {exc}")
+    """Vendor exceptions -> ours (:func:`adapters.genai_common.unavailable`)."""
+    if isinstance(exc, errors.APIError | websockets.WebSocketException | OSError | GoogleAuthError):
+        return unavailable(exc, model)
     return ModelUnavailable(f"{model}: ADK run_live failed: {type(exc).__name__}: {exc}")
 
 
@@ -104,7 +98,7 @@ class AdkSession:
         self._observed = observed
         self._non_blocking = non_blocking_tools
         self._slow_tool_after_s = slow_tool_after_s
-        self._run_config = run_config(settings, request)
+        self._run_config = run_config(settings, request, settings.caps(model))
         self._mime = f"audio/pcm;rate={request.input_rate}"
         bytes_per_s = request.input_rate * 2
         self._queue = CallerQueue(
