@@ -7,18 +7,24 @@ writes a freshly generated key file whose ``token_uri`` points here; the endpoin
 grant the way Google's does (known key id, RS256 signature, issuer, audience, expiry, scope)
 and issues bearer tokens that the Vertex side of the Live emulator accepts until they expire.
 
+It runs on its own thread (``http.server``), like a remote endpoint would: google-genai
+refreshes credentials with a blocking call on the event loop inside ``live.connect``, which
+would deadlock against a server sharing that loop (and stalls a bridge's loop in production,
+which is why callbridge refreshes in a worker thread first).
+
 Assumptions (not observable offline): error bodies follow RFC 6749 (``invalid_grant``) as
 Google's do; the endpoint is plain HTTP on 127.0.0.1 (google-auth does not insist on https).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -55,24 +61,51 @@ class TokenEndpoint:
     """Every token request: ``{"client_email", "scope", "ok", "error"}`` (no secrets)."""
     _keys: dict[str, tuple[rsa.RSAPublicKey, str]] = field(default_factory=dict)
     _tokens: dict[str, _Issued] = field(default_factory=dict)
-    _server: asyncio.Server | None = None
-    _port: int | None = None
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def token_uri(self) -> str:
-        if self._port is None:
+        if self._server is None:
             raise RuntimeError("token endpoint not started")
-        return f"http://{self.host}:{self._port}/token"
+        return f"http://{self.host}:{self._server.server_address[1]}/token"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self._port = int(self._server.sockets[0].getsockname()[1])
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = min(int(self.headers.get("content-length") or 0), MAX_REQUEST_BYTES)
+                body = self.rfile.read(length).decode("utf-8") if length else ""
+                if self.path.split("?")[0] != "/token":
+                    status, reply = 404, {"error": "not_found"}
+                else:
+                    status, reply = endpoint._handle(body)
+                payload = json.dumps(reply).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # no request lines on stderr (they would carry nothing secret anyway)
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="oauth-token-endpoint", daemon=True
+        )
+        self._thread.start()
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
     # ------------------------------------------------------------------ keys and tokens
 
@@ -152,43 +185,18 @@ class TokenEndpoint:
         self._tokens[token] = _Issued(email, now + self.token_ttl_s)
         return 200, {"access_token": token, "expires_in": self.token_ttl_s, "token_type": "Bearer"}
 
-    # ------------------------------------------------------------------ HTTP
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in lines[1:] if line)
-            }
-            length = min(int(headers.get("content-length", "0")), MAX_REQUEST_BYTES)
-            body = (await reader.readexactly(length)).decode("utf-8") if length else ""
-            if method != "POST" or target.split("?")[0] != "/token":
-                status, reply = 404, {"error": "not_found"}
-            else:
-                form = {k: v[0] for k, v in parse_qs(body).items()}
-                status, reply = self._grant(form)
-                self.requests.append(
-                    {
-                        "ok": status == 200,
-                        "error": reply.get("error"),
-                        "scope": _scope_of(form.get("assertion", "")),
-                    }
-                )
-            payload = json.dumps(reply).encode("utf-8")
-            reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
-            writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode("ascii")
-                + payload
+    def _handle(self, body: str) -> tuple[int, dict[str, Any]]:
+        form = {k: v[0] for k, v in parse_qs(body).items()}
+        with self._lock:
+            status, reply = self._grant(form)
+            self.requests.append(
+                {
+                    "ok": status == 200,
+                    "error": reply.get("error"),
+                    "scope": _scope_of(form.get("assertion", "")),
+                }
             )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ValueError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        return status, reply
 
 
 def _scope_of(assertion: str) -> str:
