@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from bridge import loop
 from bridge.logs import configure_logging
+from bridge.models import DEFAULT_MODEL
 from bridge.record import CallRecord, RecordEntry
 from bridge.warnings import BridgeWarning
 from emulators.demo_agents import DEMOS
@@ -134,6 +135,7 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
     printer = TimelinePrinter()
     warnings: list[BridgeWarning] = []
     overrides: dict[str, Any] = {
+        "model": {"model": DEFAULT_MODEL},
         "audio": {"call_rate": rate},
         "tools": {"ring_time_s": 3, "after_transfer": "leave"},
     }
@@ -147,6 +149,7 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
             return 2
         os.environ["CALLBRIDGE_EXAMPLES_DATA"] = data.name
         overrides["model"] = {
+            "model": DEFAULT_MODEL,
             "backend": "adk",
             "adk_agent": agent,
             "adk_session_db": f"sqlite+aiosqlite:///{data.name}/adk-sessions.sqlite",

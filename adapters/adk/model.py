@@ -16,6 +16,7 @@ to the call it belongs to. Without an observer it behaves exactly like ``Gemini`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
@@ -43,6 +44,16 @@ class ConnectionObserver(Protocol):
 
     def function_calls(self, calls: list[types.FunctionCall]) -> None: ...
 
+    def interrupted(self) -> None:
+        """The server said ``interrupted``: called as it arrives, ahead of ADK's backlog."""
+        ...
+
+
+PREFETCH = 256
+"""Server messages read ahead of ADK (about 10 s of model audio). Policy when full: the reader
+waits, so the socket is read no faster than ADK consumes; an ``interrupted`` behind a full
+queue is then seen late, as without read-ahead."""
+
 
 CURRENT_OBSERVER: ContextVar[ConnectionObserver | None] = ContextVar(
     "callbridge_adk_observer", default=None
@@ -63,7 +74,11 @@ class ObservedGemini(Gemini):
                 yield connection
                 return
             observer.connected(self.model)
-            yield _ObservedConnection(connection, observer)
+            observed = _ObservedConnection(connection, observer)
+            try:
+                yield observed
+            finally:
+                await observed.stop()
 
     @classmethod
     def from_gemini(cls, model: Gemini) -> ObservedGemini:
@@ -97,12 +112,29 @@ def with_scheduling(content: types.Content) -> types.Content:
     return content.model_copy(update={"parts": changed})
 
 
+class _End:
+    """One ``receive()`` of the inner connection ended (ADK calls ``receive()`` again)."""
+
+
 class _ObservedConnection(BaseLlmConnection):
-    """Delegates everything to ADK's connection; taps ``receive()``."""
+    """Delegates everything to ADK's connection; reads its ``receive()`` ahead of ADK.
+
+    ADK consumes server messages one at a time in its live flow: each becomes an event that
+    runs through plugins and the session service, and a non-blocking tool's launch, an
+    ``after_model`` screen or a slow session write all happen in that same loop. Under load,
+    and with the model's audio arriving in bursts faster than real time, that loop falls
+    seconds behind the socket, and an ``interrupted`` waits behind the backlog: a barge-in
+    cleared the line 1-2 s late in our measurements. A reader task (owned by this connection,
+    cancelled when it closes) takes messages off the socket as they arrive, tells the observer
+    about ``interrupted``, ``goAway`` and function calls at once, and hands every message to
+    ADK unchanged and in order.
+    """
 
     def __init__(self, inner: BaseLlmConnection, observer: ConnectionObserver) -> None:
         self._inner = inner
         self._observer = observer
+        self._ahead: asyncio.Queue[LlmResponse | _End | Exception] = asyncio.Queue(PREFETCH)
+        self._reader: asyncio.Task[None] | None = None
 
     @override
     async def send_history(self, history: list[types.Content]) -> None:
@@ -121,17 +153,54 @@ class _ObservedConnection(BaseLlmConnection):
         # ADK also passes ActivityStart/End and audio_stream_end here: forwarded untouched.
         await self._inner.send_realtime(blob)
 
+    def _observe(self, response: LlmResponse) -> None:
+        if response.interrupted:
+            self._observer.interrupted()
+        if response.go_away is not None:
+            self._observer.go_away(response.go_away.time_left)
+        parts = response.content.parts if response.content else None
+        calls = [p.function_call for p in parts or () if p.function_call is not None]
+        if calls:
+            self._observer.function_calls(calls)
+
+    async def _read_ahead(self) -> None:
+        try:
+            while True:
+                received = False
+                async with contextlib.aclosing(self._inner.receive()) as responses:
+                    async for response in responses:
+                        received = True
+                        self._observe(response)
+                        await self._ahead.put(response)
+                await self._ahead.put(_End())
+                if not received:
+                    return  # the connection is done
+        except Exception as exc:  # handed to ADK, which raises it where it always did
+            await self._ahead.put(exc)
+
     @override
     async def receive(self) -> AsyncGenerator[LlmResponse, None]:
-        async with contextlib.aclosing(self._inner.receive()) as responses:
-            async for response in responses:
-                if response.go_away is not None:
-                    self._observer.go_away(response.go_away.time_left)
-                parts = response.content.parts if response.content else None
-                calls = [p.function_call for p in parts or () if p.function_call is not None]
-                if calls:
-                    self._observer.function_calls(calls)
-                yield response
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(
+                self._read_ahead(), name="adk-live-read-ahead"
+            )
+        while True:
+            if self._reader.done() and self._ahead.empty():
+                return
+            item = await self._ahead.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    async def stop(self) -> None:
+        """Cancel the reader and wait for it (the connection is closing)."""
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     @override
     async def close(self) -> None:

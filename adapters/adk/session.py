@@ -43,7 +43,7 @@ from adapters.gemini_live.translate import function_response
 from adapters.genai_common import unavailable
 from bridge.config import ModelSettings
 from bridge.errors import CallGone, ModelUnavailable
-from bridge.events import ModelEvent, SessionNotice, ToolResult, ToolRunByModelSide
+from bridge.events import Interrupted, ModelEvent, SessionNotice, ToolResult, ToolRunByModelSide
 from bridge.ports import SessionRequest
 from bridge.tools import ToolContext
 from bridge.warnings import WarningCode
@@ -182,6 +182,7 @@ class AdkSession:
 
     def connected(self, model: str) -> None:
         self.connections += 1
+        self._translator.reset()
         if self.connections == 1:
             self._settled.set()
             return
@@ -200,6 +201,17 @@ class AdkSession:
 
     def function_calls(self, calls: list[types.FunctionCall]) -> None:
         self._expect([(call.id or "", call.name or "") for call in calls])
+
+    def interrupted(self) -> None:
+        """Barge-in, seen on the socket ahead of ADK's event backlog: tell the call now.
+
+        The events queue only fills if the call stops reading; then the interruption
+        arrives the ordinary way, through ADK's own event.
+        """
+        if self._translator.interrupt_early():
+            self.stats["early_interrupts"] += 1
+            with contextlib.suppress(asyncio.QueueFull):
+                self._events.put_nowait(Interrupted())
 
     def _held_audio_dropped(self, dropped: int) -> None:
         entry = REGISTRY.get(self.call_id)
