@@ -176,3 +176,27 @@ async def test_the_same_call_on_every_model_provider_and_back_end(
     assert len(during) > SLOW_LOOKUP_S / 0.05, f"caller audio flowed during the tool; {measured}"
     assert call_sent < interrupted < window, f"barge-in during the tool; {measured}"
     assert gap < MAX_CALLER_GAP_S and 0 <= clear < MAX_CLEAR_S, measured
+
+
+async def test_the_vertex_tenant_example_serves_a_call(tmp_path: Path) -> None:
+    """examples/tenants/vertex.toml, as shipped, on the emulators (endpoint and key file are
+    the only additions: a deployment has the real ones)."""
+    import tomllib
+
+    from bridge.config_cli import main as check_config
+
+    example = Path(__file__).parents[2] / "examples" / "tenants" / "vertex.toml"
+    assert check_config(["--without-secrets", str(example)]) == 0
+    model = tomllib.loads(example.read_text())["model"]
+    async with LocalStack(
+        script(), overrides={"model": model, "tools": {"ring_time_s": 1}}
+    ) as stack:
+        assert stack.config is not None and stack.config.model.provider == "vertex"
+        call = stack.place_call(caller(), connect_outcomes=[ConnectOutcome.unanswered()])
+        record = await call.ended(timeout=90)
+    log = stack.gemini.sessions[0]
+    assert log.provider == "vertex" and log.profile == "3.8"
+    where = f"projects/{model['project']}/locations/{model['location']}"
+    assert log.model == f"{where}/publishers/google/models/gemini-3.8-live"
+    assert log.headers["x-goog-user-project"] == model["project"]
+    assert record.end_reason == "agent_disconnect"
