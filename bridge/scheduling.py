@@ -17,9 +17,9 @@ tool               outcome (``status``)        scheduling   why
 =================  ==========================  ===========  ========================================
 transfer_to_human  ``connected`` (leaving)     SILENT       the agent leaves; a word now would be
                                                             heard on top of the human
-transfer_to_human  ``connected`` (whisper,     WHEN_IDLE    brief the human (or keep quiet in spy)
-                   barge)                                   once the current sentence is done
-transfer_to_human  ``connected`` (spy)         SILENT       nobody hears the agent in spy mode
+transfer_to_human  ``connected`` (whisper,     WHEN_IDLE    brief the human once the sentence
+                   barge, spy)                              is done (in spy the bridge mutes it: the
+                                                            model keeps following the call)
 transfer_to_human  ``unanswered``, ``failed``, INTERRUPT    the caller is waiting for a person in
                    an error                                 silence: tell them at once
 transfer_to_human  ``already_connected``       WHEN_IDLE    nothing changed; no reason to cut in
@@ -63,7 +63,7 @@ def result_scheduling(tool: str, response: Mapping[str, Any]) -> Scheduling:
     if status in _NOBODY:
         return "SILENT"
     if tool == "transfer_to_human" and status == "connected":
-        if response.get("agent") == "leaving" or response.get("mode") == "spy":
+        if response.get("agent") == "leaving":
             return "SILENT"
         return "WHEN_IDLE"
     if not status and "error" in response:

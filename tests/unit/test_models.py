@@ -145,7 +145,7 @@ def test_tools_follow_the_table_not_the_name() -> None:
 SCHEDULING = [
     ("transfer_to_human", {"status": "connected", "agent": "leaving"}, "SILENT"),
     ("transfer_to_human", {"status": "connected", "mode": "whisper"}, "WHEN_IDLE"),
-    ("transfer_to_human", {"status": "connected", "mode": "spy"}, "SILENT"),
+    ("transfer_to_human", {"status": "connected", "mode": "spy"}, "WHEN_IDLE"),
     ("transfer_to_human", {"status": "unanswered", "error_code": "CALL_UNANSWERED"}, "INTERRUPT"),
     ("transfer_to_human", {"status": "failed", "error_code": "X"}, "INTERRUPT"),
     ("transfer_to_human", {"error": "timed out after 32 s"}, "INTERRUPT"),
