@@ -9,6 +9,7 @@ Every invalid field is reported at once, each with its dotted path.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from callbridge.bridge.audio import Quality
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.models import (
+    DEFAULT_MODEL,
+    OVERRIDABLE,
+    Capabilities,
+    Provider,
+    capabilities,
+    setup_problems,
+)
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -66,9 +75,24 @@ class AudioSettings(_Strict):
 
 
 class ModelSettings(_Strict):
+    """The model, where it is served, and how a session is set up.
+
+    ``provider`` is the Gemini Developer API (an API key) or Vertex AI (``project``,
+    ``location``, and Application Default Credentials or ``credentials_file``, a service
+    account key file). What the model accepts comes from :mod:`callbridge.bridge.models`;
+    ``capabilities`` overrides single fields of it for a model the table does not know.
+    """
+
     backend: Literal["gemini", "adk"] = "gemini"
-    model: str = "gemini-2.5-flash-native-audio-preview-12-2025"
+    model: str = DEFAULT_MODEL
     fallback_model: str | None = None
+    provider: Provider = "gemini_api"
+    project: str | None = None
+    location: str = "us-central1"
+    credentials_file: Path | None = None
+    capabilities: dict[str, bool | int | str] = Field(default_factory=dict)
+    proactive_audio: bool | None = None
+    affective_dialog: bool = False
     api_key: SecretStr | None = None
     fallback_api_key: SecretStr | None = None
     base_url: str | None = None
@@ -100,18 +124,49 @@ class ModelSettings(_Strict):
             raise ValueError(
                 "model.compression_target_tokens must be below model.compression_trigger_tokens"
             )
+        problems = []
+        unknown = sorted(set(self.capabilities) - OVERRIDABLE)
+        if unknown:
+            problems.append(
+                f"model.capabilities: unknown fields {unknown}; choose from {sorted(OVERRIDABLE)}"
+            )
+        if self.provider == "vertex" and not self.project:
+            problems.append(
+                "model.project: Vertex AI needs the Google Cloud project "
+                "(set model.project, or model.provider = 'gemini_api')"
+            )
+        if self.provider != "vertex" and self.credentials_file is not None:
+            problems.append(
+                "model.credentials_file: only used with model.provider = 'vertex'; remove it"
+            )
+        if not unknown:
+            for name in filter(None, (self.model, self.fallback_model)):
+                problems += setup_problems(
+                    self.caps(name),
+                    model=name,
+                    provider=self.provider,
+                    proactive_audio=self.proactive_audio,
+                    affective_dialog=self.affective_dialog,
+                )
+        if problems:
+            raise ValueError("\n".join(dict.fromkeys(problems)))
         return self
+
+    def caps(self, model: str | None = None) -> Capabilities:
+        """What ``model`` (default: ``model.model``) accepts on this provider."""
+        return capabilities(model or self.model, self.provider, self.capabilities)
 
     def resolved_instruction(self) -> str:
         if self.system_instruction_file is not None:
             return self.system_instruction_file.read_text(encoding="utf-8")
         return self.system_instruction
 
-    def tools_non_blocking(self) -> bool:
-        """NON_BLOCKING declarations where the model family supports them (2.5 does, 3.x not)."""
+    def tools_non_blocking(self, model: str | None = None) -> bool:
+        """NON_BLOCKING declarations where the model honours them (:mod:`callbridge.bridge.models`);
+        ``model.non_blocking_tools`` forces the choice."""
         if self.non_blocking_tools is not None:
             return self.non_blocking_tools
-        return "gemini-3" not in self.model
+        return self.caps(model).tools_non_blocking()
 
 
 TransferMode = Literal["leave", "whisper", "spy"]
@@ -242,7 +297,11 @@ def format_validation_error(err: ValidationError) -> list[str]:
     for item in err.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{path}: {message}".replace("\n", " "))
+        # A validator that checks several fields reports one problem per line, each
+        # already naming its own (deeper) field.
+        for line in message.split("\n"):
+            named = re.match(rf"{re.escape(path)}\.[\w.]+: ", line) is not None
+            lines.append(line if named else f"{path}: {line}")
     return lines
 
 
@@ -268,6 +327,7 @@ _FILE_FIELDS = (
     ("telcoflow", "cert_path"),
     ("telcoflow", "key_path"),
     ("model", "ca_file"),
+    ("model", "credentials_file"),
     ("model", "system_instruction_file"),
 )
 
@@ -289,7 +349,12 @@ def service_problems(data: dict[str, Any], env: dict[str, str]) -> list[str]:
     """
     problems = []
     backend = _effective(data, env, "model", "backend") or "gemini"
-    if backend == "gemini" and not _effective(data, env, "model", "api_key"):
+    provider = _effective(data, env, "model", "provider") or "gemini_api"
+    if (
+        backend == "gemini"
+        and provider != "vertex"
+        and not _effective(data, env, "model", "api_key")
+    ):
         problems.append(
             "model.api_key: not set; set GEMINI_API_KEY in the environment "
             "(the Gemini Live back end needs it)"

@@ -35,6 +35,7 @@ from callbridge.bridge.errors import CallGone, CommandFailed, ConfigError
 from callbridge.bridge.events import ToolCall, ToolResult
 from callbridge.bridge.ports import CallCommand, CallPort, CommandOutcome, FunctionSpec
 from callbridge.bridge.record import CallRecord
+from callbridge.bridge.scheduling import result_scheduling
 from callbridge.bridge.warnings import CallWarner, WarningCode
 
 log = structlog.get_logger("callbridge.tools")
@@ -516,7 +517,9 @@ class ToolDispatcher:
                     call.call_id,
                     call.name,
                     reply.response,
-                    scheduling="WHEN_IDLE" if non_blocking else None,
+                    scheduling=result_scheduling(call.name, reply.response)
+                    if non_blocking
+                    else None,
                 )
             )
         if reply.then is not None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from callbridge.bridge.models import DEFAULT_MODEL
 from callbridge.bridge.record import CallRecord, RecordEntry
 from callbridge.bridge.warnings import BridgeWarning
 from callbridge.emulators.demo_agents import DEMOS
@@ -134,6 +135,7 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
     printer = TimelinePrinter()
     warnings: list[BridgeWarning] = []
     overrides: dict[str, Any] = {
+        "model": {"model": DEFAULT_MODEL},
         "audio": {"call_rate": rate},
         "tools": {"ring_time_s": 3, "after_transfer": "leave"},
     }
@@ -147,6 +149,7 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
             return 2
         os.environ["CALLBRIDGE_EXAMPLES_DATA"] = data.name
         overrides["model"] = {
+            "model": DEFAULT_MODEL,
             "backend": "adk",
             "adk_agent": agent,
             "adk_session_db": f"sqlite+aiosqlite:///{data.name}/adk-sessions.sqlite",

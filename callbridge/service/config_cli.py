@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from callbridge.bridge.config import SECRET_ENV, TenantConfig, config_problems, load_config
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.models import unknown_model_hint
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -32,8 +33,14 @@ def summary(path: str, config: TenantConfig) -> str:
     model = config.model
     admin = "on" if config.service.admin_token else "off"
     fallback = f" (fallback {model.fallback_model})" if model.fallback_model else ""
+    where = (
+        f"Vertex AI {model.project}/{model.location}"
+        if model.provider == "vertex"
+        else "Gemini Developer API"
+    )
     return (
-        f"{path}: OK: tenant {config.tenant}, {model.backend} model {model.model}{fallback}, "
+        f"{path}: OK: tenant {config.tenant}, {model.backend} model {model.model}{fallback} "
+        f"on {where}, "
         f"up to {config.limits.max_concurrent_calls} calls, "
         f"{config.limits.model_connects_per_minute} model connects/min, "
         f"drain grace {config.limits.drain_grace_s:g} s, "
@@ -66,5 +73,8 @@ def main(argv: Sequence[str]) -> int:
         for line in config_problems(exc):
             print(f"{args.file}: {line}", file=sys.stderr)
         return EXIT_INVALID
+    for name in filter(None, (config.model.model, config.model.fallback_model)):
+        if not config.model.caps(name).known:
+            print(f"{args.file}: warning: {unknown_model_hint(name)}", file=sys.stderr)
     print(summary(args.file, config))
     return EXIT_OK

@@ -15,15 +15,22 @@ Add them to an agent in one line::
 Blocking or not
     A transfer rings a human for up to ``tools.ring_time_s``. A BLOCKING tool is awaited inside
     ADK's receive loop, so while it runs no model audio, transcript or ``interrupted`` reaches the
-    call. On 2.5-family models the tools are therefore declared NON_BLOCKING with
-    ``WHEN_IDLE`` scheduling: ADK runs them in the background and the agent keeps talking.
-    3.x Live models do not support asynchronous function calls, so there they stay BLOCKING: the
-    agent is silent while the phone rings (it should say "connecting you now" first, which the
-    declaration asks it to), barge-in is not heard until the tool returns, and callbridge holds
-    the caller's audio meanwhile (bounded) because the service rejects audio while a BLOCKING
-    call is pending. ``call_control_tools()`` leaves the choice to the connector, which
-    resolves it from the model name (and ``model.non_blocking_tools``); outside the connector an
-    unresolved tool is declared BLOCKING, which every model family accepts.
+    call. Where the model honours asynchronous calls (2.5, 3.8: see
+    :mod:`callbridge.bridge.models`) the
+    tools are therefore declared NON_BLOCKING: ADK runs them as background tasks, the agent keeps
+    talking and a barge-in clears the line at once. (On 3.8 an undeclared tool is asynchronous at
+    the server, but ADK still awaits it in its receive loop; declaring it explicitly is what moves
+    it off that loop.) Each result's ``scheduling`` follows :mod:`callbridge.bridge.scheduling`,
+    per tool and
+    outcome, set as ADK sends it (:mod:`callbridge.adapters.adk.model`). 3.1 does not support
+    asynchronous
+    calls, so there they stay BLOCKING: the agent is silent while the phone rings (it should say
+    "connecting you now" first, which the declaration asks it to), barge-in is not heard until
+    the tool returns, and callbridge holds the caller's audio meanwhile (bounded) because the
+    service rejects audio while a BLOCKING call is pending. ``call_control_tools()`` leaves the
+    choice to the connector, which resolves it from the model table (and
+    ``model.non_blocking_tools``); outside the connector an unresolved tool is declared
+    BLOCKING, which every model family accepts.
 
 Follow-up work
     A handler's ``ToolReply.then`` (hang up after the farewell has played, leave after a
@@ -68,13 +75,6 @@ UNAVAILABLE = {
     "status": "unavailable",
     "error": "call control is not available: this conversation is not a live phone call",
 }
-
-
-def supports_async_tools(model: str, override_: bool | None = None) -> bool:
-    """NON_BLOCKING declarations where the family supports them (2.5 does, 3.x does not)."""
-    if override_ is not None:
-        return override_
-    return "gemini-3" not in model
 
 
 def _timeout_s(name: str, ctx: ToolContext) -> float:
@@ -156,11 +156,14 @@ class CallControlTool(FunctionTool):
         elif mode == "blocking":
             self.behavior = types.Behavior.BLOCKING
 
-    def for_model(self, model: str, non_blocking: bool | None = None) -> CallControlTool:
-        """This tool as ``model`` supports it: a new tool if ``auto``, else ``self``."""
+    def for_model(self, async_ok: bool) -> CallControlTool:
+        """This tool as the serving model supports it: a new tool if ``auto``, else ``self``.
+
+        ``async_ok`` is whether that model honours NON_BLOCKING declarations
+        (``ModelSettings.tools_non_blocking``, from :mod:`callbridge.bridge.models`).
+        """
         if self.mode != "auto":
             return self
-        async_ok = supports_async_tools(model, non_blocking)
         return CallControlTool(self.name, "non_blocking" if async_ok else "blocking")
 
     @override
