@@ -1,46 +1,36 @@
-"""One bridged call: the tasks that move audio, and the turn machine's actions performed.
+"""One bridged call: its tasks, feeding the turn machine and performing what it decides.
 
-The call's rules (turns, barge-in, playout gating, stalls and nudges) are decided by
-:class:`bridge.turns.TurnMachine`, a pure object; the agent's side of the line (resampling,
-the bounded playout queue, paced writes, clears) is :class:`bridge.line.AgentLine`. This
-module runs the tasks, all owned by one ``asyncio.TaskGroup``, and feeds the machine:
-
-- ``caller pump``: caller audio -> resample -> fixed frames -> model, held back (bounded,
-  :class:`bridge.gate.HeldAudio`) while a BLOCKING tool call is pending, because Gemini
-  closes the session (1008) if audio arrives then. Caller speech start and stop go to the
-  machine.
-- ``model pump``: model events -> machine -> actions. It never awaits anything slow.
-- ``playout`` and ``clearer``: :class:`~bridge.line.AgentLine`'s two tasks.
-- ``tools``: the tool dispatcher's own TaskGroup.
-- ``watchdog``: ticks the machine four times a second and sends the nudges it asks for.
-- ``supervisor``: ends the group when any part calls :meth:`BridgedCall.finish`.
+The rules (turns, barge-in, playout gating, stalls, nudges) are :class:`bridge.turns.TurnMachine`'s;
+the agent's side of the line is :class:`bridge.line.AgentLine`. The tasks, all owned by one
+``asyncio.TaskGroup``: the caller pump (caller audio -> resample -> frames -> model, held back
+while a BLOCKING tool call is pending: Gemini closes the session (1008) on audio then), the
+model pump (events -> machine -> actions; it never awaits anything slow), AgentLine's playout
+and clearer, the tool dispatcher, the watchdog (ticks the machine, sends the nudges it asks
+for) and the supervisor (ends the group when :meth:`BridgedCall.finish` is called).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
-
-import structlog
 
 from bridge import turns as t
 from bridge.audio import Rechunker, StreamResampler, frame_bytes
 from bridge.config import AudioSettings, WarningSettings
 from bridge.errors import CallGone, ModelUnavailable
 from bridge.gate import HeldAudio
-from bridge.line import AgentLine
+from bridge.line import LINE_ACTIONS, AgentLine
 from bridge.playout import CallStats
 from bridge.ports import CallCommand, CallPort, ModelSession
 from bridge.record import CallRecord
 from bridge.speech import CallerActivity
-from bridge.tools import HangUp, HumanLeg, ToolDispatcher
-from bridge.turns import WARN_NOTICES, TurnMachine
+from bridge.tools import HangUp, HumanLeg, ToolDispatcher, run_command
+from bridge.turns import TurnMachine
 from bridge.warnings import CallWarner, WarningCode
 
-__all__ = ["NUDGE", "WARN_NOTICES", "BridgedCall", "CallStats"]
-
-log = structlog.get_logger("callbridge.call")
+__all__ = ["NUDGE", "BridgedCall", "CallStats"]
 
 NUDGE = "(The caller is waiting for your spoken answer. Please answer now.)"
 """What the watchdog tells a stalled model."""
@@ -100,7 +90,7 @@ class BridgedCall:
         self._held = HeldAudio[bytes](held_frames * frame, len)
         self._done = asyncio.Event()
         self._hang_up: HangUp = "none"
-        call.on_call_error(self._on_call_error)
+        call.on_call_error(lambda code, message: self._feed(t.CallError(code, message)))
 
     # ── Public control (also the tools' CallControl) ─────────────────────────────────────
 
@@ -109,14 +99,6 @@ class BridgedCall:
         if not self._done.is_set():
             self.outcome, self._hang_up = outcome, hang_up
             self._done.set()
-
-    def _on_call_error(self, error_code: str, message: str) -> None:
-        self.record.note("telephony_error", error_code=error_code, message=message)
-        self.warner.warn(
-            WarningCode.TELEPHONY_CALL_ERROR,
-            f"the telephony platform reported {error_code}: {message}",
-            error_code=error_code,
-        )
 
     def set_agent_audio(self, enabled: bool) -> None:
         self._feed(t.AgentAudio(enabled))
@@ -139,17 +121,9 @@ class BridgedCall:
 
     async def inject(self, text: str) -> bool:
         """Make the agent say something now, unless someone is speaking (then warn)."""
-        if self.caller.speaking:
-            self.warner.warn(
-                WarningCode.INJECT_MESSAGE_DURING_USER_SPEECH,
-                "injected message refused: the caller is speaking",
-            )
-            return False
-        if self.agent_speaking:
-            self.warner.warn(
-                WarningCode.INJECT_MESSAGE_DURING_AGENT_SPEECH,
-                "injected message refused: the agent is speaking",
-            )
+        refusal = self.turns.refuse_inject(audio_queued=bool(self.line.queue))
+        if refusal is not None:
+            self._perform([refusal])
             return False
         self.record.note("inject", text=text)
         await self.session.send_text(
@@ -196,21 +170,9 @@ class BridgedCall:
         return "close" if self._human.connected else "disconnect"
 
     async def _hang_up_if_needed(self) -> None:
-        if self._hang_up == "none":
-            return
-        command = CallCommand.DISCONNECT if self._hang_up == "disconnect" else CallCommand.CLOSE
-        try:
-            outcome = await self.call.command(command)
-        except CallGone:
-            return
-        self.record.command(command.value, outcome.ok, outcome.error_code)
-        if not outcome.ok:
-            self.warner.warn(
-                WarningCode.CALL_COMMAND_FAILED,
-                f"{command.value} at call end failed: {outcome.error_code}",
-                command=command.value,
-                error_code=outcome.error_code,
-            )
+        if self._hang_up != "none":
+            with contextlib.suppress(CallGone):
+                await run_command(self, CallCommand(self._hang_up))
 
     # ── The tasks ────────────────────────────────────────────────────────────────────────
 
@@ -276,22 +238,14 @@ class BridgedCall:
 
     def _perform(self, actions: Iterable[t.Action]) -> None:
         for action in actions:
+            if isinstance(action, LINE_ACTIONS):
+                self.line.perform(action)
+                continue
             match action:
-                case t.QueueAudio() | t.FlushAudio() | t.DropAudio() | t.ClearLine():
-                    self.line.perform(action)
-                case t.TurnStarted():
-                    self.record.note("agent_turn_start")
-                    if self.stats.first_agent_audio_s is None:
-                        self.stats.first_agent_audio_s = self.record.elapsed()
                 case t.Warn(code=code, message=message, details=details):
                     self.warner.warn(code, message, **details)
                 case t.Note(event=event, data=data):
                     self.record.note(event, **data)
-                case t.Cleared(cleared_bytes=cleared, took_s=took):
-                    self.stats.interrupt_to_clear_s.append(took)
-                    self.record.note(
-                        "buffer_cleared", cleared_bytes=cleared, interrupt_to_clear_ms=took * 1000
-                    )
                 case t.RecordCommand(command=command, ok=ok, error_code=error_code):
                     self.record.command(command, ok, error_code)
                 case t.Transcribe(speaker=speaker, text=text):
@@ -304,5 +258,3 @@ class BridgedCall:
                 case t.CancelTools(call_ids=ids):
                     if self.tools is not None:
                         self.tools.cancel(ids)
-                case t.Nudge():  # only ticks nudge, and the watchdog sends those itself
-                    raise AssertionError("a nudge outside a tick")

@@ -1,8 +1,7 @@
 """The agent's voice on the call: resampled, queued, written paced, cleared after a barge-in.
 
-:class:`AgentLine` performs the turn machine's audio actions (:class:`~bridge.turns.QueueAudio`,
-:class:`~bridge.turns.FlushAudio`, :class:`~bridge.turns.DropAudio`,
-:class:`~bridge.turns.ClearLine`) and runs the two tasks that touch the call's send buffer:
+:class:`AgentLine` performs the turn machine's actions about the agent's audio
+(:data:`LINE_ACTIONS`) and runs the two tasks that touch the call's send buffer:
 
 - ``playout`` writes queued audio, paced so the buffer stays under a high-water mark (the SDK
   raises instead of waiting when it is full), in half-second batches once it is there;
@@ -28,7 +27,8 @@ from bridge.ports import CallPort
 from bridge.record import CallRecord
 from bridge.warnings import CallWarner, WarningCode
 
-LineAction = t.QueueAudio | t.FlushAudio | t.DropAudio | t.ClearLine
+LineAction = t.QueueAudio | t.FlushAudio | t.DropAudio | t.ClearLine | t.Cleared | t.TurnStarted
+LINE_ACTIONS = (t.QueueAudio, t.FlushAudio, t.DropAudio, t.ClearLine, t.Cleared, t.TurnStarted)
 
 
 class AgentLine:
@@ -82,6 +82,15 @@ class AgentLine:
                 self._clear_idle.clear()
                 self._clear_wanted.set()
                 self._kick.set()
+            case t.TurnStarted():
+                self.record.note("agent_turn_start")
+                if self.stats.first_agent_audio_s is None:
+                    self.stats.first_agent_audio_s = self.record.elapsed()
+            case t.Cleared(cleared_bytes=cleared, took_s=took):
+                self.stats.interrupt_to_clear_s.append(took)
+                self.record.note(
+                    "buffer_cleared", cleared_bytes=cleared, interrupt_to_clear_ms=took * 1000
+                )
         if self.queue:
             self._ready.set()
         else:

@@ -100,10 +100,23 @@ class Tool:
 # ── Call-control tools ──────────────────────────────────────────────────────────────────────
 
 
+class CommandSite(Protocol):
+    """Where a call command is run from: a tool's context, or the call itself at its end."""
+
+    @property
+    def call(self) -> CallPort: ...
+
+    @property
+    def record(self) -> CallRecord: ...
+
+    @property
+    def warner(self) -> CallWarner: ...
+
+
 async def run_command(
-    ctx: ToolContext, command: CallCommand, *, ring_time_s: int | None = None
+    ctx: CommandSite, command: CallCommand, *, ring_time_s: int | None = None
 ) -> CommandOutcome:
-    """Run a call command, record it, and warn when it failed."""
+    """Run a call command, record it, and warn when it failed (raises ``CallGone``)."""
     outcome = await ctx.call.command(command, ring_time_s=ring_time_s)
     ctx.record.command(
         command.value,

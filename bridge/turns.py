@@ -93,9 +93,17 @@ class Tick:
     audio_queued: bool
 
 
-CallSideEvent = CallerStarted | CallerStopped | ClearDone | Played | AgentAudio | Tick
+@dataclass(frozen=True, slots=True)
+class CallError:
+    """The telephony platform reported an error on the call (it may go on)."""
+
+    error_code: str
+    message: str
+
+
+CallSideEvent = CallerStarted | CallerStopped | ClearDone | Played | AgentAudio | Tick | CallError
 TurnEvent = ModelEvent | CallSideEvent
-CALL_SIDE = (CallerStarted, CallerStopped, ClearDone, Played, AgentAudio, Tick)
+CALL_SIDE = (CallerStarted, CallerStopped, ClearDone, Played, AgentAudio, Tick, CallError)
 
 
 # ── Actions ─────────────────────────────────────────────────────────────────────────────
@@ -277,6 +285,20 @@ class TurnMachine:
         self.phase = TRANSITIONS.get((self.phase, type(event)), self.phase)
         return actions
 
+    def refuse_inject(self, *, audio_queued: bool) -> Warn | None:
+        """Why an injected agent message must wait (someone is speaking), or None."""
+        if self.caller_speaking:
+            return Warn(
+                WarningCode.INJECT_MESSAGE_DURING_USER_SPEECH,
+                "injected message refused: the caller is speaking",
+            )
+        if self.turn_active or audio_queued:
+            return Warn(
+                WarningCode.INJECT_MESSAGE_DURING_AGENT_SPEECH,
+                "injected message refused: the agent is speaking",
+            )
+        return None
+
     def flush_transcripts(self) -> list[Action]:
         """Pending transcript text as finished lines (the call is ending)."""
         return [*self._flush_caller(), *self._flush_agent()]
@@ -360,6 +382,15 @@ class TurnMachine:
                 return [*drop, Note("agent_audio", {"enabled": enabled})]
             case Tick(audio_queued=queued):
                 return self._tick(now, queued)
+            case CallError(error_code=code, message=message):
+                return [
+                    Note("telephony_error", {"error_code": code, "message": message}),
+                    Warn(
+                        WarningCode.TELEPHONY_CALL_ERROR,
+                        f"the telephony platform reported {code}: {message}",
+                        {"error_code": code},
+                    ),
+                ]
             case _:
                 assert_never(event)
 
