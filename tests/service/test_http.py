@@ -19,11 +19,11 @@ from emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
 from emulators.telcoflow import CallerScript, HangUp, Pause, Say, TelcoflowEmulator
 from emulators.telcoflow import WaitForAgentAudio as WaitAgent
 from tests.e2e.scenarios import agent, caller_pcm
+from tests.kit import eventually
 from tests.service.helpers import (
     ADMIN_TOKEN,
     API_KEY,
     CONNECTOR,
-    eventually,
     poll_until,
     running_service,
     service_config,
