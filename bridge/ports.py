@@ -11,10 +11,13 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.events import ModelEvent, ToolResult
 from bridge.speech import CallerActivity
+
+if TYPE_CHECKING:  # bridge.tools imports this module
+    from bridge.tools import ToolContext
 
 
 class CallCommand(enum.StrEnum):
@@ -141,6 +144,14 @@ class ModelSession(Protocol):
         ...
 
     async def send_tool_result(self, result: ToolResult) -> None: ...
+
+    def bind_call(self, ctx: ToolContext) -> None:
+        """The bridged call's tool context, once the call is bridged.
+
+        A back end that runs tools itself (ADK) gives it to them so they act on this call;
+        one whose tool calls come back as :class:`~bridge.events.ToolCall` ignores it.
+        """
+        ...
 
     def events(self) -> AsyncIterator[ModelEvent]: ...
 
