@@ -71,7 +71,7 @@ class BridgedCall:
             model_turn_stall_s=thresholds.model_turn_stall_s,
             slow_model_response_s=thresholds.slow_model_response_s,
         )
-        self.line = AgentLine(
+        self.agent_line = AgentLine(
             call,
             model_rate=session.output_rate,
             audio=audio,
@@ -117,11 +117,11 @@ class BridgedCall:
 
     @property
     def agent_speaking(self) -> bool:
-        return self.turns.turn_active or bool(self.line.queue)
+        return self.turns.turn_active or bool(self.agent_line.queue)
 
     async def inject(self, text: str) -> bool:
         """Make the agent say something now, unless someone is speaking (then warn)."""
-        refusal = self.turns.refuse_inject(audio_queued=bool(self.line.queue))
+        refusal = self.turns.refuse_inject(audio_queued=bool(self.agent_line.queue))
         if refusal is not None:
             self._perform([refusal])
             return False
@@ -144,8 +144,8 @@ class BridgedCall:
                         tg.create_task(dispatcher.run(), name="tools")
                     tg.create_task(self._caller_pump(), name="caller-pump")
                     tg.create_task(self._model_pump(), name="model-pump")
-                    tg.create_task(self.line.playout(), name="playout")
-                    tg.create_task(self.line.clearer(), name="clearer")
+                    tg.create_task(self.agent_line.playout(), name="playout")
+                    tg.create_task(self.agent_line.clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
                     if self._greeting:
                         await self.session.send_text(self._greeting)
@@ -223,7 +223,7 @@ class BridgedCall:
         """Tick the machine; a nudge is the one action that waits (on the model)."""
         while True:
             await asyncio.sleep(TICK_S)
-            for action in self.turns.handle(t.Tick(bool(self.line.queue)), self._clock()):
+            for action in self.turns.handle(t.Tick(bool(self.agent_line.queue)), self._clock()):
                 if isinstance(action, t.Nudge):
                     self.stats.nudges += 1
                     self.record.note("model_nudged")
@@ -239,7 +239,7 @@ class BridgedCall:
     def _perform(self, actions: Iterable[t.Action]) -> None:
         for action in actions:
             if isinstance(action, LINE_ACTIONS):
-                self.line.perform(action)
+                self.agent_line.perform(action)
                 continue
             match action:
                 case t.Warn(code=code, message=message, details=details):
