@@ -180,9 +180,7 @@ class CallRunner:
                 human=human,
             )
             # Back ends that run tools themselves (ADK) reach the call through this context.
-            bind = getattr(session, "bind_call", None)
-            if bind is not None:
-                bind(ctx)
+            session.bind_call(ctx)
             dispatcher = ToolDispatcher(
                 self._tools,
                 ctx,

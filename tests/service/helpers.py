@@ -33,18 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-async def eventually(
-    predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Poll until ``predicate`` holds; fail after ``timeout`` (generous: CI is a busy box)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def poll_until(
     fetch: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],

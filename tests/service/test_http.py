@@ -19,11 +19,11 @@ from callbridge.service.http import HttpDeps, create_http_app
 from callbridge.service.metrics import BridgeMetrics
 from callbridge.service.serve import Service
 from tests.e2e.scenarios import agent, caller_pcm
+from tests.kit import eventually
 from tests.service.helpers import (
     ADMIN_TOKEN,
     API_KEY,
     CONNECTOR,
-    eventually,
     poll_until,
     running_service,
     service_config,

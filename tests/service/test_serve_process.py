@@ -26,12 +26,12 @@ from callbridge.emulators.telcoflow import (
     WaitForAgentAudio,
 )
 from tests.e2e.scenarios import agent
+from tests.kit import eventually
 from tests.service.helpers import (
     ADMIN_TOKEN,
     API_KEY,
     CONNECTOR,
     ServeProcess,
-    eventually,
     poll_until,
     secrets_env,
     sections,

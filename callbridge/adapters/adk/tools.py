@@ -40,7 +40,6 @@ Follow-up work
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -57,14 +56,13 @@ from callbridge.bridge.tools import (
     END_CALL_SPEC,
     SET_MODE_SPEC,
     TRANSFER_SPEC,
-    ToolContext,
     ToolHandler,
-    ToolReply,
+    call_control_timeout_s,
     end_call,
+    invoke,
     set_agent_mode,
     transfer_to_human,
 )
-from callbridge.bridge.warnings import WarningCode
 
 log = structlog.get_logger("callbridge.adk.tools")
 
@@ -77,12 +75,6 @@ UNAVAILABLE = {
 }
 
 
-def _timeout_s(name: str, ctx: ToolContext) -> float:
-    """The same bounds the raw back end's dispatcher applies
-    (``callbridge.bridge.tools.build_tools``)."""
-    return ctx.settings.ring_time_s + 30.0 if name == "transfer_to_human" else 60.0
-
-
 async def run_call_control(
     name: str, handler: ToolHandler, args: Mapping[str, Any], adk_context: AdkToolContext
 ) -> dict[str, Any]:
@@ -93,21 +85,13 @@ async def run_call_control(
         return dict(UNAVAILABLE)
     ctx = entry.ctx
     try:
-        async with asyncio.timeout(_timeout_s(name, ctx)):
-            raw = await handler(ctx, args)
+        # The raw back end's rules (callbridge.bridge.tools.invoke): timeout, failure -> error
+        # result.
+        timeout_s = call_control_timeout_s(name, ctx.settings)
+        reply = await invoke(handler, ctx, args, name=name, timeout_s=timeout_s)
     except CallGone:
         ctx.control.finish("caller_hangup")
         return {"status": "caller_gone"}
-    except Exception as exc:
-        error = (
-            f"timed out after {_timeout_s(name, ctx):.0f} s"
-            if isinstance(exc, TimeoutError)
-            else f"{type(exc).__name__}: {exc}"
-        )
-        ctx.warner.warn(WarningCode.TOOL_CALL_FAILED, f"tool {name} failed: {error}", tool=name)
-        log.warning("tool_failed", tool=name, error=error, call_id=entry.call_id)
-        return {"error": error}
-    reply = raw if isinstance(raw, ToolReply) else ToolReply(raw)
     if reply.then is not None and not entry.run_later(reply.then, f"{name}-then"):
         # No model session owns this call (only in tests that bind a context by hand).
         await reply.then()

@@ -67,6 +67,7 @@ from callbridge.bridge.events import (
 )
 from callbridge.bridge.ports import SessionRequest
 from callbridge.bridge.speech import CallerActivity
+from callbridge.bridge.tools import ToolContext
 
 log = structlog.get_logger("callbridge.gemini")
 
@@ -248,6 +249,9 @@ class GeminiLiveSession:
                     await self._live.send_realtime_input(text=text)
                 except (websockets.ConnectionClosed, OSError) as exc:
                     self._log.warning("text_not_sent", error=str(exc))
+
+    def bind_call(self, ctx: ToolContext) -> None:
+        """Nothing to bind: tool calls come back as events and the bridge runs them."""
 
     async def send_tool_result(self, result: ToolResult) -> None:
         self._pending_tools.discard(result.call_id)
