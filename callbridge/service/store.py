@@ -88,7 +88,11 @@ call_entries = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
 )
 
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+_TRANSIENT_TYPES = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""Connection exception, transaction rollback (serialization, deadlock), insufficient
+resources (disk full, too many connections), operator intervention (server shutting down or
+restarting, query cancelled), system error: the same batch can succeed later."""
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
 _CANCEL_GRACE_S = 5.0
@@ -313,7 +317,9 @@ class RecordStore:
                     pass
             try:
                 await self._write_next()
-            except _TRANSIENT as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
                 _log().warning(
                     "record_store_unavailable",
                     error=repr(error),
@@ -351,15 +357,15 @@ class RecordStore:
             commit = asyncio.get_running_loop().create_task(self._commit(batch))
             try:
                 await asyncio.shield(commit)
-            except _TRANSIENT:
-                self._retry = batch
-                raise
             except asyncio.CancelledError:
                 await _settle(commit, _CANCEL_GRACE_S)
                 if commit.cancelled() or commit.exception() is not None:
                     self._retry = batch  # the close-time flush tries again
                 raise
             except Exception as error:
+                if is_transient(error):
+                    self._retry = batch
+                    raise
                 self.lost += len(batch)
                 _log().error(
                     "record_batch_rejected",
@@ -450,6 +456,24 @@ async def _settle(task: asyncio.Task[None], grace: float) -> None:
             await asyncio.wait({task}, timeout=remaining if remaining > 0 else None)
         except asyncio.CancelledError:
             continue
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed write should be retried with the same batch, or the batch dropped.
+
+    SQLAlchemy's asyncpg dialect wraps server errors it has no specific class for (a server
+    shutting down answers ``57P01 admin_shutdown`` or ``57P03 cannot_connect_now``) in a
+    plain ``DBAPIError``, so the type alone is not enough: the SQLSTATE class decides, and a
+    connection the pool marked invalid is always worth another try.
+    """
+    if isinstance(error, _TRANSIENT_TYPES):
+        return True
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
