@@ -40,6 +40,7 @@ import structlog
 
 from bridge.config import WarningSettings
 from bridge.errors import ConfigError
+from bridge.logs import safe_url
 from bridge.warnings import BridgeWarning
 
 log = structlog.get_logger("callbridge.webhook")
@@ -190,9 +191,8 @@ class WebhookDelivery:
             queue_size=settings.webhook_queue_size,
         )
 
-    def __repr__(self) -> str:  # never show the secret
-        parts = urlsplit(self.url)
-        return f"WebhookDelivery({parts.scheme}://{parts.netloc}{parts.path})"
+    def __repr__(self) -> str:  # never show the secret, nor a password in the URL
+        return f"WebhookDelivery({safe_url(self.url)})"
 
     @property
     def pending(self) -> int:
