@@ -243,7 +243,8 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
         config.write_text(
             f'tenant = "image-check"\n[telcoflow]\nbase_url = "ws://127.0.0.1:{telco_port}"\n'
             f'[model]\nbase_url = "{base_url}"\nca_file = "{ca_file}"\n'
-            f'[service]\nhttp_host = "127.0.0.1"\nhttp_port = {http_port}\nadmin_port = {free_port()}\n'
+            f'[service]\nhttp_host = "127.0.0.1"\nhttp_port = {http_port}\n'
+            f"admin_port = {free_port()}\n"
             f'records_url = "sqlite+aiosqlite:///{replay.root}/records.sqlite"\n'
         )
         command = [*entry, *next((json.loads(a) for w, a in runtime if w == "CMD"), [])]

@@ -88,7 +88,7 @@ def main() -> int:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
         runtime = hashes(["-c", str(constraints), "."])
-    write("requirements-runtime.lock", runtime, "What the image installs: the runtime closure only.")
+    write("requirements-runtime.lock", runtime, "What the image installs: the runtime closure.")
     return 0
 
 

@@ -8,6 +8,7 @@ the latest handle, the old connection closed by the bridge (1000), no warning.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tracemalloc
 from pathlib import Path
 
@@ -54,7 +55,7 @@ async def test_four_hours_of_rotations_keep_memory_and_tasks_flat() -> None:
         tracemalloc.stop()
     rotated = [n for n in notices(record) if n == "rotated"]
     assert len(rotated) >= ROTATIONS
-    for before, after in zip(sessions, sessions[1:], strict=False):
+    for before, after in itertools.pairwise(sessions):
         assert before.close_code == 1000, "the bridge left each connection itself"
         assert after.resumed_from == before.handles_issued[-1], "resumed from the latest handle"
     assert not fs.warned(WarningCode.MODEL_REQUEST_FAILED)

@@ -15,7 +15,6 @@ import stat
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -67,24 +66,24 @@ async def test_slow_loris_connections_are_closed_and_probes_keep_answering() -> 
     async with (
         TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
         GeminiLiveEmulator(script=GREETING) as gemini,
+        running_service(service_config(telco, gemini)) as svc,
     ):
-        async with running_service(service_config(telco, gemini)) as svc:
-            port = svc.service.port
-            opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-            try:
-                for _ in range(30):
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-                    opened.append((reader, writer))
-                started = time.monotonic()
-                # The default read deadline is 5 s: every partial request is cut off.
-                closed = await asyncio.gather(*(_eof_within(r, 12) for r, _ in opened))
-                assert all(closed), f"{closed.count(False)} slow connections still open"
-                assert time.monotonic() - started < 12
-                assert (await svc.http.get("/healthz")).status_code == 200
-            finally:
-                for _, writer in opened:
-                    writer.close()
+        port = svc.service.port
+        opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            for _ in range(30):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                opened.append((reader, writer))
+            started = time.monotonic()
+            # The default read deadline is 5 s: every partial request is cut off.
+            closed = await asyncio.gather(*(_eof_within(r, 12) for r, _ in opened))
+            assert all(closed), f"{closed.count(False)} slow connections still open"
+            assert time.monotonic() - started < 12
+            assert (await svc.http.get("/healthz")).status_code == 200
+        finally:
+            for _, writer in opened:
+                writer.close()
     metrics = svc.service.guards["http"]
     assert metrics.read_timeouts >= 30
 
@@ -124,18 +123,18 @@ async def test_an_oversized_body_is_refused_before_it_is_read() -> None:
     async with (
         TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
         GeminiLiveEmulator(script=GREETING) as gemini,
+        running_service(service_config(telco, gemini)) as svc,
     ):
-        async with running_service(service_config(telco, gemini)) as svc:
-            reader, writer = await asyncio.open_connection("127.0.0.1", svc.service.admin_port)
-            writer.write(
-                b"POST /calls/x/inject HTTP/1.1\r\nHost: x\r\n"
-                + f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
-                + b"Content-Type: application/json\r\nContent-Length: 300000000\r\n\r\n"
-            )
-            await writer.drain()
-            async with asyncio.timeout(5):  # no body byte was sent: refused unread
-                head = await reader.readuntil(b"\r\n\r\n")
-            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", svc.service.admin_port)
+        writer.write(
+            b"POST /calls/x/inject HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 300000000\r\n\r\n"
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):  # no body byte was sent: refused unread
+            head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
     assert head.startswith(b"HTTP/1.1 413")
 
 
@@ -145,30 +144,29 @@ async def test_admin_api_is_on_its_own_loopback_listener() -> None:
     async with (
         TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
         GeminiLiveEmulator(script=GREETING) as gemini,
+        running_service(service_config(telco, gemini)) as svc,
     ):
-        async with running_service(service_config(telco, gemini)) as svc:
-            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            assert svc.service.admin_port != svc.service.port
-            assert (await svc.http.get("/calls", headers=auth)).status_code == 404
-            assert (await svc.admin_http.get("/calls", headers=auth)).status_code == 200
-            assert (await svc.admin_http.get("/metrics")).status_code == 404
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert svc.service.admin_port != svc.service.port
+        assert (await svc.http.get("/calls", headers=auth)).status_code == 404
+        assert (await svc.admin_http.get("/calls", headers=auth)).status_code == 200
+        assert (await svc.admin_http.get("/metrics")).status_code == 404
 
 
 async def test_failed_admin_auth_is_logged_with_the_peer_and_throttled() -> None:
     async with (
         TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
         GeminiLiveEmulator(script=GREETING) as gemini,
+        running_service(service_config(telco, gemini)) as svc,
     ):
-        async with running_service(service_config(telco, gemini)) as svc:
-            wrong = {"Authorization": "Bearer wrong-token-wrong-token"}
-            with capture_logs() as logs:
-                statuses = [
-                    (await svc.admin_http.get("/calls", headers=wrong)).status_code
-                    for _ in range(30)
-                ]
-                good = await svc.admin_http.get(
-                    "/calls", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-                )
+        wrong = {"Authorization": "Bearer wrong-token-wrong-token"}
+        with capture_logs() as logs:
+            statuses = [
+                (await svc.admin_http.get("/calls", headers=wrong)).status_code for _ in range(30)
+            ]
+            good = await svc.admin_http.get(
+                "/calls", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
     failed = [e for e in logs if e["event"] == "admin_auth_failed"]
     assert failed and failed[0]["peer"] == "127.0.0.1" and failed[0]["why"] == "wrong token"
     assert len(failed) <= 2, "1,000 failures must not be 1,000 lines"
@@ -182,11 +180,11 @@ async def test_every_admin_action_is_audited_with_who_and_from_where() -> None:
     async with (
         TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
         GeminiLiveEmulator(script=GREETING) as gemini,
+        running_service(service_config(telco, gemini)) as svc,
     ):
-        async with running_service(service_config(telco, gemini)) as svc:
-            with capture_logs() as logs:
-                await svc.admin_http.get("/calls", headers=svc.admin)
-                await svc.admin_http.post("/calls/nope/end", headers=svc.admin)
+        with capture_logs() as logs:
+            await svc.admin_http.get("/calls", headers=svc.admin)
+            await svc.admin_http.post("/calls/nope/end", headers=svc.admin)
     audited = [e for e in logs if e["event"] == "admin_audit"]
     assert [(e["action"], e["result"]) for e in audited] == [
         ("list_calls", "ok"),

@@ -13,8 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from emulators.gemini_live import GeminiLiveEmulator, Script, Turn
 from emulators.telcoflow import (
     CallEndedError,
