@@ -89,6 +89,7 @@ def test_rendered_manifests_agree_with_the_code(target: str, tmp_path: Path) -> 
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
     ]
