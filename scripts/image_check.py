@@ -6,8 +6,7 @@ image paths (``/opt/callbridge``, ``/src``) moved under a scratch directory. An 
 does not know stops it, so the check cannot silently drift from the Dockerfile.
 
 Then it runs the image's ``ENTRYPOINT`` + ``CMD`` from that environment (which holds only
-``callbridge.bridge``, ``.adapters`` and ``.service``, as the image does) against the two
-emulators, started from the
+``bridge`` and ``adapters``, as the image does) against the two emulators, started from the
 development environment: ``/healthz``, ``/readyz`` once Telcoflow is connected, one whole
 bridged call, ``/metrics`` counting it, and SIGTERM draining to exit 0.
 
@@ -211,7 +210,7 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
         raise CheckFailed("the runtime stage has no exec-form ENTRYPOINT")
     image_python = replay.path("/opt/callbridge/bin/python")
     leaked = subprocess.run(
-        [image_python, "-c", "import callbridge.emulators"], cwd=replay.root, capture_output=True
+        [image_python, "-c", "import emulators"], cwd=replay.root, capture_output=True
     )
     if leaked.returncode == 0:
         raise CheckFailed("the image environment can import emulators: it must hold only the app")
@@ -245,6 +244,7 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
             f'tenant = "image-check"\n[telcoflow]\nbase_url = "ws://127.0.0.1:{telco_port}"\n'
             f'[model]\nbase_url = "{base_url}"\nca_file = "{ca_file}"\n'
             f'[service]\nhttp_host = "127.0.0.1"\nhttp_port = {http_port}\n'
+            f"admin_port = {free_port()}\n"
             f'records_url = "sqlite+aiosqlite:///{replay.root}/records.sqlite"\n'
         )
         command = [*entry, *next((json.loads(a) for w, a in runtime if w == "CMD"), [])]

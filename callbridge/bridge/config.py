@@ -8,11 +8,13 @@ Every invalid field is reported at once, each with its dotted path.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -194,6 +196,10 @@ class WarningSettings(_Strict):
     min_interval_s: Annotated[float, Field(ge=0)] = 1.0
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="allow a webhook on a loopback, private or link-local address",
+    )
     webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     webhook_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
@@ -204,6 +210,10 @@ class LimitSettings(_Strict):
     admission_wait_s: Annotated[float, Field(ge=0, le=30)] = 3.0
     max_prompt_chars: Annotated[int, Field(ge=100)] = 25_000
     drain_grace_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    model_failures_unready: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Model connects failing in a row before ``/readyz`` says ``model_unavailable``."""
+    model_retry_after_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    """How long an unreachable model keeps the replica unready before it tries again."""
     model_connects_burst: Annotated[int, Field(ge=1)] | None = Field(
         default=None,
         description="connects allowed back to back; default: 10 seconds' worth of the rate",
@@ -217,12 +227,30 @@ class LimitSettings(_Strict):
 
 
 class ServiceSettings(_Strict):
+    """Listeners, records and logs. Probes+metrics bind every interface (the kubelet and
+    Prometheus reach them); the admin API binds loopback unless told otherwise."""
+
     http_host: str = "0.0.0.0"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     admin_token: SecretStr | None = None
+    http_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
+    http_read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    http_max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     records_url: str = "sqlite+aiosqlite:///callbridge-records.sqlite"
+    records_flush_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     log_full_numbers: bool = False
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _distinct_listeners(self) -> ServiceSettings:
+        if self.admin_port and self.admin_port == self.http_port:
+            raise ValueError(
+                "service.admin_port must differ from service.http_port: the admin API has "
+                "its own listener, apart from probes and metrics"
+            )
+        return self
 
 
 class TenantConfig(BaseSettings):
@@ -373,12 +401,80 @@ def service_problems(data: dict[str, Any], env: dict[str, str]) -> list[str]:
     if backend == "adk" and isinstance(agent, str) and agent.count(":") != 1:
         problems.append(f"model.adk_agent: expected 'module:attribute', got {agent!r}")
     token = _effective(data, env, "service", "admin_token")
-    if isinstance(token, str) and 0 < len(token) < MIN_ADMIN_TOKEN_CHARS:
-        problems.append(
-            f"service.admin_token: too short ({len(token)} characters; at least "
-            f"{MIN_ADMIN_TOKEN_CHARS}); set a random CALLBRIDGE_ADMIN_TOKEN"
-        )
+    if isinstance(token, str) and token:
+        weakness = token_weakness(token)
+        if weakness:
+            problems.append(
+                f"service.admin_token: {weakness}; set a random CALLBRIDGE_ADMIN_TOKEN "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    webhook = _effective(data, env, "warnings", "webhook_url")
+    if isinstance(webhook, str) and webhook:
+        allow = _effective(data, env, "warnings", "webhook_allow_private")
+        allowed = allow is True or (isinstance(allow, str) and allow.lower() in ("1", "true"))
+        problem = webhook_url_problem(webhook, allow_private=allowed)
+        if problem:
+            problems.append(f"warnings.webhook_url: {problem}")
+        if not _effective(data, env, "warnings", "webhook_secret"):
+            problems.append(
+                "warnings.webhook_secret: not set; webhooks are signed, so set "
+                "CALLBRIDGE_WEBHOOK_SECRET in the environment (or unset warnings.webhook_url)"
+            )
     return problems
+
+
+MIN_TOKEN_DISTINCT = 8
+"""A token of at least 16 characters drawn from fewer than 8 distinct ones is a pattern."""
+
+
+def token_weakness(token: str) -> str | None:
+    """Why ``token`` is too weak for the admin API (which can end calls), or ``None``."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return f"too short ({len(token)} characters; at least {MIN_ADMIN_TOKEN_CHARS})"
+    if token != token.strip() or any(ch.isspace() for ch in token):
+        return "contains whitespace"
+    if not token.isprintable() or not token.isascii():
+        return "contains non-printable or non-ASCII characters"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        distinct = len(set(token))
+        return f"too little variety ({distinct} distinct characters; at least {MIN_TOKEN_DISTINCT})"
+    return None
+
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "metadata.google.internal")
+
+
+def webhook_url_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why ``url`` may not receive warnings, or ``None``: http(s) only, and no internal target.
+
+    Loopback, private, link-local (``169.254.169.254``: the cloud metadata service) and other
+    non-global addresses are refused unless ``warnings.webhook_allow_private`` is set: the
+    bridge runs inside the cluster, and its POSTs must not become a way in. Names are checked
+    as written (no DNS lookup here: ``check-config`` never touches the network).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"expected an http(s) URL, got scheme {parts.scheme or '(none)'!r}"
+    if allow_private:
+        return None
+    internal = host.lower().rstrip(".") in _LOCAL_NAMES or host.lower().endswith(".localhost")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        internal = not address.is_global
+    if internal:
+        return (
+            f"{host} is a loopback, private or link-local address; set "
+            "warnings.webhook_allow_private = true if that is really the receiver"
+        )
+    return None
 
 
 def load_config(

@@ -90,6 +90,7 @@ class BridgeApp:
         record_listeners: Iterable[RecordListener] = (),
         extra_tools: Iterable[Tool] = (),
         on_call_finished: Callable[[CallRecord, BridgedCall | None], None] | None = None,
+        unready: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.config = config
         self.warnings = WarningHub(list(warning_handlers))
@@ -108,6 +109,7 @@ class BridgeApp:
             sample_rate=config.audio.call_rate,
             handle_call=self.runner.handle,
             max_concurrent_calls=config.limits.max_concurrent_calls,
+            unready=unready,
         )
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:

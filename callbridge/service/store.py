@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -256,8 +257,28 @@ class RecordStore:
         self._stopping = False
         self.lost = 0
         """Entries the database rejected (not counting queue drops)."""
+        self.errors = 0
+        """Failed write attempts (database unreachable, disk full...), retried or not."""
+        self.healthy = True
+        """False from a failed write until the next successful one."""
+
+    @property
+    def pending(self) -> int:
+        """Entries waiting to be written (queued, or in a batch being retried)."""
+        return len(self._listener) + len(self._retry)
+
+    def health(self) -> dict[str, Any]:
+        """For ``/readyz`` and metrics: is the writer keeping up, and what did it lose."""
+        return {
+            "ok": self.healthy,
+            "pending": self.pending,
+            "dropped": self.dropped,
+            "lost": self.lost,
+            "errors": self.errors,
+        }
 
     async def __aenter__(self) -> Self:
+        _create_private_sqlite_file(self.url)
         engine = create_async_engine(self.url, json_serializer=_dumps)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
@@ -320,6 +341,8 @@ class RecordStore:
             except Exception as error:
                 if not is_transient(error):
                     raise
+                self.errors += 1
+                self.healthy = False
                 _log().warning(
                     "record_store_unavailable",
                     error=repr(error),
@@ -330,6 +353,7 @@ class RecordStore:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
             else:
                 backoff = _FIRST_BACKOFF_S
+                self.healthy = True
 
     def stop(self) -> None:
         """Ask :meth:`run` to commit what is queued and return.
@@ -344,6 +368,53 @@ class RecordStore:
         """Commit everything appended so far; errors propagate to the caller."""
         while self._retry or len(self._listener):
             await self._write_next()
+
+    async def close_within(self, deadline_s: float) -> int:
+        """The final flush, bounded: returns how many entries could not be written.
+
+        For shutdown: a database that is down (or a full disk) must not hold the process past
+        its grace period. What is lost is logged (``record_entries_lost_at_shutdown``) with
+        the calls it belonged to, and the engine is disposed of either way.
+        """
+        pending_ids = sorted({p.row["call_id"] for p in [*self._retry, *self._listener._queue]})
+        try:
+            async with asyncio.timeout(deadline_s):
+                await self.flush()
+        except (TimeoutError, Exception) as error:
+            lost = self.pending
+            self.lost += lost
+            _log().error(
+                "record_entries_lost_at_shutdown",
+                entries_lost=lost,
+                call_ids=pending_ids[:50],
+                error=repr(error) if not isinstance(error, TimeoutError) else "timed out",
+                deadline_s=deadline_s,
+            )
+            self._retry = []
+            self._listener.take(len(self._listener))
+        else:
+            lost = 0
+        return lost
+
+    async def abandon_stale(self, tenant: str, *, older_than_s: float) -> int:
+        """Mark ``tenant``'s calls still ``in_progress`` but silent for ``older_than_s`` as
+        ``abandoned``, ended when last heard of. A process killed with SIGKILL leaves such
+        rows; a live call refreshes its row with every batch, and a later write from a call
+        that was only quiet puts its own outcome back. Returns how many rows changed."""
+        cutoff = time.time() - older_than_s
+        query = (
+            sa.update(calls)
+            .where(calls.c.tenant == tenant)
+            .where(calls.c.outcome == "in_progress")
+            .where(calls.c.updated_at < cutoff)
+            .values(outcome="abandoned", ended_at=calls.c.updated_at)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+        count = int(result.rowcount or 0)
+        if count:
+            _log().warning("stale_calls_abandoned", tenant=tenant, calls=count)
+        return count
 
     async def _write_next(self) -> None:
         """Take one batch (a failed batch first) and commit it in one transaction."""
@@ -474,6 +545,22 @@ def is_transient(error: BaseException) -> bool:
         return True
     sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file owner-only (0600) before SQLite creates it 0644.
+
+    Call records hold transcripts; SQLite gives its WAL and shared-memory files the main
+    file's permissions, so those are private too.
+    """
+    parsed = sa.engine.make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    fd = os.open(database, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
 
 
 def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:

@@ -41,6 +41,7 @@ import structlog
 from callbridge.bridge.config import WarningSettings
 from callbridge.bridge.errors import ConfigError
 from callbridge.bridge.warnings import BridgeWarning
+from callbridge.service.logs import safe_url
 
 log = structlog.get_logger("callbridge.webhook")
 
@@ -190,9 +191,8 @@ class WebhookDelivery:
             queue_size=settings.webhook_queue_size,
         )
 
-    def __repr__(self) -> str:  # never show the secret
-        parts = urlsplit(self.url)
-        return f"WebhookDelivery({parts.scheme}://{parts.netloc}{parts.path})"
+    def __repr__(self) -> str:  # never show the secret, nor a password in the URL
+        return f"WebhookDelivery({safe_url(self.url)})"
 
     @property
     def pending(self) -> int:
