@@ -49,6 +49,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bridge import migrate
 from bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
 
 
@@ -258,7 +259,7 @@ class RecordStore:
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(migrate.upgrade)  # in place; creates a fresh store
         except BaseException:
             await engine.dispose()
             raise

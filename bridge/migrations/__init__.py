@@ -1,0 +1,1 @@
+"""Alembic migrations of the call-record store (``bridge.store``); applied by ``migrate``."""
