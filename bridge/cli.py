@@ -10,7 +10,8 @@ import argparse
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
+
+from bridge.version import version
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("emulators.demo:main", "run a whole bridged call on the local emulators"),
@@ -26,14 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _load(target: str) -> Callable[[Sequence[str]], int]:
     function: Callable[[Sequence[str]], int] = pkgutil.resolve_name(target)
     return function
-
-
-def version() -> str:
-    """The installed distribution's version (the one in ``pyproject.toml``)."""
-    try:
-        return metadata.version("callbridge")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,7 +114,10 @@ def _default(section: str, name: str, field: FieldInfo) -> str:
 
 def render() -> str:
     """The whole reference, as Markdown."""
-    out = [HEADER.rstrip("\n") + "\n", "| setting | type | default | |\n|---|---|---|---|\n" + TENANT_ROW]
+    out = [
+        HEADER.rstrip("\n") + "\n",
+        "| setting | type | default | |\n|---|---|---|---|\n" + TENANT_ROW,
+    ]
     for section, model in sections():
         out.append(f"\n## `[{section}]`\n")
         if model.__doc__ and model.__doc__ is not BaseModel.__doc__:
