@@ -50,6 +50,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from callbridge.bridge import migrate
 from callbridge.bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
 
 
@@ -259,7 +260,7 @@ class RecordStore:
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(migrate.upgrade)  # in place; creates a fresh store
         except BaseException:
             await engine.dispose()
             raise
