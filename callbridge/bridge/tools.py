@@ -20,9 +20,9 @@ the ADK tools (``callbridge.adapters.adk.tools``): one implementation, two front
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
+import pkgutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from callbridge.bridge.events import ToolCall, ToolResult
 from callbridge.bridge.ports import CallCommand, CallPort, CommandOutcome, FunctionSpec
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.scheduling import result_scheduling
+from callbridge.bridge.tool_declarations import declare_function
 from callbridge.bridge.warnings import CallWarner, WarningCode
 
 log = structlog.get_logger("callbridge.tools")
@@ -328,35 +329,28 @@ _CALL_CONTROL: Mapping[str, tuple[FunctionSpec, ToolHandler]] = {
 }
 
 
-def _json_type(annotation: Any) -> str:
-    return {int: "integer", float: "number", bool: "boolean"}.get(annotation, "string")
-
-
 def _user_tool(name: str, target: str, timeout_s: float, non_blocking: bool) -> Tool:
-    """Wrap ``module:function`` (a plain async function taking keyword args) as a tool."""
-    module_name, _, attr = target.partition(":")
+    """Wrap ``module:function`` (a plain async function taking keyword args) as a tool.
+
+    The declaration and the argument check come from the signature
+    (``callbridge.bridge.tool_declarations``): arguments that do not fit never reach the function.
+    """
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        fn = pkgutil.resolve_name(target)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"tools.custom.{name}: cannot load {target!r}: {exc}") from None
     if not inspect.iscoroutinefunction(fn):
         raise ConfigError(f"tools.custom.{name}: {target!r} must be an async function")
-    signature = inspect.signature(fn)
-    properties = {
-        p.name: {"type": _json_type(p.annotation)}
-        for p in signature.parameters.values()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
-    required = [p.name for p in signature.parameters.values() if p.default is p.empty]
+    declared = declare_function(name, fn)
     spec = FunctionSpec(
         name=name,
-        description=inspect.getdoc(fn) or name,
-        parameters={"type": "object", "properties": properties, "required": required},
+        description=declared.description,
+        parameters=declared.parameters,
         non_blocking=non_blocking,
     )
 
     async def handler(_ctx: ToolContext, args: Mapping[str, Any]) -> Mapping[str, Any]:
-        result = await fn(**args)
+        result = await fn(**declared.validate(args))
         return result if isinstance(result, Mapping) else {"result": result}
 
     return Tool(spec, handler, timeout_s)

@@ -52,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from callbridge.bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
+from callbridge.service import migrate
 
 
 def _log() -> Any:
@@ -284,7 +285,7 @@ class RecordStore:
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(migrate.upgrade)  # in place; creates a fresh store
         except BaseException:
             await engine.dispose()
             raise

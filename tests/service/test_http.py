@@ -219,7 +219,7 @@ async def test_metrics_show_real_values_after_real_calls() -> None:
     assert sample(text, "callbridge_model_reconnects_total", kind="reconnected") >= 1
     assert sample(text, "callbridge_warnings_total", code="CALL_ADMISSION_DELAYED") == 1
     assert sample(text, "callbridge_warnings_total", code="MODEL_REQUEST_FAILED") >= 1
-    assert sample(text, "callbridge_admission_delayed_calls") == 1
+    assert sample(text, "callbridge_admission_delayed_calls_total") == 1
     assert sample(text, "callbridge_model_tokens_total", direction="response", modality="audio") > 0
     assert sample(text, "callbridge_model_tokens_total", direction="prompt", modality="audio") > 0
     assert sample(text, "callbridge_info", tenant="svc") == 1

@@ -18,8 +18,8 @@ that names none.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
+import pkgutil
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,18 +60,14 @@ def load_agent(target: str | BaseAgent | App) -> LoadedAgent:
     module_name, _, attribute = target.partition(":")
     if not module_name:
         raise ConfigError(f"model.adk_agent: {target!r} is not 'module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"model.adk_agent: cannot import {module_name!r}: {exc}") from None
     candidates = [attribute] if attribute else list(DEFAULT_ATTRIBUTES)
     for name in candidates:
-        obj: Any = module
         try:
-            for part in name.split("."):
-                obj = getattr(obj, part)
+            obj: Any = pkgutil.resolve_name(f"{module_name}:{name}")
         except AttributeError:
             continue
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"model.adk_agent: cannot import {module_name!r}: {exc}") from None
         return _loaded(obj, target)
     wanted = attribute or " or ".join(DEFAULT_ATTRIBUTES)
     raise ConfigError(f"model.adk_agent: module {module_name!r} has no {wanted}")
