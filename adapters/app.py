@@ -7,9 +7,14 @@ chosen from the tenant configuration and wired together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import structlog
+
+from adapters.telcoflow.dialer import DialFailure, TelcoflowDialer
 from adapters.telcoflow.source import TelcoflowCallSource
+from bridge.amd import DetectorSettings
 from bridge.call import BridgedCall
 from bridge.config import TenantConfig
 from bridge.delivery import WarningHandler, WarningHub, log_warning
@@ -19,8 +24,10 @@ from bridge.housekeeping import (
     freeze_import_time_objects,
     release_frozen_objects,
 )
+from bridge.outbound import DialOutcome, DialResult, check_number, fill_template
+from bridge.outbound_line import LinePolicy
 from bridge.record import CallRecord, RecordListener
-from bridge.runner import CallRunner, NamedConnector
+from bridge.runner import CallRunner, NamedConnector, OutboundPlan
 from bridge.tools import Tool
 
 
@@ -84,12 +91,18 @@ class BridgeApp:
         )
         self._on_call_finished = on_call_finished
         self.collector = CycleCollector()
+        self.dialer = TelcoflowDialer(config.outbound, config.call_flow, config.audio.call_rate)
         self.source = TelcoflowCallSource(
             config.telcoflow,
             sample_rate=config.audio.call_rate,
             handle_call=self.runner.handle,
             max_concurrent_calls=config.limits.max_concurrent_calls,
+            on_connected=self.dialer.declare,
         )
+        self._dialling: set[str] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self.dials: dict[str, DialResult | None] = {}
+        """Dials started with :meth:`start_dial`: ``None`` while under way, then the result."""
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
         self.collector.call_finished()
@@ -101,9 +114,11 @@ class BridgeApp:
         freeze_import_time_objects()
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 hub = group.create_task(self.warnings.run(), name="warning-hub")
                 collector = group.create_task(self.collector.run(), name="cycle-collector")
                 await self.source.run()
+                self._group = None
                 await self.warnings.drain()
                 hub.cancel()
                 collector.cancel()
@@ -113,3 +128,112 @@ class BridgeApp:
 
     def stop_claiming(self) -> None:
         self.source.stop_claiming()
+
+    # -- outbound calls: one implementation behind app.dial, POST /calls and `callbridge call` --
+
+    def outbound_plan(
+        self,
+        to: str,
+        variables: Mapping[str, str] | None = None,
+        instruction: str | None = None,
+    ) -> OutboundPlan:
+        """Check a dial request; raises ``ConfigError`` naming the field at fault."""
+        outbound = self.config.outbound
+        if not outbound.enabled:
+            raise ConfigError("outbound.enabled: outbound calls are off for this tenant")
+        check_number(to, "to")
+        template = instruction or outbound.instruction_template
+        if template is None:
+            template = self.config.model.resolved_instruction()
+            if variables:
+                raise ConfigError(
+                    "variables: this tenant has no outbound.instruction_template to fill"
+                )
+            text = template
+        else:
+            text = fill_template(template, dict(variables or {}))
+        detector = DetectorSettings(
+            opening_silence_s=outbound.opening_silence_s,
+            end_silence_s=outbound.end_of_hello_s,
+            machine_speech_s=outbound.machine_speech_s,
+        )
+        policy = LinePolicy(
+            opening_prompt=outbound.opening_prompt,
+            voicemail=outbound.voicemail,
+            voicemail_prompt=outbound.voicemail_prompt,
+            opening_barge_in_s=outbound.opening_barge_in_s,
+            detector=detector,
+        )
+        return OutboundPlan(instruction=text, policy=policy)
+
+    async def dial(
+        self,
+        to: str,
+        *,
+        variables: Mapping[str, str] | None = None,
+        instruction: str | None = None,
+    ) -> DialResult:
+        """Place one call and bridge it to the end; returns its outcome (never raises for
+        the callee's or the platform's answer; ``ConfigError`` for a bad request)."""
+        plan = self.outbound_plan(to, variables, instruction)
+        key = f"dial-{secrets.token_hex(6)}"
+        manager = self.source.manager
+        refusal: str | None = None
+        if manager is None:
+            refusal = "NOT_CONNECTED"
+        elif len(self._dialling) >= self.config.outbound.max_concurrent_calls:
+            refusal = "OUTBOUND_AT_CAPACITY"
+        elif not self.source.try_reserve(key):
+            refusal = "AT_CAPACITY"
+        if refusal is not None or manager is None:
+            code = refusal or "NOT_CONNECTED"
+            self.runner.record_failed_dial(key, to, DialOutcome.FAILED, code, refused=True)
+            return DialResult(to, DialOutcome.FAILED, code, key, "not placed")
+        self._dialling.add(key)
+        try:
+            placed = await self.dialer.create(manager, to)
+            if isinstance(placed, DialFailure):
+                self.runner.record_failed_dial(
+                    key, to, placed.outcome, placed.error_code, refused=placed.refused
+                )
+                return DialResult(to, placed.outcome, placed.error_code, key)
+            record = await self.runner.handle(placed, plan)
+            known = record.outcome in DialOutcome.__members__.values()
+            outcome = DialOutcome(record.outcome) if known else DialOutcome.FAILED
+            failed_code = placed.error_code if outcome in _UNANSWERED else None
+            return DialResult(to, outcome, failed_code, record.call_id)
+        finally:
+            self._dialling.discard(key)
+            self.source.release(key)
+
+    def start_dial(
+        self,
+        to: str,
+        *,
+        variables: Mapping[str, str] | None = None,
+        instruction: str | None = None,
+    ) -> str:
+        """Check the request now, then dial in the app's TaskGroup; returns the dial id."""
+        self.outbound_plan(to, variables, instruction)
+        group = self._group
+        if group is None:
+            raise ConfigError("the bridge is not running; dials need `callbridge serve`")
+        dial_id = f"dial-{secrets.token_hex(6)}"
+        self.dials[dial_id] = None
+
+        async def run() -> None:
+            try:
+                self.dials[dial_id] = await self.dial(
+                    to, variables=variables, instruction=instruction
+                )
+            except Exception:
+                structlog.get_logger("callbridge.app").exception("dial_failed", dial_id=dial_id)
+                self.dials[dial_id] = DialResult(to, DialOutcome.FAILED, "INTERNAL_ERROR")
+
+        group.create_task(run(), name=dial_id)
+        return dial_id
+
+
+_UNANSWERED = frozenset(
+    {DialOutcome.NO_ANSWER, DialOutcome.BUSY, DialOutcome.REJECTED, DialOutcome.FAILED}
+)
