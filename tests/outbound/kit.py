@@ -7,7 +7,14 @@ from typing import Any
 
 from emulators.gemini_live import Script, Turn
 from emulators.stack import LocalStack
-from emulators.telcoflow import CallerScript, HangUp, Pause, Say, TelcoflowEmulator, WaitForAgentAudio
+from emulators.telcoflow import (
+    CallerScript,
+    HangUp,
+    Pause,
+    Say,
+    TelcoflowEmulator,
+    WaitForAgentAudio,
+)
 from emulators.telcoflow.outbound import Callee, OutboundOptions
 from tests.e2e.scenarios import agent, caller_pcm
 
