@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.http_calls import Dialer, outbound_routes
 from bridge.call import BridgedCall
 from bridge.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
 from bridge.record import mask_number
@@ -74,6 +75,8 @@ class HttpDeps:
     admin_token: str | None
     max_concurrent_calls: int
     full_numbers: bool = False
+    dialer: Dialer | None = None
+    """Outbound calls (``POST /calls``); ``None`` when the tenant does not dial."""
 
 
 class InjectBody(BaseModel):
@@ -213,6 +216,8 @@ def create_http_app(deps: HttpDeps) -> Starlette:
         Route("/calls/{call_id}/inject", inject, methods=["POST"]),
         Route("/calls/{call_id}/end", end, methods=["POST"]),
     ]
+    if deps.dialer is not None:
+        routes += outbound_routes(deps.dialer, refuse, full_numbers=deps.full_numbers)
     return Starlette(routes=routes)
 
 

@@ -140,6 +140,7 @@ class Service:
                 admin_token=admin.get_secret_value() if admin else None,
                 max_concurrent_calls=limits.max_concurrent_calls,
                 full_numbers=config.service.log_full_numbers,
+                dialer=self.app if config.outbound.enabled else None,
             )
         )
         self.port: int | None = None

@@ -1,4 +1,4 @@
-"""``callbridge`` command line: demo, serve, check-config, calls, bench, soak.
+"""``callbridge`` command line: demo, serve, check-config, calls, call, bench, soak.
 
 Each subcommand's work lives in its own module, imported only when that subcommand runs,
 so ``callbridge check-config`` stays fast and never touches the network.
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("adapters.service:main", "serve calls for one tenant (real endpoints)"),
     "check-config": ("bridge.config_cli:main", "validate a tenant config without connecting"),
     "calls": ("bridge.store_cli:main", "list or show recorded calls"),
+    "call": ("adapters.call_cli:main", "place an outbound call through a running bridge"),
     "bench": ("bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("bench.soak:main", "soak: thousands of calls through one process"),
 }

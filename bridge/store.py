@@ -72,6 +72,7 @@ calls = sa.Table(
     sa.Column("ended_at", sa.Double, nullable=True),
     sa.Column("outcome", sa.String(64), nullable=False),
     sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("direction", sa.String(16), nullable=False, server_default="inbound"),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.Index("ix_calls_started_at", "started_at"),
     sa.Index("ix_calls_tenant_started_at", "tenant", "started_at"),
@@ -109,6 +110,7 @@ class StoredCall:
     usage: dict[str, int]
     updated_at: float
     entries: tuple[RecordEntry, ...] = ()
+    direction: str = "inbound"
 
     @property
     def duration(self) -> float | None:
@@ -182,6 +184,7 @@ class StoreListener:
             "ended_at": record.ended_at,
             "outcome": record.outcome,
             "usage": dict(record.usage),
+            "direction": record.direction,
         }
 
 
@@ -465,6 +468,7 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
         usage=dict(row["usage"]),
         updated_at=row["updated_at"],
         entries=entries,
+        direction=row["direction"],
     )
 
 

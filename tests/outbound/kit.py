@@ -46,7 +46,7 @@ def person(after_s: float = 1.0, hello_after_s: float = 0.3) -> Callee:
             [
                 Pause(hello_after_s),
                 Say(caller_pcm("callee_hello", 16000)),
-                WaitForAgentAudio(min_s=3.0, timeout_s=20),
+                WaitForAgentAudio(min_s=5.5, timeout_s=20),  # the whole opening
                 Pause(1.5),
                 Say(caller_pcm("callee_confirm", 16000)),
                 WaitForAgentAudio(min_s=1.0, timeout_s=20),

@@ -1,0 +1,93 @@
+"""The three entry points share one dial: POST /calls, `callbridge call`, and app.dial."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from adapters.call_cli import main as call_main
+from bridge.config import load_config
+from emulators.gemini_live import GeminiLiveEmulator
+from emulators.telcoflow import TelcoflowEmulator
+from tests.outbound.kit import REMINDER, TO, person
+from tests.service.helpers import ADMIN_TOKEN, poll_until, running_service, secrets_env, sections
+
+
+def outbound_config(telco: TelcoflowEmulator, gemini: GeminiLiveEmulator) -> Any:
+    data = sections(gemini)
+    data["outbound"] = {
+        "enabled": True,
+        "instruction_template": "You call {name} to remind them of their appointment.",
+    }
+    return load_config(overrides=data, env=secrets_env(telco), service=True)
+
+
+async def test_post_calls_validates_then_dials() -> None:
+    async with (
+        TelcoflowEmulator(api_key="k", connector_uuid="c") as telco,
+        GeminiLiveEmulator(script=REMINDER) as gemini,
+        running_service(outbound_config(telco, gemini)) as svc,
+    ):
+        http, admin = svc.http, svc.admin
+        bad = await http.post("/calls", json={"to": "5551234567"}, headers=admin)
+        assert bad.status_code == 422
+        assert bad.json()["problems"][0].startswith("to: '5551234567' is not an E.164")
+        missing = await http.post(
+            "/calls", json={"to": TO, "variables": {"nmae": "Ada"}}, headers=admin
+        )
+        assert missing.status_code == 422
+        assert missing.json()["problems"] == [
+            "variables.name: missing (the instruction uses {name})",
+            "variables.nmae: unknown (the instruction has no {nmae})",
+        ]
+        assert (await http.post("/calls", json={"to": TO})).status_code == 401
+        assert telco.dialled == []  # nothing refused reached the platform
+
+        telco.expect_callee(TO, person())
+        placed = await http.post(
+            "/calls", json={"to": TO, "variables": {"name": "Ada"}}, headers=admin
+        )
+        assert placed.status_code == 202
+        dial_id = placed.json()["dial_id"]
+
+        async def fetch() -> dict[str, Any]:
+            status: dict[str, Any] = (await http.get(f"/dials/{dial_id}", headers=admin)).json()
+            return status
+
+        status = await poll_until(
+            fetch, lambda s: s["status"] == "done", timeout=40, what="the dial's outcome"
+        )
+        assert status["outcome"] == "answered"
+        metrics = (await http.get("/metrics")).text
+    answered = [
+        s.value
+        for f in text_string_to_metric_families(metrics)
+        for s in f.samples
+        if s.name == "callbridge_calls_total" and s.labels.get("outcome") == "answered"
+    ]
+    assert answered == [1.0]
+    assert telco.dialled == [TO]
+
+
+async def test_cli_call_places_a_call_and_prints_the_outcome(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        TelcoflowEmulator(api_key="k", connector_uuid="c") as telco,
+        GeminiLiveEmulator(script=REMINDER) as gemini,
+        running_service(outbound_config(telco, gemini)) as svc,
+    ):
+        telco.expect_callee(TO, person())
+        monkeypatch.setenv("CALLBRIDGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        url = str(svc.http.base_url)
+        argv = [TO, "--var", "name=Ada", "--url", url, "--timeout", "40"]
+        status = await asyncio.to_thread(call_main, argv)
+        refused = await asyncio.to_thread(call_main, ["+1555", "--url", url])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert '"outcome": "answered"' in out
+    assert refused == 2
+    assert "to: '+1555' is not an E.164" in err
