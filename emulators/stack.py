@@ -108,7 +108,12 @@ class LocalStack:
         caller: str = "+15550001",
         callee: str = "+15559999",
         connect_outcomes: Iterable[ConnectOutcome] = (),
+        missed: bool = True,
     ) -> EmulatedCall:
         return self.telco.place_call(
-            script, caller=caller, callee=callee, connect_outcomes=list(connect_outcomes)
+            script,
+            caller=caller,
+            callee=callee,
+            connect_outcomes=list(connect_outcomes),
+            missed=missed,
         )

@@ -242,6 +242,11 @@ class TelcoflowEmulator:
         self._refusals.extend([error_code] * times)
 
     @property
+    def call_flows(self) -> dict[str, list[wire.JsonObject]]:
+        """``call_flow.setup`` data received on each SM-WS connected now, by ``smWsId``."""
+        return {sm_id: list(c.call_flows) for sm_id, c in self._hub.connections.items()}
+
+    @property
     def outbound_calls(self) -> list[EmulatedCall]:
         return [c for c in self._calls.values() if c.phone is not None]
 
