@@ -88,6 +88,41 @@ call_entries = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
 )
 
+# Campaigns (``bridge.campaigns``): one row per campaign, one per number to dial.
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("policy", sa.JSON, nullable=False),
+)
+
+campaign_rows = sa.Table(
+    "campaign_rows",
+    metadata,
+    sa.Column(
+        "campaign_id", sa.String(64), sa.ForeignKey("campaigns.campaign_id"), primary_key=True
+    ),
+    sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("row_key", sa.String(256), nullable=False),
+    sa.Column("number", sa.String(32), nullable=False),
+    sa.Column("variables", sa.JSON, nullable=False),
+    sa.Column("tz", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.Double, nullable=False),
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    sa.Column("claimed_at", sa.Double, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("call_id", sa.String(128), nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("tenant", "row_key", name="uq_campaign_rows_tenant_key"),
+    sa.Index("ix_campaign_rows_due", "state", "next_at"),
+)
+
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
@@ -472,4 +507,13 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
     )
 
 
-__all__ = ["RecordStore", "StoreListener", "StoredCall", "call_entries", "calls", "metadata"]
+__all__ = [
+    "RecordStore",
+    "StoreListener",
+    "StoredCall",
+    "call_entries",
+    "calls",
+    "campaign_rows",
+    "campaigns",
+    "metadata",
+]
