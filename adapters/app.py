@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.telcoflow.dialer import DialFailure, TelcoflowDialer
 from adapters.telcoflow.source import TelcoflowCallSource
 from bridge.amd import DetectorSettings
 from bridge.call import BridgedCall
+from bridge.campaigns import CampaignRunner, CampaignStore, ClaimedRow, RowState
 from bridge.config import TenantConfig
 from bridge.delivery import WarningHandler, WarningHub, log_warning
 from bridge.errors import ConfigError
@@ -78,6 +81,8 @@ class BridgeApp:
         record_listeners: Iterable[RecordListener] = (),
         extra_tools: Iterable[Tool] = (),
         on_call_finished: Callable[[CallRecord, BridgedCall | None], None] | None = None,
+        campaign_engine: AsyncEngine | None = None,
+        on_campaign_row: Callable[[ClaimedRow, DialResult, RowState], None] | None = None,
     ) -> None:
         self.config = config
         self.warnings = WarningHub(list(warning_handlers))
@@ -102,6 +107,19 @@ class BridgeApp:
         self._dialling: set[str] = set()
         self._group: asyncio.TaskGroup | None = None
         self.dials: dict[str, DialResult | None] = {}
+        self.campaigns: CampaignRunner | None = None
+        settings = config.campaigns
+        if settings.enabled and campaign_engine is not None:
+            self.campaigns = CampaignRunner(
+                CampaignStore(campaign_engine, config.tenant),
+                lambda to, variables: self.dial(to, variables=variables),
+                replica=settings.replica or socket.gethostname(),
+                max_concurrent=settings.max_concurrent_calls,
+                calls_per_minute=settings.calls_per_minute,
+                poll_s=settings.poll_s,
+                stale_after_s=settings.stale_after_s,
+                on_row_done=on_campaign_row,
+            )
         """Dials started with :meth:`start_dial`: ``None`` while under way, then the result."""
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
@@ -117,6 +135,8 @@ class BridgeApp:
                 self._group = group
                 hub = group.create_task(self.warnings.run(), name="warning-hub")
                 collector = group.create_task(self.collector.run(), name="cycle-collector")
+                if self.campaigns is not None:
+                    group.create_task(self.campaigns.run(), name="campaigns")
                 await self.source.run()
                 self._group = None
                 await self.warnings.drain()
@@ -128,6 +148,8 @@ class BridgeApp:
 
     def stop_claiming(self) -> None:
         self.source.stop_claiming()
+        if self.campaigns is not None:
+            self.campaigns.stop()  # calls under way finish; no new row is claimed
 
     # -- outbound calls: one implementation behind app.dial, POST /calls and `callbridge call` --
 

@@ -118,6 +118,10 @@ class Service:
                 *([store.listener()] if store is not None else []),
             ],
             on_call_finished=self.metrics.on_finished,
+            campaign_engine=store.engine if store is not None else None,
+            on_campaign_row=lambda _row, result, state: self.metrics.campaign_rows.labels(
+                outcome=result.outcome.value, state=state
+            ).inc(),
         )
         late.target = self.app.warnings
         source = self.app.source

@@ -1,4 +1,4 @@
-"""``callbridge`` command line: demo, serve, check-config, calls, call, bench, soak.
+"""``callbridge`` command line: demo, serve, check-config, calls, call, campaign, bench, soak.
 
 Each subcommand's work lives in its own module, imported only when that subcommand runs,
 so ``callbridge check-config`` stays fast and never touches the network.
@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("bridge.config_cli:main", "validate a tenant config without connecting"),
     "calls": ("bridge.store_cli:main", "list or show recorded calls"),
     "call": ("adapters.call_cli:main", "place an outbound call through a running bridge"),
+    "campaign": ("bridge.campaign_cli:main", "submit a batch of calls, or show its status"),
     "bench": ("bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("bench.soak:main", "soak: thousands of calls through one process"),
 }

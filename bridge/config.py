@@ -196,6 +196,24 @@ class OutboundSettings(_Strict):
     """Outbound calls at once; they also count against ``limits.max_concurrent_calls``."""
 
 
+class CampaignSettings(_Strict):
+    """Dialling campaign rows from the record store (``callbridge campaign submit``)."""
+
+    enabled: bool = False
+    calls_per_minute: Annotated[int, Field(ge=1, le=6000)] = 10
+    max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 5
+    """Campaign calls of this replica at once (within ``outbound.max_concurrent_calls``)."""
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    retry_after_s: Annotated[float, Field(ge=1)] = 600.0
+    quiet_start: str = "21:00"
+    quiet_end: str = "09:00"
+    default_tz: str = "UTC"
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    stale_after_s: Annotated[float, Field(ge=60)] = 3600.0
+    replica: str | None = None
+    """This replica's name in the rows it claims; default: the host name."""
+
+
 class CallFlowSettings(_Strict):
     """What the bridge declares with ``call_flow.setup``; sent when ``inbound`` is set or
     outbound calls are enabled. ``MISSED_ONLY``: the agent only gets calls a human missed."""
@@ -220,6 +238,7 @@ class TenantConfig(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     outbound: OutboundSettings = OutboundSettings()
     call_flow: CallFlowSettings = CallFlowSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @classmethod
     def settings_customise_sources(
