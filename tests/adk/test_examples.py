@@ -32,6 +32,7 @@ EXAMPLES = [
     "examples.database_lookup:root_agent",
     "examples.human_escalation:root_agent",
     "examples.after_hours_voicemail:app",
+    "examples.appointment_reminder:root_agent",
 ]
 
 
