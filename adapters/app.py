@@ -151,6 +151,11 @@ class BridgeApp:
         if self.campaigns is not None:
             self.campaigns.stop()  # calls under way finish; no new row is claimed
 
+    @property
+    def campaign_store(self) -> CampaignStore | None:
+        """Where ``POST /campaigns`` stores rows (``None`` unless campaigns are enabled)."""
+        return self.campaigns.store if self.campaigns is not None else None
+
     # -- outbound calls: one implementation behind app.dial, POST /calls and `callbridge call` --
 
     def outbound_plan(

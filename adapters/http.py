@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from adapters.http_calls import Dialer, outbound_routes
 from bridge.call import BridgedCall
+from bridge.campaigns import CampaignPolicy
 from bridge.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
 from bridge.record import mask_number
 from bridge.warnings import WarningCode
@@ -77,6 +78,7 @@ class HttpDeps:
     full_numbers: bool = False
     dialer: Dialer | None = None
     """Outbound calls (``POST /calls``); ``None`` when the tenant does not dial."""
+    campaign_policy: CampaignPolicy | None = None
 
 
 class InjectBody(BaseModel):
@@ -217,7 +219,9 @@ def create_http_app(deps: HttpDeps) -> Starlette:
         Route("/calls/{call_id}/end", end, methods=["POST"]),
     ]
     if deps.dialer is not None:
-        routes += outbound_routes(deps.dialer, refuse, full_numbers=deps.full_numbers)
+        routes += outbound_routes(
+            deps.dialer, refuse, full_numbers=deps.full_numbers, policy=deps.campaign_policy
+        )
     return Starlette(routes=routes)
 
 

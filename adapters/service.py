@@ -38,6 +38,7 @@ from adapters.app import BridgeApp, build_connectors
 from adapters.http import HttpDeps, create_http_app, readiness
 from bridge import loop
 from bridge.admission import AdmissionStats, admit_all
+from bridge.campaigns import policy_of
 from bridge.config import TenantConfig, config_problems, load_config
 from bridge.delivery import WarningHandler, log_warning
 from bridge.errors import ConfigError
@@ -145,6 +146,7 @@ class Service:
                 max_concurrent_calls=limits.max_concurrent_calls,
                 full_numbers=config.service.log_full_numbers,
                 dialer=self.app if config.outbound.enabled else None,
+                campaign_policy=policy_of(config),
             )
         )
         self.port: int | None = None

@@ -21,24 +21,10 @@ from typing import Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.campaigns import CampaignPolicy, CampaignStore, parse_batch
+from bridge.campaigns import CampaignStore, parse_batch, policy_of
 from bridge.config import TenantConfig, config_problems, load_config
 from bridge.errors import ConfigError
 from bridge.store import RecordStore
-
-
-def policy_of(config: TenantConfig) -> CampaignPolicy:
-    c = config.campaigns
-    return CampaignPolicy(
-        max_attempts=c.max_attempts,
-        retry_after_s=c.retry_after_s,
-        quiet_start=c.quiet_start,
-        quiet_end=c.quiet_end,
-        default_tz=c.default_tz,
-        calls_per_minute=c.calls_per_minute,
-        max_concurrent=c.max_concurrent_calls,
-        stale_after_s=c.stale_after_s,
-    )
 
 
 async def _submit(args: argparse.Namespace, config: TenantConfig, text: str) -> int:

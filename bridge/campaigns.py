@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.admission import ConnectRateLimiter
+from bridge.config import TenantConfig
 from bridge.errors import ConfigError
 from bridge.outbound import RETRYABLE, DialOutcome, DialResult, check_number
 from bridge.store import campaign_rows, campaigns
@@ -150,6 +151,20 @@ class CampaignPolicy:
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+def policy_of(config: TenantConfig) -> CampaignPolicy:
+    c = config.campaigns
+    return CampaignPolicy(
+        max_attempts=c.max_attempts,
+        retry_after_s=c.retry_after_s,
+        quiet_start=c.quiet_start,
+        quiet_end=c.quiet_end,
+        default_tz=c.default_tz,
+        calls_per_minute=c.calls_per_minute,
+        max_concurrent=c.max_concurrent_calls,
+        stale_after_s=c.stale_after_s,
+    )
 
 
 def _clock_time(text: str) -> dt.time:
@@ -407,6 +422,10 @@ class CampaignRunner:
         self._slot_free = asyncio.Event()
         self._stop = asyncio.Event()
         self.dialled: list[tuple[str, int]] = []
+
+    @property
+    def store(self) -> CampaignStore:
+        return self._store
 
     def stop(self) -> None:
         self._stop.set()

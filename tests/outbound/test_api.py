@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -91,3 +92,59 @@ async def test_cli_call_places_a_call_and_prints_the_outcome(
     assert '"outcome": "answered"' in out
     assert refused == 2
     assert "to: '+1555' is not an E.164" in err
+
+
+async def test_post_campaigns_reports_bad_rows_then_dials(tmp_path: Any) -> None:
+    from adapters.service import Service
+    from bridge.store import RecordStore
+    from emulators.telcoflow.outbound import Callee
+    from tests.service.helpers import wait_ready
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'records.sqlite'}"
+    async with (
+        TelcoflowEmulator(api_key="k", connector_uuid="c") as telco,
+        GeminiLiveEmulator(script=REMINDER) as gemini,
+        RecordStore(url) as store,
+    ):
+        data = sections(gemini)
+        data["outbound"] = {"enabled": True, "instruction_template": "Remind {name}."}
+        data["campaigns"] = {
+            "enabled": True,
+            "poll_s": 0.1,
+            "quiet_start": "00:00",
+            "quiet_end": "00:00",
+        }
+        config = load_config(overrides=data, env=secrets_env(telco), service=True)
+        telco.expect_callee("+15550000001", Callee.busy())
+        service = Service(config, store=store)
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(service.run())
+            await asyncio.wait_for(service.started.wait(), 15)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as http:
+                await wait_ready(http)
+                admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+                text = "number,name\n+15550000001,Ada\n+1555,Bob\n"
+                bad = await http.post("/campaigns", json={"rows": text, "id": "c1"}, headers=admin)
+                assert bad.status_code == 422
+                assert bad.json()["problems"] == [
+                    "line 3.number: '+1555' is not an E.164 phone number (a '+', the country "
+                    "code and the number, digits only, e.g. +15551234567)"
+                ]
+                ok = await http.post(
+                    "/campaigns", json={"rows": text, "id": "c1", "skip_bad": True}, headers=admin
+                )
+                assert ok.status_code == 201 and ok.json()["added"] == 1
+
+                async def fetch() -> dict[str, Any]:
+                    got: dict[str, Any] = (await http.get("/campaigns/c1", headers=admin)).json()
+                    return got
+
+                status = await poll_until(
+                    fetch, lambda s: s.get("dials", 0) >= 1 and "dialling" not in s["by_state"], 30
+                )
+                metrics = (await http.get("/metrics")).text
+            service.request_drain("test over")
+        assert task.result() == 0
+    assert status["last_outcomes"] == {"busy": 1}
+    assert status["by_state"] == {"pending": 1}  # busy: retried later (retry_after_s)
+    assert 'callbridge_campaign_dials_total{outcome="busy",state="pending"} 1.0' in metrics
