@@ -106,6 +106,7 @@ class BridgeApp:
         )
         self._dialling: set[str] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._dial_tasks: list[asyncio.Task[None]] = []
         self.dials: dict[str, DialResult | None] = {}
         self.campaigns: CampaignRunner | None = None
         settings = config.campaigns
@@ -135,10 +136,14 @@ class BridgeApp:
                 self._group = group
                 hub = group.create_task(self.warnings.run(), name="warning-hub")
                 collector = group.create_task(self.collector.run(), name="cycle-collector")
+                outbound: list[asyncio.Task[None]] = []
                 if self.campaigns is not None:
-                    group.create_task(self.campaigns.run(), name="campaigns")
+                    outbound.append(group.create_task(self.campaigns.run(), name="campaigns"))
                 await self.source.run()
                 self._group = None
+                outbound += self._dial_tasks
+                if outbound:  # outbound calls still under way keep their warnings
+                    await asyncio.wait(outbound)
                 await self.warnings.drain()
                 hub.cancel()
                 collector.cancel()
@@ -257,7 +262,9 @@ class BridgeApp:
                 structlog.get_logger("callbridge.app").exception("dial_failed", dial_id=dial_id)
                 self.dials[dial_id] = DialResult(to, DialOutcome.FAILED, "INTERNAL_ERROR")
 
-        group.create_task(run(), name=dial_id)
+        task = group.create_task(run(), name=dial_id)
+        self._dial_tasks.append(task)
+        task.add_done_callback(self._dial_tasks.remove)
         return dial_id
 
 

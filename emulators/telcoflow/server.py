@@ -260,14 +260,16 @@ class TelcoflowEmulator:
         self, conn: SmConnection, req_id: str, obj: wire.JsonObject
     ) -> wire.JsonObject:
         remote, channel = obj.get("remoteAddress"), obj.get("channel")
+        if isinstance(remote, str):
+            self.dialled.append(remote)
+        # The connector's own configuration first, then the request (the order is [unknown]).
+        if conn.flow.get("outboundCall") is not True:
+            return wire.response_error(req_id, "CHANNEL_NOT_CONFIGURED")
         if channel != "TELCO" or not isinstance(remote, str) or not E164.match(remote):
             return wire.response_error(req_id, "INVALID_REQUEST")
-        self.dialled.append(remote)
         options = self.outbound
         if self._refusals:
             return wire.response_error(req_id, self._refusals.popleft())
-        if conn.flow.get("outboundCall") is not True:
-            return wire.response_error(req_id, "CHANNEL_NOT_CONFIGURED")
         live = [c for c in self.outbound_calls if not c.is_ended]
         if len(live) >= options.max_concurrent:
             return wire.response_error(req_id, "OUTBOUND_OVERFLOW")
