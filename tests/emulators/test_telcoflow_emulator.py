@@ -25,8 +25,8 @@ import pytest
 from telcoflow import (
     CallAudioConfig,
     CallFlowConfig,
-    InboundCallMode,
     ChannelType,
+    InboundCallMode,
     SessionManager,
     SessionManagerConfig,
     SessionNotification,

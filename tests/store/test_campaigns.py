@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -246,3 +247,22 @@ async def test_two_replicas_share_a_campaign_each_row_once(pg_url: str) -> None:
     assert dial.dialled == {row.number: 1 for row in rows}
     assert runners[0].dialled and runners[1].dialled  # both took part
     assert not set(runners[0].dialled) & set(runners[1].dialled)
+
+
+def test_check_config_says_a_sqlite_campaign_is_for_one_replica(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.config_cli import main as check_config
+
+    path = tmp_path / "tenant.toml"
+    path.write_text(
+        'tenant = "acme"\n[telcoflow]\nbase_url = "wss://example.invalid"\n'
+        "[outbound]\nenabled = true\n[campaigns]\nenabled = true\n"
+    )
+    assert check_config(["--without-secrets", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: campaigns.enabled with SQLite records: run ONE replica only" in out
+    pg = path.read_text() + '[service]\nrecords_url = "postgresql+asyncpg://db/callbridge"\n'
+    path.write_text(pg)
+    assert check_config(["--without-secrets", str(path)]) == 0
+    assert "note:" not in capsys.readouterr().out
