@@ -38,12 +38,13 @@ from adapters.app import BridgeApp, build_connectors
 from adapters.http import HttpDeps, create_http_app, readiness
 from bridge import loop
 from bridge.admission import AdmissionStats, admit_all
-from bridge.campaigns import policy_of
+from bridge.campaigns import ClaimedRow, RowState, policy_of, row_finished
 from bridge.config import TenantConfig, config_problems, load_config
 from bridge.delivery import WarningHandler, log_warning
 from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 from bridge.metrics import BridgeMetrics
+from bridge.outbound import DialResult
 from bridge.record import RecordListener
 from bridge.runner import NamedConnector
 from bridge.store import RecordStore
@@ -104,6 +105,8 @@ class Service:
             max_wait_s=limits.admission_wait_s,
             sink=late,
         )
+        hooks = _webhook(config)
+        self._row_hooks = hooks  # finished campaign rows go to the same signed webhook
         self.app = BridgeApp(
             config,
             connectors=[NamedConnector(n.model, w) for n, w in zip(named, wrapped, strict=True)],
@@ -111,7 +114,7 @@ class Service:
                 log_warning,
                 self.metrics.on_warning,
                 *warning_handlers,
-                *_webhook(config),
+                *hooks,
             ],
             record_listeners=[
                 self.metrics,
@@ -120,9 +123,7 @@ class Service:
             ],
             on_call_finished=self.metrics.on_finished,
             campaign_engine=store.engine if store is not None else None,
-            on_campaign_row=lambda _row, result, state: self.metrics.campaign_rows.labels(
-                outcome=result.outcome.value, state=state
-            ).inc(),
+            on_campaign_row=self._campaign_row,
         )
         late.target = self.app.warnings
         source = self.app.source
@@ -207,6 +208,18 @@ class Service:
         sock.listen(128)
         sock.setblocking(False)
         return sock
+
+    def _campaign_row(self, row: ClaimedRow, result: DialResult, state: RowState) -> None:
+        self.metrics.campaign_rows.labels(outcome=result.outcome.value, state=state).inc()
+        event = row_finished(
+            self.config.tenant,
+            row,
+            result,
+            state,
+            full_number=self.config.service.log_full_numbers,
+        )
+        for hook in self._row_hooks:
+            hook(event)
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Serve until drained; returns the exit status."""
@@ -338,7 +351,7 @@ async def _serve(config: TenantConfig) -> int:
         return await Service(config, store=store).run(install_signals=True)
 
 
-def _webhook(config: TenantConfig) -> list[WarningHandler]:
+def _webhook(config: TenantConfig) -> list[WebhookDelivery]:
     """The tenant's signed warning webhook, if configured (the hub runs its worker)."""
     webhook = WebhookDelivery.from_settings(config.warnings)
     return [webhook] if webhook is not None else []

@@ -31,7 +31,7 @@ import io
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,6 +44,7 @@ from bridge.admission import ConnectRateLimiter
 from bridge.config import TenantConfig
 from bridge.errors import ConfigError
 from bridge.outbound import RETRYABLE, DialOutcome, DialResult, check_number
+from bridge.record import mask_number
 from bridge.store import campaign_rows, campaigns
 
 log = structlog.get_logger("callbridge.campaigns")
@@ -383,6 +384,57 @@ class CampaignStore:
             "last_outcomes": by_outcome,
             "dials": sum(r.attempts for r in rows),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RowFinished:
+    """A campaign row's dial, for the tenant's webhook (``type: CampaignRow``)."""
+
+    tenant: str
+    campaign_id: str
+    line: int
+    number: str
+    outcome: str
+    state: RowState
+    attempts: int
+    error_code: str | None
+    call_id: str
+    at: float = field(default_factory=time.time)
+
+    @property
+    def kind(self) -> str:
+        return "campaign_row"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "type": "CampaignRow",
+            "tenant": self.tenant,
+            "campaign_id": self.campaign_id,
+            "line": self.line,
+            "number": self.number,
+            "outcome": self.outcome,
+            "final": self.state != "pending",
+            "attempts": self.attempts,
+            "error_code": self.error_code,
+            "call_id": self.call_id,
+            "timestamp": self.at,
+        }
+
+
+def row_finished(
+    tenant: str, row: ClaimedRow, result: DialResult, state: RowState, *, full_number: bool
+) -> RowFinished:
+    return RowFinished(
+        tenant,
+        row.campaign_id,
+        row.line,
+        mask_number(row.number, full=full_number),
+        result.outcome.value,
+        state,
+        row.attempts,
+        result.error_code,
+        result.call_id or "",
+    )
 
 
 # ── The runner ───────────────────────────────────────────────────────────────────────────

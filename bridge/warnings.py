@@ -155,6 +155,11 @@ class BridgeWarning:
     at: float = field(default_factory=time.time)
     details: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def kind(self) -> str:
+        """Its name in logs (the webhook's ``Deliverable``)."""
+        return self.code.value
+
     def payload(self) -> dict[str, Any]:
         """JSON body in the seed's ``{"type": "Warning", ...}`` shape plus our fields."""
         return {

@@ -99,14 +99,17 @@ async def test_post_campaigns_reports_bad_rows_then_dials(tmp_path: Any) -> None
     from bridge.store import RecordStore
     from emulators.telcoflow.outbound import Callee
     from tests.service.helpers import wait_ready
+    from tests.warnings.receiver import WebhookReceiver
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'records.sqlite'}"
     async with (
         TelcoflowEmulator(api_key="k", connector_uuid="c") as telco,
         GeminiLiveEmulator(script=REMINDER) as gemini,
         RecordStore(url) as store,
+        WebhookReceiver(b"hook-secret") as receiver,
     ):
         data = sections(gemini)
+        data["warnings"] = {"min_interval_s": 0.0, "webhook_url": receiver.url}
         data["outbound"] = {"enabled": True, "instruction_template": "Remind {name}."}
         data["campaigns"] = {
             "enabled": True,
@@ -114,7 +117,8 @@ async def test_post_campaigns_reports_bad_rows_then_dials(tmp_path: Any) -> None
             "quiet_start": "00:00",
             "quiet_end": "00:00",
         }
-        config = load_config(overrides=data, env=secrets_env(telco), service=True)
+        env = {**secrets_env(telco), "CALLBRIDGE_WEBHOOK_SECRET": "hook-secret"}
+        config = load_config(overrides=data, env=env, service=True)
         telco.expect_callee("+15550000001", Callee.busy())
         service = Service(config, store=store)
         async with asyncio.TaskGroup() as group:
@@ -143,8 +147,21 @@ async def test_post_campaigns_reports_bad_rows_then_dials(tmp_path: Any) -> None
                     fetch, lambda s: s.get("dials", 0) >= 1 and "dialling" not in s["by_state"], 30
                 )
                 metrics = (await http.get("/metrics")).text
+                [posted] = await receiver.wait_for(
+                    lambda r: r.payload.get("type") == "CampaignRow", timeout=10
+                )
             service.request_drain("test over")
         assert task.result() == 0
     assert status["last_outcomes"] == {"busy": 1}
     assert status["by_state"] == {"pending": 1}  # busy: retried later (retry_after_s)
     assert 'callbridge_campaign_dials_total{outcome="busy",state="pending"} 1.0' in metrics
+    # The row's result went to the tenant's signed webhook, like warnings do.
+    assert posted.signature_ok
+    row = posted.payload
+    assert (row["campaign_id"], row["line"], row["outcome"], row["final"]) == (
+        "c1",
+        2,
+        "busy",
+        False,
+    )
+    assert row["number"] == "********0001"  # masked unless service.log_full_numbers
