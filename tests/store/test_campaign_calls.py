@@ -165,3 +165,42 @@ async def test_two_replicas_share_a_campaign_each_row_dialled_once(pg_url: str) 
     first_rows, second_rows = set(stack.app.campaigns.dialled), set(second.campaigns.dialled)
     assert first_rows and second_rows  # both replicas dialled
     assert status["last_outcomes"] == {"busy": len(numbers)}
+
+
+async def test_a_bridge_restart_mid_campaign_dials_no_row_twice(sqlite_url: str) -> None:
+    """The first bridge stops (SIGTERM drain) after a few rows; a new one finishes the rest."""
+    from bridge.campaigns import BatchRow, CampaignPolicy
+
+    numbers = [f"+1555200{i:04d}" for i in range(8)]
+    policy = CampaignPolicy(quiet_start="00:00", quiet_end="00:00", max_attempts=1)
+    dialled: list[str] = []
+    lives: list[int] = []
+    async with RecordStore(sqlite_url) as records:
+        store = CampaignStore(records.engine, "local")
+        rows = [BatchRow(i + 2, n, {"name": "X"}) for i, n in enumerate(numbers)]
+        await store.submit("c3", rows, policy)
+        for life in range(2):
+            telco = TelcoflowEmulator(api_key="stack-key", connector_uuid="conn-1")
+            overrides = tenant(sqlite_url)
+            overrides["campaigns"]["calls_per_minute"] = 120  # one every 0.5 s
+            stack = LocalStack(
+                GREETING,
+                overrides=overrides,
+                telcoflow=telco,
+                app_options={"campaign_engine": records.engine},
+            )
+            async with stack:
+                for number in numbers:
+                    telco.expect_callee(number, Callee.busy(after_s=0.2))
+                if life == 0:
+                    async with asyncio.timeout(30):
+                        while len(telco.dialled) < 3:
+                            await asyncio.sleep(0.05)
+                else:
+                    await wait_done(store, "c3", len(numbers))
+            dialled += telco.dialled
+            lives.append(len(telco.dialled))
+        status = await store.status("c3")
+    assert Counter(dialled) == {n: 1 for n in numbers}
+    assert lives[0] >= 3 and lives[1] >= 1  # both lives dialled: the second took over
+    assert status is not None and status["by_state"] == {"done": len(numbers)}
