@@ -120,6 +120,7 @@ class BridgeApp:
                 poll_s=settings.poll_s,
                 stale_after_s=settings.stale_after_s,
                 on_row_done=on_campaign_row,
+                has_capacity=self._can_dial,
             )
         """Dials started with :meth:`start_dial`: ``None`` while under way, then the result."""
 
@@ -155,6 +156,10 @@ class BridgeApp:
         self.source.stop_claiming()
         if self.campaigns is not None:
             self.campaigns.stop()  # calls under way finish; no new row is claimed
+
+    def _can_dial(self) -> bool:
+        limit = self.config.outbound.max_concurrent_calls
+        return self.source.has_capacity() and len(self._dialling) < limit
 
     @property
     def campaign_store(self) -> CampaignStore | None:

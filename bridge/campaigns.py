@@ -43,12 +43,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge.admission import ConnectRateLimiter
 from bridge.config import TenantConfig
 from bridge.errors import ConfigError
-from bridge.outbound import RETRYABLE, DialOutcome, DialResult, check_number
+from bridge.outbound import (
+    NOT_PLACED,
+    RETRY_LATER,
+    RETRYABLE,
+    DialOutcome,
+    DialResult,
+    check_number,
+)
 from bridge.record import mask_number
 from bridge.store import campaign_rows, campaigns
 
 log = structlog.get_logger("callbridge.campaigns")
 T = TypeVar("T")
+
+NOT_PLACED_RETRY_S = 5.0
+"""A row our own bridge could not place (full, disconnected) is tried again this soon."""
 
 RowState = Literal["pending", "dialling", "done", "interrupted"]
 
@@ -208,7 +218,15 @@ class ClaimedRow:
 class CampaignStore:
     """Campaign state on the record store's engine (tables created with the store's)."""
 
-    def __init__(self, engine: AsyncEngine, tenant: str, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tenant: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        not_placed_retry_s: float = NOT_PLACED_RETRY_S,
+    ):
+        self.not_placed_retry_s = not_placed_retry_s
         self.engine = engine
         self.tenant = tenant
         self._clock = clock
@@ -308,8 +326,11 @@ class CampaignStore:
     async def finish(self, row: ClaimedRow, result: DialResult) -> RowState:
         """Record a row's dial; a retryable outcome with attempts left goes back to pending."""
         now = self._clock()
-        retry = result.outcome in RETRYABLE and row.attempts < row.policy.max_attempts
-        state: RowState = "pending" if retry else "done"
+        code = result.error_code or ""
+        c = campaign_rows.c
+        retryable = result.outcome in RETRYABLE or code in RETRY_LATER
+        retry = retryable and row.attempts < row.policy.max_attempts
+        state: RowState = "pending" if retry or code in NOT_PLACED else "done"
         values: dict[str, Any] = {
             "state": state,
             "outcome": result.outcome.value,
@@ -317,9 +338,11 @@ class CampaignStore:
             "call_id": result.call_id,
             "updated_at": now,
         }
-        if retry:
+        if code in NOT_PLACED:  # never left this bridge: not an attempt, try again soon
+            values["attempts"] = c.attempts - 1
+            values["next_at"] = now + self.not_placed_retry_s
+        elif retry:
             values["next_at"] = retry_at(now, row.attempts, row.policy, row.tz)
-        c = campaign_rows.c
         async with self.engine.begin() as conn:
             await conn.execute(
                 sa.update(campaign_rows)
@@ -461,7 +484,9 @@ class CampaignRunner:
         poll_s: float = 1.0,
         stale_after_s: float = 3600.0,
         on_row_done: Callable[[ClaimedRow, DialResult, RowState], None] | None = None,
+        has_capacity: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._has_capacity = has_capacity
         self._store = store
         self._dial = dial
         self.replica = replica
@@ -476,6 +501,11 @@ class CampaignRunner:
         self.dialled: list[tuple[str, int]] = []
 
     @property
+    def active(self) -> int:
+        """Dials of this runner under way now."""
+        return self._active
+
+    @property
     def store(self) -> CampaignStore:
         return self._store
 
@@ -488,6 +518,9 @@ class CampaignRunner:
                 await self._store.expire_stale(self._stale_after_s)
                 if self._active >= self._max:
                     await self._wait(self._slot_free)
+                    continue
+                if not self._has_capacity():  # the bridge is full (inbound calls count)
+                    await self._wait(self._slot_free, self._poll_s)
                     continue
                 wait = self._bucket.reserve(max_wait_s=3600.0)
                 if wait:

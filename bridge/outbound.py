@@ -53,6 +53,12 @@ _BY_CODE: Mapping[str, DialOutcome] = {
     "CALL_DECLINED": DialOutcome.REJECTED,
 }
 
+NOT_PLACED = frozenset({"AT_CAPACITY", "OUTBOUND_AT_CAPACITY", "NOT_CONNECTED"})
+"""Refusals of our own bridge (full, or not connected): the call never reached the platform,
+so a campaign row is put back without counting an attempt."""
+RETRY_LATER = frozenset({"OUTBOUND_OVERFLOW"})
+"""Platform refusals that are about load, not the row: a campaign retries them (an attempt)."""
+
 REFUSALS = frozenset(
     {"QUOTA_EXCEEDED", "CHANNEL_NOT_CONFIGURED", "OUTBOUND_OVERFLOW", "FORBIDDEN", "UNAUTHORIZED"}
 )

@@ -206,8 +206,8 @@ async def test_restart_mid_campaign_dials_no_row_twice(store_url: str) -> None:
         )
         async with asyncio.TaskGroup() as group:
             task = group.create_task(first.run())
-            while sum(dial.dialled.values()) < 3:
-                await asyncio.sleep(0.02)
+            while sum(dial.dialled.values()) < 3 or first.active == 0:
+                await asyncio.sleep(0.01)
             task.cancel()  # the process goes away with calls in flight
     # A new process: a new engine on the same database.
     async with RecordStore(store_url) as records:
@@ -266,3 +266,45 @@ def test_check_config_says_a_sqlite_campaign_is_for_one_replica(
     path.write_text(pg)
     assert check_config(["--without-secrets", str(path)]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+async def test_rows_our_bridge_could_not_place_are_not_spent(store_url: str) -> None:
+    """A full bridge (AT_CAPACITY) is no attempt; a platform overflow is retried."""
+    script = {
+        "+15550000001": [("AT_CAPACITY", DialOutcome.FAILED), (None, DialOutcome.ANSWERED)],
+        "+15550000002": [("OUTBOUND_OVERFLOW", DialOutcome.FAILED), (None, DialOutcome.ANSWERED)],
+    }
+    dialled: Counter[str] = Counter()
+
+    async def dial(number: str, variables: Mapping[str, str]) -> DialResult:
+        code, outcome = script[number][dialled[number]]
+        dialled[number] += 1
+        return DialResult(number, outcome, code)
+
+    one_attempt = CampaignPolicy(
+        max_attempts=1, retry_after_s=0.1, quiet_start="00:00", quiet_end="00:00"
+    )
+    two_attempts = CampaignPolicy(
+        max_attempts=2, retry_after_s=0.1, quiet_start="00:00", quiet_end="00:00"
+    )
+    async with RecordStore(store_url) as records:
+        store = CampaignStore(records.engine, "t1", not_placed_retry_s=0.1)
+        await store.submit("full", [BatchRow(2, "+15550000001", {})], one_attempt)
+        await store.submit("overflow", [BatchRow(2, "+15550000002", {})], two_attempts)
+        runner = CampaignRunner(
+            store, dial, replica="r", max_concurrent=2, calls_per_minute=6000, poll_s=0.05
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(runner.run())
+            async with asyncio.timeout(15):
+                while sum(dialled.values()) < 4:
+                    await asyncio.sleep(0.05)
+                for cid in ("full", "overflow"):
+                    while (await store.status(cid) or {}).get("by_state") != {"done": 1}:
+                        await asyncio.sleep(0.05)
+            runner.stop()
+        full, overflow = await store.status("full"), await store.status("overflow")
+    assert dialled == {"+15550000001": 2, "+15550000002": 2}
+    assert full is not None and full["last_outcomes"] == {"answered": 1}
+    assert full["dials"] == 1  # the refused try was given back
+    assert overflow is not None and overflow["dials"] == 2
