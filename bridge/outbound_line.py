@@ -97,21 +97,26 @@ class OutboundLine:
     # -- in the caller pump (synchronous, cheap) -------------------------------------------
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        """Classify one chunk of callee audio; return what may go to the model now."""
+        """Classify one chunk of callee audio; return what may go to the model now.
+
+        Classifying costs an FFT per frame (~40 us), so it runs only while something is
+        still to be decided: never once the conversation is under way or the message left.
+        """
+        if self.phase == "talk":
+            return [*self.take_held(), chunk] if self.held else [chunk]
         seconds = duration_s(len(chunk), self._rate)
+        if self.phase == "done" or self.detector.verdict is Verdict.LEAVE_MESSAGE:
+            self.discarded_s += seconds
+            return []
         kind = classify_frame(chunk, self._rate)
         before = self.detector.verdict
         verdict = self.detector.feed(kind, seconds)
         if verdict is not before:
             self._changed.set()
-        match self.phase:
-            case "talk":
-                return [*self.take_held(), chunk] if self.held else [chunk]
-            case "opening":
-                return self._opening(chunk, kind, seconds)
-            case _:
-                self.discarded_s += seconds
-                return []
+        if self.phase == "opening":
+            return self._opening(chunk, kind, seconds)
+        self.discarded_s += seconds
+        return []
 
     def _opening(self, chunk: bytes, kind: FrameKind, seconds: float) -> list[bytes]:
         now = self.detector.t
