@@ -18,7 +18,8 @@ from adapters.telcoflow.dialer import DialFailure, TelcoflowDialer
 from adapters.telcoflow.source import TelcoflowCallSource
 from bridge.amd import DetectorSettings
 from bridge.call import BridgedCall
-from bridge.campaigns import CampaignRunner, CampaignStore, ClaimedRow, RowState
+from bridge.campaign_runner import CampaignRunner
+from bridge.campaigns import CampaignStore, ClaimedRow, RowState
 from bridge.config import TenantConfig
 from bridge.delivery import WarningHandler, WarningHub, log_warning
 from bridge.errors import ConfigError

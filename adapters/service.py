@@ -38,7 +38,8 @@ from adapters.app import BridgeApp, build_connectors
 from adapters.http import HttpDeps, create_http_app, readiness
 from bridge import loop
 from bridge.admission import AdmissionStats, admit_all
-from bridge.campaigns import ClaimedRow, RowState, policy_of, row_finished
+from bridge.campaign_runner import row_finished
+from bridge.campaigns import ClaimedRow, RowState, policy_of
 from bridge.config import TenantConfig, config_problems, load_config
 from bridge.delivery import WarningHandler, log_warning
 from bridge.errors import ConfigError

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bridge.campaign_runner import CampaignRunner
 from bridge.campaigns import (
     BatchRow,
     CampaignPolicy,
-    CampaignRunner,
     CampaignStore,
     next_allowed,
     parse_batch,
