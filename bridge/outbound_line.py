@@ -126,6 +126,11 @@ class OutboundLine:
                 self._run_start = now - seconds
             self._last_voiced = now
             speech_s = now - self._run_start
+        elif not self.held:
+            # Silence before the callee says anything tells the model nothing: not held, so
+            # the model does not get seconds of it in one burst after the opening.
+            self.discarded_s += seconds
+            return []
         self.held.append(chunk)
         self._held_s += seconds
         while self._held_s > MAX_HELD_S and self.held:

@@ -69,3 +69,11 @@ def test_a_machine_line_never_reaches_the_model() -> None:
     out += feed(gate, SILENCE, 1.0)
     assert out == []
     assert gate.detector.verdict.value == "leave_message"
+
+
+def test_silence_over_the_opening_is_not_held() -> None:
+    gate = line()
+    gate.phase = "opening"
+    assert feed(gate, SILENCE, 3.0) == [] and not gate.held
+    feed(gate, SPEECH, 0.4)
+    assert len(gate.held) == 20
