@@ -43,6 +43,7 @@ from callbridge.bridge.events import (
     TurnComplete,
     Usage,
 )
+from callbridge.bridge.outbound_line import OutboundLine
 from callbridge.bridge.ports import CallCommand, CallPort, ModelSession
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.speech import CallerActivity
@@ -98,6 +99,7 @@ class BridgedCall:
         greeting_prompt: str | None = None,
         human: HumanLeg | None = None,
         caller_activity: CallerActivity | None = None,
+        line: OutboundLine | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call = call
@@ -108,6 +110,9 @@ class BridgedCall:
         self._audio = audio
         self._thresholds = thresholds
         self._greeting = greeting_prompt
+        self.line = line
+        """Outbound etiquette (``callbridge.bridge.outbound_line``): gates caller audio, times the
+        opening."""
         self._human = human or HumanLeg()
         self._clock = clock
         self.tools: ToolDispatcher | None = None
@@ -237,7 +242,9 @@ class BridgedCall:
                     tg.create_task(self._playout(), name="playout")
                     tg.create_task(self._clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
-                    if self._greeting:
+                    if self.line is not None:
+                        tg.create_task(self.line.run(self), name="outbound-line")
+                    elif self._greeting:
                         await self.session.send_text(self._greeting)
             except* _CallOver:
                 pass
@@ -248,6 +255,8 @@ class BridgedCall:
         finally:
             self._flush_transcripts()
             await asyncio.shield(self._hang_up_if_needed())
+            if self.line is not None:
+                self.outcome = self.line.final_outcome(self.outcome)
             self.record.finish(self.outcome)
         return self.outcome
 
@@ -280,9 +289,10 @@ class BridgedCall:
                 self.stats.caller_frames += 1
                 if self.caller.update(chunk):
                     self.record.note("caller_stopped_speaking")
-                pcm = self._in_resampler.process(chunk)
-                for frame in self._to_model.push(pcm):
-                    await self._send_to_model(frame)
+                for admitted in (chunk,) if self.line is None else self.line.feed(chunk):
+                    pcm = self._in_resampler.process(admitted)
+                    for frame in self._to_model.push(pcm):
+                        await self._send_to_model(frame)
         except CallGone:
             pass
         self.finish(self.call.end_reason)

@@ -170,6 +170,57 @@ class ServiceSettings(_Strict):
     log_format: Literal["auto", "json", "console"] = "auto"
 
 
+class OutboundSettings(_Strict):
+    """Placing calls (``app.dial``, ``POST /calls``, ``callbridge call``) and their etiquette."""
+
+    enabled: bool = False
+    instruction_template: str | None = None
+    """The system instruction of outbound calls, with ``{name}`` placeholders filled per call;
+    unset: ``model.system_instruction`` (then a call may pass no variables)."""
+    opening_prompt: str = (
+        "The person you called has picked up the phone. Introduce yourself briefly and say "
+        "why you are calling."
+    )
+    opening_silence_s: Annotated[float, Field(gt=0, le=10)] = 2.0
+    """Start the opening after this much silence if the callee says nothing."""
+    end_of_hello_s: Annotated[float, Field(gt=0.1, le=3)] = 0.7
+    opening_barge_in_s: Annotated[float, Field(gt=0, le=10)] = 1.2
+    machine_speech_s: Annotated[float, Field(gt=0.5, le=15)] = 3.0
+    voicemail: Literal["leave", "hang_up"] = "leave"
+    voicemail_prompt: str = (
+        "You reached an answering machine and the beep has sounded. Leave a short message: "
+        "who you are and why you called, then say goodbye."
+    )
+    ring_timeout_s: Annotated[float, Field(ge=5, le=120)] = 30.0
+    max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 10
+    """Outbound calls at once; they also count against ``limits.max_concurrent_calls``."""
+
+
+class CampaignSettings(_Strict):
+    """Dialling campaign rows from the record store (``callbridge campaign submit``)."""
+
+    enabled: bool = False
+    calls_per_minute: Annotated[int, Field(ge=1, le=6000)] = 10
+    max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 5
+    """Campaign calls of this replica at once (within ``outbound.max_concurrent_calls``)."""
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    retry_after_s: Annotated[float, Field(ge=1)] = 600.0
+    quiet_start: str = "21:00"
+    quiet_end: str = "09:00"
+    default_tz: str = "UTC"
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    stale_after_s: Annotated[float, Field(ge=60)] = 3600.0
+    replica: str | None = None
+    """This replica's name in the rows it claims; default: the host name."""
+
+
+class CallFlowSettings(_Strict):
+    """What the bridge declares with ``call_flow.setup``; sent when ``inbound`` is set or
+    outbound calls are enabled. ``MISSED_ONLY``: the agent only gets calls a human missed."""
+
+    inbound: Literal["ALL", "MISSED_ONLY", "NO"] | None = None
+
+
 class TenantConfig(BaseSettings):
     """Everything one tenant's bridge process needs."""
 
@@ -185,6 +236,9 @@ class TenantConfig(BaseSettings):
     warnings: WarningSettings = WarningSettings()
     limits: LimitSettings = LimitSettings()
     service: ServiceSettings = ServiceSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    call_flow: CallFlowSettings = CallFlowSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @classmethod
     def settings_customise_sources(

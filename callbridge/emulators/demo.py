@@ -124,7 +124,15 @@ class TimelinePrinter:
             )
         if event in {"agent_turn_start", "agent_turn_end", "caller_stopped_speaking"}:
             return event.replace("_", " ")
-        if event in {"transfer_requested", "tool_call", "model_connected", "agent_audio"}:
+        if event in {
+            "transfer_requested",
+            "tool_call",
+            "model_connected",
+            "agent_audio",
+            "callee_detected",
+            "opening_played",
+            "voicemail_message",
+        }:
             details = {k: v for k, v in data.items() if k != "event"}
             return f"{event.replace('_', ' ')} {details}"
         return ""
@@ -140,6 +148,12 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
     script, caller = demo_script(), caller_script(rate)
     outcomes = [ConnectOutcome.unanswered(), ConnectOutcome.answered(after_s=1.0)]
     data = tempfile.TemporaryDirectory(prefix="callbridge-demo-")
+    if agent == "callbridge.examples.appointment_reminder":  # outbound: the bridge places the calls
+        from callbridge.emulators.outbound_demo import run_reminder_demo
+
+        os.environ["CALLBRIDGE_EXAMPLES_DATA"] = data.name
+        with data:
+            return await run_reminder_demo(rate, data.name, printer)
     if agent is not None:
         demo = DEMOS.get(agent)
         if demo is None:
@@ -188,7 +202,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rate", type=int, choices=[8000, 16000, 24000], default=16000)
     parser.add_argument("--log-level", default="ERROR")
     parser.add_argument(
-        "--agent", default=None, help=f"an example ADK agent: {', '.join(sorted(DEMOS))}"
+        "--agent",
+        default=None,
+        help=f"an example ADK agent: {', '.join(sorted(DEMOS))},
+        callbridge.examples.appointment_reminder",
     )
     args = parser.parse_args(argv)
     configure_logging("console", level=getattr(logging, args.log_level))

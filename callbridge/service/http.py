@@ -23,12 +23,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 import structlog
+from callbridge.service.campaigns import CampaignPolicy
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from callbridge.adapters.http_calls import Dialer, outbound_routes
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.record import mask_number
 from callbridge.bridge.warnings import WarningCode
@@ -74,6 +76,9 @@ class HttpDeps:
     admin_token: str | None
     max_concurrent_calls: int
     full_numbers: bool = False
+    dialer: Dialer | None = None
+    """Outbound calls (``POST /calls``); ``None`` when the tenant does not dial."""
+    campaign_policy: CampaignPolicy | None = None
 
 
 class InjectBody(BaseModel):
@@ -213,6 +218,10 @@ def create_http_app(deps: HttpDeps) -> Starlette:
         Route("/calls/{call_id}/inject", inject, methods=["POST"]),
         Route("/calls/{call_id}/end", end, methods=["POST"]),
     ]
+    if deps.dialer is not None:
+        routes += outbound_routes(
+            deps.dialer, refuse, full_numbers=deps.full_numbers, policy=deps.campaign_policy
+        )
     return Starlette(routes=routes)
 
 

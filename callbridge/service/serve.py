@@ -33,9 +33,12 @@ from collections.abc import Generator, Iterable, Sequence
 
 import structlog
 import uvicorn
+from callbridge.service.campaigns import ClaimedRow, RowState, policy_of
 
+from callbridge.bridge.campaign_runner import row_finished
 from callbridge.bridge.config import TenantConfig, config_problems, load_config
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.outbound import DialResult
 from callbridge.bridge.record import RecordListener
 from callbridge.bridge.runner import NamedConnector
 from callbridge.bridge.warnings import BridgeWarning, WarningSink
@@ -103,6 +106,8 @@ class Service:
             max_wait_s=limits.admission_wait_s,
             sink=late,
         )
+        hooks = _webhook(config)
+        self._row_hooks = hooks  # finished campaign rows go to the same signed webhook
         self.app = BridgeApp(
             config,
             connectors=[NamedConnector(n.model, w) for n, w in zip(named, wrapped, strict=True)],
@@ -110,7 +115,7 @@ class Service:
                 log_warning,
                 self.metrics.on_warning,
                 *warning_handlers,
-                *_webhook(config),
+                *hooks,
             ],
             record_listeners=[
                 self.metrics,
@@ -118,6 +123,8 @@ class Service:
                 *([store.listener()] if store is not None else []),
             ],
             on_call_finished=self.metrics.on_finished,
+            campaign_engine=store.engine if store is not None else None,
+            on_campaign_row=self._campaign_row,
         )
         late.target = self.app.warnings
         source = self.app.source
@@ -140,6 +147,8 @@ class Service:
                 admin_token=admin.get_secret_value() if admin else None,
                 max_concurrent_calls=limits.max_concurrent_calls,
                 full_numbers=config.service.log_full_numbers,
+                dialer=self.app if config.outbound.enabled else None,
+                campaign_policy=policy_of(config),
             )
         )
         self.port: int | None = None
@@ -200,6 +209,18 @@ class Service:
         sock.listen(128)
         sock.setblocking(False)
         return sock
+
+    def _campaign_row(self, row: ClaimedRow, result: DialResult, state: RowState) -> None:
+        self.metrics.campaign_rows.labels(outcome=result.outcome.value, state=state).inc()
+        event = row_finished(
+            self.config.tenant,
+            row,
+            result,
+            state,
+            full_number=self.config.service.log_full_numbers,
+        )
+        for hook in self._row_hooks:
+            hook(event)
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Serve until drained; returns the exit status."""
@@ -331,7 +352,7 @@ async def _serve(config: TenantConfig) -> int:
         return await Service(config, store=store).run(install_signals=True)
 
 
-def _webhook(config: TenantConfig) -> list[WarningHandler]:
+def _webhook(config: TenantConfig) -> list[WebhookDelivery]:
     """The tenant's signed warning webhook, if configured (the hub runs its worker)."""
     webhook = WebhookDelivery.from_settings(config.warnings)
     return [webhook] if webhook is not None else []
