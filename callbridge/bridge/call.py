@@ -24,6 +24,7 @@ from callbridge.bridge.config import AudioSettings, WarningSettings
 from callbridge.bridge.errors import CallGone, ModelUnavailable
 from callbridge.bridge.gate import HeldAudio
 from callbridge.bridge.line import LINE_ACTIONS, AgentLine
+from callbridge.bridge.outbound_line import OutboundLine
 from callbridge.bridge.playout import CallStats
 from callbridge.bridge.ports import CallCommand, CallPort, ModelSession
 from callbridge.bridge.record import CallRecord
@@ -59,6 +60,7 @@ class BridgedCall:
         greeting_prompt: str | None = None,
         human: HumanLeg | None = None,
         caller_activity: CallerActivity | None = None,
+        line: OutboundLine | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call, self.session, self.record, self.warner = call, session, record, warner
@@ -68,6 +70,9 @@ class BridgedCall:
         self.outcome = "in_progress"
         self._audio, self._greeting, self._clock = audio, greeting_prompt, clock
         self._human = human or HumanLeg()
+        self.line = line
+        """Outbound etiquette (:mod:`callbridge.bridge.outbound_line`): gates caller audio and
+        times the opening; ``None`` on inbound calls."""
         self.turns = TurnMachine(
             now=clock(),
             model_turn_stall_s=thresholds.model_turn_stall_s,
@@ -149,7 +154,9 @@ class BridgedCall:
                     tg.create_task(self.agent_line.playout(), name="playout")
                     tg.create_task(self.agent_line.clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
-                    if self._greeting:
+                    if self.line is not None:
+                        tg.create_task(self.line.run(self), name="outbound-line")
+                    elif self._greeting:
                         await self.session.send_text(self._greeting)
             except* _CallOver:
                 pass
@@ -160,6 +167,8 @@ class BridgedCall:
         finally:
             self._perform(self.turns.flush_transcripts())
             await asyncio.shield(self._hang_up_if_needed())
+            if self.line is not None:
+                self.outcome = self.line.final_outcome(self.outcome)
             self.record.finish(self.outcome)
         return self.outcome
 
@@ -187,8 +196,9 @@ class BridgedCall:
                     self._feed(t.CallerStopped(), self.caller.stopped_at)
                 elif self.caller.speaking and not was_speaking:
                     self._feed(t.CallerStarted())
-                for frame in self._to_model.push(self._in_resampler.process(chunk)):
-                    await self._send_to_model(frame)
+                for admitted in (chunk,) if self.line is None else self.line.feed(chunk):
+                    for frame in self._to_model.push(self._in_resampler.process(admitted)):
+                        await self._send_to_model(frame)
         except CallGone:
             pass
         self.finish(self.call.end_reason)

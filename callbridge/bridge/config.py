@@ -337,6 +337,79 @@ class ServiceSettings(_Strict):
         return self
 
 
+class OutboundSettings(_Strict):
+    """Placing calls (``app.dial``, ``POST /calls``, ``callbridge call``) and their etiquette."""
+
+    enabled: bool = False
+    """Allow this tenant to place calls (declared to Telcoflow with ``call_flow.setup``)."""
+    instruction_template: str | None = None
+    """The system instruction of outbound calls, with ``{name}`` placeholders filled per call;
+    unset: ``model.system_instruction`` (then a call may pass no variables)."""
+    opening_prompt: str = (
+        "The person you called has picked up the phone. Introduce yourself briefly and say "
+        "why you are calling."
+    )
+    """Sent to the model once a person has picked up and said hello (or stayed silent)."""
+    opening_silence_s: Annotated[float, Field(gt=0, le=10)] = 2.0
+    """Start the opening after this much silence if the callee says nothing."""
+    end_of_hello_s: Annotated[float, Field(gt=0.1, le=3)] = 0.7
+    """Silence that ends the callee's first words: shorter speech than `machine_speech_s`
+    followed by this much silence is a person."""
+    opening_barge_in_s: Annotated[float, Field(gt=0, le=10)] = 1.2
+    """Callee speech this long during the opening is a real interruption (barge-in); shorter
+    speech is held until the opening has played."""
+    machine_speech_s: Annotated[float, Field(gt=0.5, le=15)] = 3.0
+    """First words that go on this long are an answering machine's greeting."""
+    voicemail: Literal["leave", "hang_up"] = "leave"
+    """On an answering machine: `leave` a message after the beep (`voicemail_left`), or
+    `hang_up` at once (`no_answer`)."""
+    voicemail_prompt: str = (
+        "You reached an answering machine and the beep has sounded. Leave a short message: "
+        "who you are and why you called, then say goodbye."
+    )
+    """Sent to the model when the beep has ended (with `voicemail = "leave"`)."""
+    ring_timeout_s: Annotated[float, Field(ge=5, le=120)] = 30.0
+    """Give up on a call nobody picks up after this long (`no_answer`)."""
+    max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 10
+    """Outbound calls at once; they also count against ``limits.max_concurrent_calls``."""
+
+
+class CampaignSettings(_Strict):
+    """Dialling campaign rows from the record store (``callbridge campaign submit``)."""
+
+    enabled: bool = False
+    """Run the campaign dialler in this replica (needs `outbound.enabled`)."""
+    calls_per_minute: Annotated[int, Field(ge=1, le=6000)] = 10
+    """Campaign calls started per minute by this replica (a token bucket)."""
+    max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 5
+    """Campaign calls of this replica at once (within ``outbound.max_concurrent_calls``)."""
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    """Dial a row at most this many times (only `no_answer` and `busy` are retried)."""
+    retry_after_s: Annotated[float, Field(ge=1)] = 600.0
+    """Wait before a retry (then longer with each attempt)."""
+    quiet_start: str = "21:00"
+    """Start of the quiet hours (HH:MM, in the callee's zone): no campaign call then."""
+    quiet_end: str = "09:00"
+    """End of the quiet hours (HH:MM, in the callee's zone)."""
+    default_tz: str = "UTC"
+    """Time zone of a row that names none (IANA name, e.g. `Europe/London`)."""
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """Look for due rows this often."""
+    stale_after_s: Annotated[float, Field(ge=60)] = 3600.0
+    """A row left `dialling` this long (its replica died mid-call) becomes `interrupted`,
+    never dialled again on its own: the callee may have been reached."""
+    replica: str | None = None
+    """This replica's name in the rows it claims; default: the host name."""
+
+
+class CallFlowSettings(_Strict):
+    """What the bridge declares with ``call_flow.setup``; sent when ``inbound`` is set or
+    outbound calls are enabled. ``MISSED_ONLY``: the agent only gets calls a human missed."""
+
+    inbound: Literal["ALL", "MISSED_ONLY", "NO"] | None = None
+    """Which inbound calls the agent gets; unset: the platform's default (nothing declared)."""
+
+
 class TenantConfig(BaseSettings):
     """Everything one tenant's bridge process needs."""
 
@@ -352,6 +425,9 @@ class TenantConfig(BaseSettings):
     warnings: WarningSettings = WarningSettings()
     limits: LimitSettings = LimitSettings()
     service: ServiceSettings = ServiceSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    call_flow: CallFlowSettings = CallFlowSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @classmethod
     def settings_customise_sources(

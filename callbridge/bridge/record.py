@@ -48,6 +48,7 @@ class CallRecord:
     caller: str
     callee: str
     session_id: str = ""
+    direction: Literal["inbound", "outbound"] = "inbound"
     started_at: float = field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None

@@ -20,6 +20,8 @@ import structlog
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.config import TenantConfig
 from callbridge.bridge.errors import CallGone, CallNotServed, ModelUnavailable
+from callbridge.bridge.outbound import DialOutcome, outcome_for_code
+from callbridge.bridge.outbound_line import LinePolicy, OutboundLine
 from callbridge.bridge.ports import (
     CallCommand,
     CallPort,
@@ -38,6 +40,24 @@ log = structlog.get_logger("callbridge.runner")
 
 class IncomingCall(CallPort, Protocol):
     async def answer(self) -> CommandOutcome: ...
+
+
+class OutgoingCall(IncomingCall, Protocol):
+    """An outbound call: ``answer()`` rings the callee
+    (``callbridge.adapters.telcoflow.dialer``)."""
+
+    @property
+    def error_code(self) -> str | None:
+        """The platform's code for a call that was not picked up."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutboundPlan:
+    """How to run one outbound call: its filled-in instruction and the line etiquette."""
+
+    instruction: str
+    policy: LinePolicy
 
 
 @dataclass(frozen=True)
@@ -86,8 +106,8 @@ class CallRunner:
     def tool_specs(self) -> list[Tool]:
         return list(self._tools.values())
 
-    def _instruction(self, warner: CallWarner) -> str:
-        text = self.config.model.resolved_instruction()
+    def _instruction(self, warner: CallWarner, text: str | None = None) -> str:
+        text = text if text is not None else self.config.model.resolved_instruction()
         limit = self.config.limits.max_prompt_chars
         if len(text) > limit:
             warner.warn(
@@ -97,13 +117,18 @@ class CallRunner:
             text = text[:limit]
         return text
 
-    async def handle(self, call: IncomingCall) -> CallRecord:
-        """Bridge one call to the end; never raises for call or model failures."""
+    async def handle(self, call: IncomingCall, plan: OutboundPlan | None = None) -> CallRecord:
+        """Bridge one call to the end; never raises for call or model failures.
+
+        With ``plan`` the call is outbound: ``call.answer()`` rings the callee first, and the
+        model session opens only once they picked up (an unanswered dial costs no model).
+        """
         record = CallRecord(
             call_id=call.call_id,
             tenant=self.config.tenant,
             caller=call.caller,
             callee=call.callee,
+            direction="inbound" if plan is None else "outbound",
             listeners=list(self._listeners),
         )
         warner = CallWarner(
@@ -120,14 +145,19 @@ class CallRunner:
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
         )
         try:
-            bridged = await self._bridge(call, record, warner)
+            bridged = await self._bridge(call, record, warner, plan)
         except CallNotServed as exc:
             # Our failure, not the caller's: the source releases the call for another taker.
             record.note("call_not_served", error=str(exc))
             record.finish("bridge_error")
             log.error("call_not_served", call_id=call.call_id, error=str(exc))
         except CallGone:
-            record.finish("caller_hangup")
+            if plan is None:
+                record.finish("caller_hangup")
+            else:  # gone before the callee picked up: the platform said why (call.error)
+                code = getattr(call, "error_code", None)
+                record.note("dial_failed", error_code=code)
+                record.finish(outcome_for_code(code).value)
         except asyncio.CancelledError:
             record.finish("shutdown")
             raise
@@ -145,29 +175,74 @@ class CallRunner:
                 self._on_finished(record, bridged)
         return record
 
+    def record_failed_dial(
+        self, call_id: str, to: str, outcome: DialOutcome, error_code: str, *, refused: bool
+    ) -> CallRecord:
+        """A record for a dial that never became a call (refused, busy at create...)."""
+        record = CallRecord(
+            call_id=call_id,
+            tenant=self.config.tenant,
+            caller="",
+            callee=to,
+            direction="outbound",
+            listeners=list(self._listeners),
+        )
+        record.note("dial_failed", error_code=error_code)
+        if refused:
+            warner = CallWarner(
+                call_id=call_id,
+                tenant=self.config.tenant,
+                sink=self._sink,
+                on_record=record.warning,
+            )
+            warner.warn(
+                WarningCode.OUTBOUND_CALL_REFUSED,
+                f"the platform refused the outbound call: {error_code}",
+                error_code=error_code,
+            )
+        record.finish(outcome.value)
+        if self._on_finished is not None:
+            self._on_finished(record, None)
+        return record
+
     async def _bridge(
-        self, call: IncomingCall, record: CallRecord, warner: CallWarner
+        self,
+        call: IncomingCall,
+        record: CallRecord,
+        warner: CallWarner,
+        plan: OutboundPlan | None = None,
     ) -> BridgedCall | None:
         request = SessionRequest(
             call_id=call.call_id,
             tenant=self.config.tenant,
-            system_instruction=self._instruction(warner),
+            system_instruction=self._instruction(
+                warner, None if plan is None else plan.instruction
+            ),
             functions=[tool.spec for tool in self._tools.values()],
             input_rate=self.config.audio.model_input_rate,
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
             caller_activity=CallerActivity(call.sample_rate),
         )
         async with AsyncExitStack() as stack:
-            # Answer while the model session opens: the SDK queues caller audio meanwhile.
-            try:
-                async with asyncio.TaskGroup() as group:
-                    answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
-                    session = await self._open_model(stack, request, record, warner)
-            except* CallNotServed as failed:  # our voice socket would not open
-                raise failed.exceptions[0] from None
-            except* CallGone as gone:  # the caller hung up while we answered
-                raise gone.exceptions[0] from None
-            answered = answering.result()
+            if plan is not None:
+                answered = await call.answer()
+                if not answered.ok:
+                    record.command("answer", False, answered.error_code)
+                    code = getattr(call, "error_code", None) or answered.error_code
+                    record.finish(outcome_for_code(code).value)
+                    return None
+                session = await self._open_model(stack, request, record, warner)
+            else:
+                # Answer while the model session opens: the SDK queues caller audio meanwhile.
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
+                        session = await self._open_model(stack, request, record, warner)
+                except* CallNotServed as failed:  # our voice socket would not open
+                    raise failed.exceptions[0] from None
+                except* CallGone as gone:  # the caller hung up while we answered
+                    raise gone.exceptions[0] from None
+                answered = answering.result()
             if not answered.ok:
                 record.command("answer", False, answered.error_code)
                 record.finish("answer_failed")
@@ -176,7 +251,7 @@ class CallRunner:
             if session is None:
                 # Nothing to say to the caller without a model: end cleanly, do not leave dead air.
                 await _end_call(call, record)
-                record.finish("model_unavailable")
+                record.finish("model_unavailable" if plan is None else DialOutcome.FAILED.value)
                 return None
             human = HumanLeg()
             bridged = BridgedCall(
@@ -189,6 +264,7 @@ class CallRunner:
                 warner=warner,
                 greeting_prompt=self.config.model.greeting_prompt,
                 caller_activity=request.caller_activity,
+                line=None if plan is None else OutboundLine(call.sample_rate, plan.policy, record),
             )
             ctx = ToolContext(
                 call=call,

@@ -30,6 +30,7 @@ class WarningCode(enum.StrEnum):
     CALL_ADMISSION_DELAYED = "CALL_ADMISSION_DELAYED"
     CALLER_AUDIO_DROPPED = "CALLER_AUDIO_DROPPED"
     TELEPHONY_CALL_ERROR = "TELEPHONY_CALL_ERROR"
+    OUTBOUND_CALL_REFUSED = "OUTBOUND_CALL_REFUSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,14 @@ CATALOGUE: Mapping[WarningCode, CatalogueEntry] = {
         "Check the error_code in the details with the telephony provider; repeated errors on "
         "one connector point at its media configuration.",
     ),
+    WarningCode.OUTBOUND_CALL_REFUSED: CatalogueEntry(
+        "The platform refused to place an outbound call (`session.create` failed with "
+        "QUOTA_EXCEEDED, CHANNEL_NOT_CONFIGURED, OUTBOUND_OVERFLOW...), or the bridge was at "
+        "capacity; the call's outcome is `failed` with that error_code.",
+        "QUOTA_EXCEEDED / OUTBOUND_OVERFLOW: dial fewer calls at once (`outbound.max_concurrent_"
+        "calls`) or raise the quota; CHANNEL_NOT_CONFIGURED: enable outbound calls for the "
+        "connector with the telephony provider and set `outbound.enabled`.",
+    ),
 }
 
 
@@ -145,6 +154,11 @@ class BridgeWarning:
     tenant: str
     at: float = field(default_factory=time.time)
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """Its name in logs (the webhook's ``Deliverable``)."""
+        return self.code.value
 
     def payload(self) -> dict[str, Any]:
         """JSON body in the seed's ``{"type": "Warning", ...}`` shape plus our fields."""

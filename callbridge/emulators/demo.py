@@ -131,7 +131,15 @@ class TimelinePrinter:
             )
         if event in {"agent_turn_start", "agent_turn_end", "caller_stopped_speaking"}:
             return event.replace("_", " ")
-        if event in {"transfer_requested", "tool_call", "model_connected", "agent_audio"}:
+        if event in {
+            "transfer_requested",
+            "tool_call",
+            "model_connected",
+            "agent_audio",
+            "callee_detected",
+            "opening_played",
+            "voicemail_message",
+        }:
             details = {k: v for k, v in data.items() if k != "event"}
             return f"{event.replace('_', ' ')} {details}"
         return ""
@@ -165,6 +173,12 @@ async def run_demo(
     script, caller = demo_script(), caller_script(rate)
     outcomes = [ConnectOutcome.unanswered(), ConnectOutcome.answered(after_s=1.0)]
     data = tempfile.TemporaryDirectory(prefix="callbridge-demo-")
+    if agent == "callbridge.examples.appointment_reminder":  # outbound: the bridge places the calls
+        from callbridge.emulators.outbound_demo import run_reminder_demo
+
+        os.environ["CALLBRIDGE_EXAMPLES_DATA"] = data.name
+        with data:
+            return await run_reminder_demo(rate, data.name, printer)
     if agent is not None:
         try:
             script, caller, outcomes = agent_conversation(agent, scenario, rate)
@@ -221,7 +235,8 @@ def main(argv: Sequence[str]) -> int:
         "--agent",
         default=None,
         help="your ADK agent as module:attribute (an Agent or an App; the current directory "
-        f"is importable), or a bundled example: {', '.join(sorted(DEMOS))}",
+        f"is importable), or a bundled example: {', '.join(sorted(DEMOS))}, "
+        "callbridge.examples.appointment_reminder (outbound)",
     )
     parser.add_argument(
         "--scenario",

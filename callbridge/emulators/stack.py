@@ -52,12 +52,14 @@ class LocalStack:
         record_listeners: Iterable[RecordListener] = (),
         gemini: GeminiLiveEmulator | None = None,
         telcoflow: TelcoflowEmulator | None = None,
+        app_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.gemini = gemini or GeminiLiveEmulator(script=script)
         self.telco = telcoflow or TelcoflowEmulator(api_key="stack-key", connector_uuid="conn-1")
         self._overrides = dict(overrides or {})
         self._handlers = list(warning_handlers)
         self._listeners = list(record_listeners)
+        self._app_options = dict(app_options or {})
         self.app: BridgeApp | None = None
         self.config: TenantConfig | None = None
         self._group: asyncio.TaskGroup | None = None
@@ -96,7 +98,10 @@ class LocalStack:
         await self.telco.__aenter__()
         self.config = self.tenant_config()
         self.app = BridgeApp(
-            self.config, warning_handlers=self._handlers, record_listeners=self._listeners
+            self.config,
+            warning_handlers=self._handlers,
+            record_listeners=self._listeners,
+            **self._app_options,
         )
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
@@ -128,7 +133,12 @@ class LocalStack:
         caller: str = "+15550001",
         callee: str = "+15559999",
         connect_outcomes: Iterable[ConnectOutcome] = (),
+        missed: bool = True,
     ) -> EmulatedCall:
         return self.telco.place_call(
-            script, caller=caller, callee=callee, connect_outcomes=list(connect_outcomes)
+            script,
+            caller=caller,
+            callee=callee,
+            connect_outcomes=list(connect_outcomes),
+            missed=missed,
         )

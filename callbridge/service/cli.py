@@ -1,4 +1,5 @@
-"""``callbridge`` command line: demo, emulators, serve, check-config, calls, bench, soak.
+"""``callbridge`` command line: demo, emulators, serve, check-config, calls, call, campaign,
+bench, soak.
 
 Each subcommand's work lives in its own module, imported only when that subcommand runs,
 so ``callbridge check-config`` stays fast and never touches the network.
@@ -22,6 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "validate a tenant config without connecting",
     ),
     "calls": ("callbridge.service.store_cli:main", "list or show recorded calls"),
+    "call": (
+        "callbridge.service.call_cli:main",
+        "place an outbound call through a running bridge",
+    ),
+    "campaign": (
+        "callbridge.service.campaign_cli:main",
+        "submit a batch of calls, or show its status",
+    ),
     "bench": ("callbridge.bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("callbridge.bench.soak:main", "soak: thousands of calls through one process"),
 }

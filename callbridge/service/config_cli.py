@@ -121,4 +121,20 @@ def main(argv: Sequence[str]) -> int:
             print(f"{args.file}: {line}", file=sys.stderr)
         return EXIT_INVALID
     print(summary(args.file, config))
+    for note in notes(config):
+        print(f"{args.file}: note: {note}")
     return EXIT_OK
+
+
+def notes(config: TenantConfig) -> list[str]:
+    """Things that are valid but limit how the tenant may run."""
+    found = []
+    if config.campaigns.enabled and config.service.records_url.startswith("sqlite"):
+        found.append(
+            "campaigns.enabled with SQLite records: run ONE replica only (SQLite has no row "
+            "locks, so two replicas could dial the same row); use PostgreSQL "
+            "(service.records_url = postgresql+asyncpg://...) for more"
+        )
+    if config.campaigns.enabled and not config.outbound.enabled:
+        found.append("campaigns.enabled without outbound.enabled: every campaign row will fail")
+    return found

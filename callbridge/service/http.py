@@ -46,6 +46,8 @@ from starlette.routing import BaseRoute, Route
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.record import mask_number
 from callbridge.bridge.warnings import WarningCode
+from callbridge.service.campaigns import CampaignPolicy
+from callbridge.service.http_calls import Dialer, outbound_routes
 from callbridge.service.metrics import CONTENT_TYPE_LATEST, BridgeMetrics
 
 log = structlog.get_logger("callbridge.http")
@@ -94,6 +96,9 @@ class HttpDeps:
     """The record writer's state, shown in ``/readyz``. Not a readiness condition: the store is
     shared, so an outage would make every replica unready and no call would be answered;
     calls go on and entries queue (bounded) meanwhile."""
+    dialer: Dialer | None = None
+    """Outbound calls (``POST /calls``); ``None`` when the tenant does not dial."""
+    campaign_policy: CampaignPolicy | None = None
 
 
 class AuthThrottle:
@@ -372,14 +377,17 @@ def create_admin_app(
         gate.audit(request, "end", "ok", call_id=bridged.record.call_id)
         return JSONResponse({"ending": True, "outcome": bridged.outcome})
 
-    app = Starlette(
-        routes=[
-            Route("/calls", list_calls, methods=["GET"]),
-            Route("/calls/{call_id}/inject", inject, methods=["POST"]),
-            Route("/calls/{call_id}/end", end, methods=["POST"]),
-            *extra_routes,
-        ]
-    )
+    routes: list[BaseRoute] = [
+        Route("/calls", list_calls, methods=["GET"]),
+        Route("/calls/{call_id}/inject", inject, methods=["POST"]),
+        Route("/calls/{call_id}/end", end, methods=["POST"]),
+        *extra_routes,
+    ]
+    if deps.dialer is not None:
+        routes += outbound_routes(
+            deps.dialer, gate, full_numbers=deps.full_numbers, policy=deps.campaign_policy
+        )
+    app = Starlette(routes=routes)
     app.state.gate = gate
     return app
 

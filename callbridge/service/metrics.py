@@ -111,6 +111,12 @@ class BridgeMetrics:
         self.calls = Counter(
             "callbridge_calls", "Finished calls by outcome.", ["outcome"], registry=r
         )
+        self.campaign_rows = Counter(
+            "callbridge_campaign_dials",
+            "Campaign dials by outcome and the row's state after it (pending = retry).",
+            ["outcome", "state"],
+            registry=r,
+        )
         self.first_audio = Histogram(
             "callbridge_first_agent_audio_seconds",
             "From call start to the first agent audio from the model.",

@@ -54,12 +54,15 @@ from callbridge.bridge.config import (
 )
 from callbridge.bridge.errors import ConfigError
 from callbridge.bridge.model_health import ModelHealth
+from callbridge.bridge.outbound import DialResult
 from callbridge.bridge.record import RecordListener
 from callbridge.bridge.runner import NamedConnector
 from callbridge.bridge.warnings import BridgeWarning, WarningSink
 from callbridge.service import loop
 from callbridge.service.admission import AdmissionStats, admit_all
 from callbridge.service.app import BridgeApp, build_connectors
+from callbridge.service.campaign_runner import row_finished
+from callbridge.service.campaigns import ClaimedRow, RowState, policy_of
 from callbridge.service.delivery import WarningHandler, log_warning
 from callbridge.service.health_metrics import register_gauges
 from callbridge.service.http import (
@@ -140,6 +143,8 @@ class Service:
             max_wait_s=limits.admission_wait_s,
             sink=late,
         )
+        hooks = _webhook(config)
+        self._row_hooks = hooks  # finished campaign rows go to the same signed webhook
         self.app = BridgeApp(
             config,
             connectors=[NamedConnector(n.model, w) for n, w in zip(named, wrapped, strict=True)],
@@ -147,7 +152,7 @@ class Service:
                 log_warning,
                 self.metrics.on_warning,
                 *warning_handlers,
-                *_webhook(config),
+                *hooks,
             ],
             record_listeners=[
                 self.metrics,
@@ -157,6 +162,8 @@ class Service:
             ],
             on_call_finished=self.metrics.on_finished,
             unready=self.model_health.reason,
+            campaign_engine=store.engine if store is not None else None,
+            on_campaign_row=self._campaign_row,
         )
         late.target = self.app.warnings
         source = self.app.source
@@ -181,6 +188,8 @@ class Service:
             full_numbers=config.service.log_full_numbers,
             unready=unready,
             store_health=store.health if store is not None else None,
+            dialer=self.app if config.outbound.enabled else None,
+            campaign_policy=policy_of(config),
         )
         self.gate = AdminGate(deps.admin_token)
         self.http = create_http_app(deps)
@@ -286,6 +295,18 @@ class Service:
         sock.listen(128)
         sock.setblocking(False)
         return sock
+
+    def _campaign_row(self, row: ClaimedRow, result: DialResult, state: RowState) -> None:
+        self.metrics.campaign_rows.labels(outcome=result.outcome.value, state=state).inc()
+        event = row_finished(
+            self.config.tenant,
+            row,
+            result,
+            state,
+            full_number=self.config.service.log_full_numbers,
+        )
+        for hook in self._row_hooks:
+            hook(event)
 
     def _server(self, app: ASGIApp, name: str) -> _EmbeddedServer:
         limits, stats = self.http_limits, self.guards[name]
@@ -519,7 +540,7 @@ async def _serve(config: TenantConfig) -> int:
     return status
 
 
-def _webhook(config: TenantConfig) -> list[WarningHandler]:
+def _webhook(config: TenantConfig) -> list[WebhookDelivery]:
     """The tenant's signed warning webhook, if configured (the hub runs its worker)."""
     webhook = WebhookDelivery.from_settings(config.warnings)
     return [webhook] if webhook is not None else []

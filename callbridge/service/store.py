@@ -75,6 +75,7 @@ calls = sa.Table(
     sa.Column("ended_at", sa.Double, nullable=True),
     sa.Column("outcome", sa.String(64), nullable=False),
     sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("direction", sa.String(16), nullable=False, server_default="inbound"),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.Index("ix_calls_started_at", "started_at"),
     sa.Index("ix_calls_tenant_started_at", "tenant", "started_at"),
@@ -88,6 +89,41 @@ call_entries = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("t", sa.Double, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
+)
+
+# Campaigns (``callbridge.service.campaigns``): one row per campaign, one per number to dial.
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("policy", sa.JSON, nullable=False),
+)
+
+campaign_rows = sa.Table(
+    "campaign_rows",
+    metadata,
+    sa.Column(
+        "campaign_id", sa.String(64), sa.ForeignKey("campaigns.campaign_id"), primary_key=True
+    ),
+    sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("row_key", sa.String(256), nullable=False),
+    sa.Column("number", sa.String(32), nullable=False),
+    sa.Column("variables", sa.JSON, nullable=False),
+    sa.Column("tz", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.Double, nullable=False),
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    sa.Column("claimed_at", sa.Double, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("call_id", sa.String(128), nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("tenant", "row_key", name="uq_campaign_rows_tenant_key"),
+    sa.Index("ix_campaign_rows_due", "state", "next_at"),
 )
 
 _TRANSIENT_TYPES = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
@@ -116,6 +152,7 @@ class StoredCall:
     usage: dict[str, int]
     updated_at: float
     entries: tuple[RecordEntry, ...] = ()
+    direction: str = "inbound"
 
     @property
     def duration(self) -> float | None:
@@ -189,6 +226,7 @@ class StoreListener:
             "ended_at": record.ended_at,
             "outcome": record.outcome,
             "usage": dict(record.usage),
+            "direction": record.direction,
         }
 
 
@@ -578,7 +616,17 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
         usage=dict(row["usage"]),
         updated_at=row["updated_at"],
         entries=entries,
+        direction=row["direction"],
     )
 
 
-__all__ = ["RecordStore", "StoreListener", "StoredCall", "call_entries", "calls", "metadata"]
+__all__ = [
+    "RecordStore",
+    "StoreListener",
+    "StoredCall",
+    "call_entries",
+    "calls",
+    "campaign_rows",
+    "campaigns",
+    "metadata",
+]

@@ -134,6 +134,7 @@ def _print_call(call: StoredCall, out: TextIO) -> None:
         ("ended", _when(call.ended_at)),
         ("duration", _duration(call.duration)),
         ("outcome", call.outcome),
+        ("direction", call.direction),
         ("usage", " ".join(_pairs(call.usage)) or "-"),
     ]
     for key, value in header:

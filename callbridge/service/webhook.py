@@ -34,6 +34,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,7 +43,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from callbridge.bridge.config import WarningSettings
 from callbridge.bridge.errors import ConfigError
-from callbridge.bridge.warnings import BridgeWarning
 from callbridge.service.logs import safe_url
 
 log = structlog.get_logger("callbridge.webhook")
@@ -70,7 +70,23 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(sign(secret, body), header.strip())
 
 
-def encode_body(warning: BridgeWarning) -> bytes:
+class Deliverable(Protocol):
+    """What the webhook posts: a :class:`BridgeWarning`, or a finished campaign row
+    (``callbridge.service.campaigns.RowFinished``). ``kind`` names it in logs."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+
+def encode_body(warning: Deliverable) -> bytes:
     """The exact bytes posted (and signed): compact JSON of the warning's payload."""
     return json.dumps(warning.payload(), separators=(",", ":"), default=str).encode()
 
@@ -169,7 +185,7 @@ class WebhookDelivery:
         self._transport = transport
         self._sleep = sleep
         self._clock = clock
-        self._queue: deque[BridgeWarning] = deque()
+        self._queue: deque[Deliverable] = deque()
         self._queue_size = queue_size
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -209,7 +225,7 @@ class WebhookDelivery:
 
     # ── The hub's side: never blocks ─────────────────────────────────────────────────────
 
-    def __call__(self, warning: BridgeWarning) -> None:
+    def __call__(self, warning: Deliverable) -> None:
         """Queue ``warning`` for delivery; when full, the oldest queued one is dropped."""
         if len(self._queue) >= self._queue_size:
             self._queue.popleft()
@@ -255,7 +271,7 @@ class WebhookDelivery:
                     self.stats.failed += 1
                     log.error(
                         "warning_webhook_error",
-                        code=warning.code.value,
+                        code=warning.kind,
                         call_id=warning.call_id,
                         error=f"{type(exc).__name__}: {exc}",
                     )
@@ -269,7 +285,7 @@ class WebhookDelivery:
             return False
         return True
 
-    async def _deliver(self, client: httpx.AsyncClient, warning: BridgeWarning) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, warning: Deliverable) -> None:
         body = encode_body(warning)
         delivery_id = uuid.uuid4().hex
         retrying = AsyncRetrying(
@@ -320,11 +336,11 @@ class WebhookDelivery:
             raise _Retry(f"HTTP {status}", _retry_after(response))
         raise _Final(f"HTTP {status} (not retried)")
 
-    def _give_up(self, warning: BridgeWarning, attempts: int, reason: str) -> None:
+    def _give_up(self, warning: Deliverable, attempts: int, reason: str) -> None:
         self.stats.failed += 1
         log.error(
             "warning_webhook_failed",
-            code=warning.code.value,
+            code=warning.kind,
             call_id=warning.call_id,
             tenant=warning.tenant,
             attempts=attempts,

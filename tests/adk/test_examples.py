@@ -32,6 +32,7 @@ EXAMPLES = [
     "callbridge.examples.database_lookup:root_agent",
     "callbridge.examples.human_escalation:root_agent",
     "callbridge.examples.after_hours_voicemail:app",
+    "callbridge.examples.appointment_reminder:root_agent",
 ]
 
 

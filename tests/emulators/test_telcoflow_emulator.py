@@ -25,6 +25,7 @@ from telcoflow import (
     CallAudioConfig,
     CallFlowConfig,
     ChannelType,
+    InboundCallMode,
     SessionManager,
     SessionManagerConfig,
     SessionNotification,
@@ -256,7 +257,8 @@ async def test_list_sessions_over_rest() -> None:
 
 async def test_other_sm_requests_and_unknown_frames() -> None:
     async with TelcoflowEmulator(API_KEY, CONNECTOR) as emu, bridge(emu) as fake:
-        await fake.sm.setup_call_flow(CallFlowConfig())
+        # Inbound calls on, outbound off: the emulator obeys the declaration.
+        await fake.sm.setup_call_flow(CallFlowConfig(inbound_call=InboundCallMode.ALL))
         with pytest.raises(WSSChannelNotConfigured):
             await fake.sm.create_session(ChannelType.TELCO, "+1555")
         await fake.sm._sm_connection.send_message({"type": "bogus", "x": 1})

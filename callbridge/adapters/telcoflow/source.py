@@ -94,6 +94,7 @@ class TelcoflowCallSource:
         handle_call: CallHandler,
         max_concurrent_calls: int,
         unready: Callable[[], str | None] = lambda: None,
+        on_connected: Callable[[telcoflow.SessionManager], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._rate = sample_rate
@@ -102,6 +103,7 @@ class TelcoflowCallSource:
         self._unready = unready
         self._released: set[str] = set()
         self._resumes_seen: dict[str, int] = {}
+        self._on_connected = on_connected
         self._group: asyncio.TaskGroup | None = None
         self._manager: telcoflow.SessionManager | None = None
         self._reserved: set[str] = set()
@@ -129,6 +131,21 @@ class TelcoflowCallSource:
     def has_capacity(self) -> bool:
         return not self.draining and len(self._reserved) < self._max_calls
 
+    @property
+    def manager(self) -> telcoflow.SessionManager | None:
+        """The connected SessionManager (outbound calls are placed through it)."""
+        return self._manager if self.ready.is_set() else None
+
+    def try_reserve(self, key: str) -> bool:
+        """Take a capacity slot for an outbound call: inbound and outbound share the limit."""
+        if not self.has_capacity():
+            return False
+        self._reserved.add(key)
+        return True
+
+    def release(self, key: str) -> None:
+        self._reserved.discard(key)
+
     def stop_claiming(self) -> None:
         """Begin a drain: claim nothing new; :meth:`run` returns once live calls end."""
         self.draining = True
@@ -152,6 +169,8 @@ class TelcoflowCallSource:
                 "cert/key) and TELCOFLOW_BASE_URL."
             ) from None
         async with _entered(manager):
+            if self._on_connected is not None:
+                await self._on_connected(manager)
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self.ready.set()

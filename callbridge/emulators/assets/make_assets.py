@@ -7,7 +7,7 @@ espeak-ng voices so a listener (and a test) can tell the legs apart.
 
 Requires the `espeak-ng` binary (`apt-get install -y espeak-ng`). Usage::
 
-    .venv/bin/python emulators/assets/make_assets.py
+    .venv/bin/python emulators/assets/make_assets.py [NAME ...]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -56,6 +57,28 @@ PHRASES: dict[str, tuple[str, int, str]] = {
         "I'm sorry, nobody is available right now. Let me try again.",
     ),
     "agent_farewell": (AGENT_VOICE, AGENT_RATE, "Thank you for calling, goodbye."),
+    # Outbound calls: the callee, a mailbox greeting (its own voice) and the calling agent.
+    "callee_hello": (CALLER_VOICE, CALLER_RATE, "Hello?"),
+    "callee_confirm": (CALLER_VOICE, CALLER_RATE, "Yes, that's fine, I'll be there."),
+    "voicemail_greeting": (
+        "en-us+f2",
+        CALLER_RATE,
+        "Hi, you have reached the voicemail of Ada Lovelace. I can not take your call right "
+        "now. Please leave your name and number after the tone.",
+    ),
+    "agent_reminder": (
+        AGENT_VOICE,
+        AGENT_RATE,
+        "Hi, this is Acme Dental calling to remind you of your appointment tomorrow at ten. "
+        "Can you still make it?",
+    ),
+    "agent_voicemail": (
+        AGENT_VOICE,
+        AGENT_RATE,
+        "Hello, this is Acme Dental with a reminder of your appointment tomorrow at ten. "
+        "Please call us back if you need to reschedule. Goodbye.",
+    ),
+    "agent_confirmed": (AGENT_VOICE, AGENT_RATE, "Great, you're all set. Goodbye."),
 }
 
 
@@ -85,9 +108,14 @@ def trim(samples: np.ndarray, rate: int) -> np.ndarray:
     return samples[start:end]
 
 
-def main() -> None:
-    manifest: dict[str, dict[str, object]] = {}
+def main(only: list[str]) -> None:
+    """Regenerate every phrase, or only the ones named (the others stay byte-identical)."""
+    manifest: dict[str, dict[str, object]] = (
+        json.loads((HERE / "manifest.json").read_text()) if only else {}
+    )
     for name, (voice, rate, text) in PHRASES.items():
+        if only and name not in only:
+            continue
         samples, src_rate = synthesize(voice, text)
         resampled = soxr.resample(samples.astype(np.float32), src_rate, rate)
         pcm = np.clip(np.round(resampled), -32768, 32767).astype("<i2")
@@ -99,4 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .outbound import Callee, OutboundOptions
 from .outcomes import ConnectOutcome
 from .record import CallRecord, write_stereo_wav
 from .script import CallerScript, HangUp, Pause, Say, Step, WaitForAgentAudio
@@ -60,6 +61,16 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-record-audio", action="store_true", help="keep counters only")
     p.add_argument("--wav-dir", type=Path)
     p.add_argument("--log-level", default="INFO")
+    # Outbound calls (session.create); see emulators/telcoflow/outbound.py for the variants.
+    p.add_argument("--ring-start", choices=["create", "ready", "answer"], default="ready")
+    p.add_argument("--report", choices=["answer", "create", "terminate"], default="answer")
+    p.add_argument(
+        "--callee",
+        choices=["answer", "busy", "reject", "no_answer"],
+        default="answer",
+        help="what a dialled phone does (it plays the caller script once picked up)",
+    )
+    p.add_argument("--ring-s", type=float, default=1.0, help="ring time before --callee acts")
     return p.parse_args(argv)
 
 
@@ -110,7 +121,9 @@ async def _run(args: argparse.Namespace) -> int:
         notify_delay_s=args.notify_delay,
         renotify_after_s=args.renotify_after,
         record_audio=not args.no_record_audio,
+        outbound=OutboundOptions(ring_start=args.ring_start, report=args.report),
     )
+    emu.default_callee = Callee(args.callee, args.ring_s, _script(args))
     outcome = ConnectOutcome.unanswered() if args.connect_unanswered else None
     async with emu:
         print(f"telcoflow emulator on {emu.base_url}", file=sys.stderr, flush=True)

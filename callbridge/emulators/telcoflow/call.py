@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from . import wire
 from .faults import FaultPlan
+from .outbound import CalleePhone
 from .outcomes import DEFAULT_CONNECT_OUTCOME, ConnectOutcome
 from .record import CallRecord, EndReason
 from .script import CallerScript
@@ -61,6 +62,8 @@ class EmulatedCall:
         connect_outcomes: Iterable[ConnectOutcome],
         record_audio: bool,
         on_change: Callable[[], None],
+        phone: CalleePhone | None = None,
+        missed: bool = True,
     ) -> None:
         self.call_id = call_id
         self.session_id = session_id
@@ -70,6 +73,10 @@ class EmulatedCall:
         self.callee = callee
         self.script = script
         self.faults = FaultPlan()
+        self.phone = phone
+        """Set for an outbound call (``session.create``): the called phone and its ring."""
+        self.missed = missed
+        """An inbound call a human did not take (offered to ``MISSED_ONLY`` connectors)."""
         self.created_at = int(time.time())
         self.placed_at = time.monotonic()
         self._outcomes: deque[ConnectOutcome] = deque(connect_outcomes)
@@ -197,7 +204,8 @@ class EmulatedCall:
     @property
     def offerable(self) -> bool:
         """Still open and not bound to a live session manager, so it should be (re)offered."""
-        return not self._ending and self.owner is None
+        # An outbound call belongs to the connector that created it: never offered around.
+        return not self._ending and self.owner is None and self.phone is None
 
     def bind(self, conn: SmConnection) -> None:
         self.owner = conn
@@ -260,6 +268,8 @@ class EmulatedCall:
         if self._ending:
             return
         self._ending = True
+        if self.phone is not None:
+            self.phone.cancel()
         self._record.ended_at = time.monotonic()
         self._record.end_reason = reason
         self._answered_or_ending.set()

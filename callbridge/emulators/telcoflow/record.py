@@ -72,6 +72,8 @@ class CallRecord:
     modes: list[str] = field(default_factory=list)
     connects: int = 0
     script_events: list[tuple[float, str]] = field(default_factory=list)
+    dial_result: str = ""
+    """Outbound calls: what the callee did (answer, busy, reject, no_answer)."""
     pump_resyncs: int = 0
     """Times the emulator's own 20 ms pump fell over 200 ms behind and skipped ticks. Non-zero
     means the emulator process was overloaded, so timing results of this call are suspect."""

@@ -26,7 +26,9 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import secrets
+from collections import deque
 from collections.abc import Iterable
 from http import HTTPStatus
 from types import TracebackType
@@ -37,13 +39,15 @@ from websockets.http11 import Request, Response
 
 from . import wire
 from .call import EmulatedCall
+from .outbound import FAILURE_CODES, Callee, CalleePhone, OutboundOptions
 from .outcomes import ConnectOutcome
 from .script import CallerScript
-from .session_manager import SessionManagerHub
+from .session_manager import SessionManagerHub, SmConnection
 
 logger = logging.getLogger(__name__)
 
 AUTH_FAILED_TEXT = "invalid api key or connector uuid"
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class TelcoflowEmulator:
@@ -62,6 +66,7 @@ class TelcoflowEmulator:
         resume_delay_s: float = 0.3,
         record_audio: bool = True,
         shutdown_timeout_s: float = 10.0,
+        outbound: OutboundOptions | None = None,
     ) -> None:
         self.api_key = api_key
         self.connector_uuid = connector_uuid
@@ -81,6 +86,13 @@ class TelcoflowEmulator:
             renotify_after_s=renotify_after_s,
             resume_delay_s=resume_delay_s,
         )
+        self._hub.on_create = self._create
+        self.outbound = outbound or OutboundOptions()
+        self.default_callee = Callee.person(CallerScript())
+        self._callees: dict[str, deque[Callee]] = {}
+        self._refusals: deque[str] = deque()
+        self.dialled: list[str] = []
+        """Every number a ``session.create`` asked for (refused ones included), in order."""
         self._server: Server | None = None
         self._stack = contextlib.AsyncExitStack()
         self._port = 0
@@ -103,6 +115,7 @@ class TelcoflowEmulator:
             raise
         self._port = next(iter(self._server.sockets)).getsockname()[1]
         tg.create_task(self._hub.run_offers())
+        self._hub.spawn = tg.create_task
         self._running = True
         logger.info("telcoflow emulator listening on %s", self.base_url)
         return self
@@ -170,6 +183,7 @@ class TelcoflowEmulator:
         caller: str = "+15550001",
         callee: str = "+15559999",
         connect_outcomes: Iterable[ConnectOutcome] = (),
+        missed: bool = True,
     ) -> EmulatedCall:
         """Place an inbound call; it is offered as soon as a session manager is connected.
 
@@ -178,6 +192,24 @@ class TelcoflowEmulator:
         """
         if not self._running:
             raise RuntimeError("place_call() needs a running emulator (inside `async with`)")
+        return self._new_call(
+            script if script is not None else CallerScript(),
+            caller=caller,
+            callee=callee,
+            connect_outcomes=connect_outcomes,
+            missed=missed,
+        )
+
+    def _new_call(
+        self,
+        script: CallerScript,
+        *,
+        caller: str,
+        callee: str,
+        connect_outcomes: Iterable[ConnectOutcome] = (),
+        missed: bool = True,
+        phone: CalleePhone | None = None,
+    ) -> EmulatedCall:
         call_id = f"call-{secrets.token_hex(6)}"
         session_id = f"sess-{secrets.token_hex(6)}"
         call = EmulatedCall(
@@ -187,15 +219,78 @@ class TelcoflowEmulator:
             voice_url=f"{self.base_url}{wire.VOICE_PATH_PREFIX}{call_id}",
             caller=caller,
             callee=callee,
-            script=script if script is not None else CallerScript(),
+            script=script,
             connect_outcomes=connect_outcomes,
             record_audio=self._record_audio,
             on_change=self._hub.wake,
+            phone=phone,
+            missed=missed,
         )
         self._calls[session_id] = call
         self._by_call_id[call_id] = call
         self._hub.wake()
         return call
+
+    # -- outbound (see ``outbound`` for the assumptions) -------------------------------------
+
+    def expect_callee(self, number: str, *callees: Callee) -> None:
+        """How ``number`` behaves when dialled: one ``Callee`` per dial, the last one repeats."""
+        self._callees[number] = deque(callees)
+
+    def refuse_next_create(self, error_code: str, times: int = 1) -> None:
+        """Refuse the next ``times`` ``session.create`` with ``error_code`` (QUOTA_EXCEEDED...)."""
+        self._refusals.extend([error_code] * times)
+
+    @property
+    def call_flows(self) -> dict[str, list[wire.JsonObject]]:
+        """``call_flow.setup`` data received on each SM-WS connected now, by ``smWsId``."""
+        return {sm_id: list(c.call_flows) for sm_id, c in self._hub.connections.items()}
+
+    @property
+    def outbound_calls(self) -> list[EmulatedCall]:
+        return [c for c in self._calls.values() if c.phone is not None]
+
+    def _callee_for(self, number: str) -> Callee:
+        queue = self._callees.get(number)
+        if not queue:
+            return self.default_callee
+        return queue.popleft() if len(queue) > 1 else queue[0]
+
+    async def _create(
+        self, conn: SmConnection, req_id: str, obj: wire.JsonObject
+    ) -> wire.JsonObject:
+        remote, channel = obj.get("remoteAddress"), obj.get("channel")
+        if isinstance(remote, str):
+            self.dialled.append(remote)
+        # The connector's own configuration first, then the request (the order is [unknown]).
+        if conn.flow.get("outboundCall") is not True:
+            return wire.response_error(req_id, "CHANNEL_NOT_CONFIGURED")
+        if channel != "TELCO" or not isinstance(remote, str) or not E164.match(remote):
+            return wire.response_error(req_id, "INVALID_REQUEST")
+        options = self.outbound
+        if self._refusals:
+            return wire.response_error(req_id, self._refusals.popleft())
+        live = [c for c in self.outbound_calls if not c.is_ended]
+        if len(live) >= options.max_concurrent:
+            return wire.response_error(req_id, "OUTBOUND_OVERFLOW")
+        if options.quota is not None and len(self.outbound_calls) >= options.quota:
+            return wire.response_error(req_id, "QUOTA_EXCEEDED")
+        callee = self._callee_for(remote)
+        phone = CalleePhone(callee, options)
+        call = self._new_call(
+            callee.script, caller=options.local_number, callee=remote, phone=phone
+        )
+        call.bind(conn)  # created by this connector: its own session.open succeeds
+        if options.ring_start == "create" or options.report == "create":
+            phone.start_ringing()
+        if options.report == "create":
+            decision = await phone.wait(options.ring_timeout_s + 1.0)
+            if decision != "answer":
+                call.raw_record.dial_result = decision or "no_answer"
+                call.unbind(conn)
+                await call.end_call("caller_hangup", close_session=False)
+                return wire.response_error(req_id, FAILURE_CODES[decision or "no_answer"])
+        return wire.response_ok(req_id, {"sessionId": call.session_id, "created": True})
 
     async def drop_session_manager(self, code: int = 1011) -> int:
         """Close every SM-WS; returns how many were closed.

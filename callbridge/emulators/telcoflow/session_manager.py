@@ -25,8 +25,10 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -52,6 +54,15 @@ class SmConnection:
     ready_at: float
     open: bool = True
     call_flows: list[wire.JsonObject] = field(default_factory=list)
+
+    @property
+    def flow(self) -> wire.JsonObject:
+        """The latest ``call_flow.setup`` data; none declared means inbound ALL, no outbound."""
+        return self.call_flows[-1] if self.call_flows else {}
+
+    def takes_inbound(self, call: EmulatedCall) -> bool:
+        mode = self.flow.get("inboundCall", "ALL")
+        return mode == "ALL" or (mode == "MISSED_ONLY" and call.missed)
 
     async def send(self, frame: wire.JsonObject) -> bool:
         """Send one frame; ``False`` if the connection is already gone."""
@@ -84,6 +95,9 @@ class SessionManagerHub:
         self._ids = count(1)
         self._wake = asyncio.Event()
         self._stopped = False
+        self.on_create: Callable[[SmConnection, str, wire.JsonObject], Awaitable[wire.JsonObject]]
+        self.on_create = _no_outbound
+        self.spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None
 
     def wake(self) -> None:
         """Something changed (a call, a connection, a claim): re-plan the offers now."""
@@ -184,11 +198,24 @@ class SessionManagerHub:
             conn.call_flows.append(data if isinstance(data, dict) else {})
             await conn.send(wire.response_ok(req_id, {}))
         elif kind == "session.create" and isinstance(req_id, str):
-            await conn.send(wire.response_error(req_id, "CHANNEL_NOT_CONFIGURED"))
+            # Its answer may wait for the callee (report="create"): never block this reader.
+            reply = self._reply_to_create(conn, req_id, obj)
+            if self.spawn is not None:
+                self.spawn(reply)
+            else:
+                await reply
         elif kind == "wa.msg.out" and isinstance(req_id, str):
             await conn.send(wire.response_error(req_id, "INVALID_CHANNEL"))
         else:
             logger.info("%s: ignoring SM frame %.200s", conn.sm_ws_id, text)
+
+    async def _reply_to_create(self, conn: SmConnection, req_id: str, obj: wire.JsonObject) -> None:
+        try:
+            response = await self.on_create(conn, req_id, obj)
+        except Exception:
+            logger.exception("session.create failed")
+            response = wire.response_error(req_id, "INTERNAL_ERROR")
+        await conn.send(response)
 
     def _open(self, conn: SmConnection, req_id: str, session_id: object) -> wire.JsonObject:
         call = self._calls.get(session_id) if isinstance(session_id, str) else None
@@ -219,6 +246,8 @@ class SessionManagerHub:
             return
         call.call_in_sent = True
         call.ever_delivered = True
+        if call.phone is not None and call.phone.options.ring_start == "ready":
+            call.phone.start_ringing()
         await conn.send(
             wire.call_in(
                 call.session_id, call.call_id, call.caller, call.callee, call.voice_url, call.token
@@ -254,7 +283,7 @@ class SessionManagerHub:
         activity = "RESUME" if resume else "NEW_INCOMING_CALL"
         next_due = float("inf")
         for conn in list(self.connections.values()):
-            if not conn.open or not call.offerable:
+            if not conn.open or not call.offerable or not conn.takes_inbound(call):
                 continue
             now = time.monotonic()
             due = conn.ready_at + delay
@@ -273,3 +302,7 @@ class SessionManagerHub:
                 logger.debug("%s: notify %s (%s)", conn.sm_ws_id, call.session_id, activity)
             next_due = min(next_due, now + self._renotify_after_s)
         return next_due
+
+
+async def _no_outbound(conn: SmConnection, req_id: str, obj: wire.JsonObject) -> wire.JsonObject:
+    return wire.response_error(req_id, "CHANNEL_NOT_CONFIGURED")

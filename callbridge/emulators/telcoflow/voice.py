@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from . import wire
 from .caller import ScriptCursor
+from .outbound import FAILURE_CODES, CalleePhone
 from .pcm import FRAME_S, frame_bytes, nonsilent_seconds
 from .playout import PlayoutBuffer
 from .record import CommandLog, PulledFrame
@@ -212,7 +213,9 @@ class VoiceLeg:
             await asyncio.sleep(delay)
             await self._respond(log, False, code=failure.error_code, message=failure.error_message)
             return
-        if name == "call.answer":
+        if name == "call.answer" and self.call.phone is not None:
+            await self._answer_outbound(log, self.call.phone, delay)
+        elif name == "call.answer":
             self.call.mark_answered(log.t)
             await asyncio.sleep(delay)
             if await self._respond(log, True):
@@ -246,6 +249,27 @@ class VoiceLeg:
         else:
             await asyncio.sleep(delay)
             await self._respond(log, False, code="UNKNOWN_COMMAND", message=f"unknown {name!r}")
+
+    async def _answer_outbound(self, log: CommandLog, phone: CalleePhone, delay: float) -> None:
+        """Our leg of an outbound call: its answer is the callee's (see ``outbound``)."""
+        budget = (log.timeout_ms or 10_000) / 1000 - 0.5
+        decision = await phone.wait(budget)
+        await asyncio.sleep(delay)
+        if decision is None:
+            await self._respond(log, False, code="TIMEOUT", message="the callee's phone is ringing")
+            return
+        self.call.raw_record.dial_result = decision
+        if decision == "answer":
+            self.call.mark_answered(time.monotonic())
+            if await self._respond(log, True):
+                self._start_pump()
+            return
+        code = FAILURE_CODES[decision]
+        if phone.options.report == "terminate":
+            await self.send(wire.call_event("call.error", error_code=code, error_message=decision))
+        else:
+            await self._respond(log, False, code=code, message=f"callee: {decision}")
+        await self.call.end_call("caller_hangup")
 
     def _start_pump(self) -> None:
         if self._cursor is not None or self._tg is None or self._closing:
