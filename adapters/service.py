@@ -36,6 +36,7 @@ import uvicorn
 
 from adapters.app import BridgeApp, build_connectors
 from adapters.http import HttpDeps, create_http_app, readiness
+from adapters.tracing import CallTracer, build_tracer
 from bridge import loop
 from bridge.admission import AdmissionStats, admit_all
 from bridge.config import TenantConfig, config_problems, load_config
@@ -89,9 +90,11 @@ class Service:
         warning_handlers: Iterable[WarningHandler] = (),
         record_listeners: Iterable[RecordListener] = (),
         store: RecordStore | None = None,
+        tracer: CallTracer | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.tracer = tracer if tracer is not None else build_tracer(config.tracing)
         limits = config.limits
         self.metrics = BridgeMetrics(config.tenant)
         named = list(connectors) if connectors is not None else build_connectors(config)
@@ -116,6 +119,7 @@ class Service:
                 self.metrics,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
+                *([self.tracer] if self.tracer is not None else []),
             ],
             on_call_finished=self.metrics.on_finished,
         )
@@ -249,6 +253,9 @@ class Service:
                 loop.remove_signal_handler(signal.SIGTERM)
                 loop.remove_signal_handler(signal.SIGINT)
             sock.close()
+            if self.tracer is not None:
+                # Bounded by tracing.export_timeout_s; off the loop, which has stopped serving.
+                await asyncio.to_thread(self.tracer.close)
         if failure is not None:
             return _report(failure)
         log.info("service_stopped", hung_up_at_grace=self.hung_up_at_grace)

@@ -73,6 +73,8 @@ calls = sa.Table(
     sa.Column("outcome", sa.String(64), nullable=False),
     sa.Column("usage", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("model", sa.String(128), nullable=True),
+    sa.Column("cost_usd", sa.Double, nullable=True),
     sa.Index("ix_calls_started_at", "started_at"),
     sa.Index("ix_calls_tenant_started_at", "tenant", "started_at"),
 )
@@ -109,6 +111,8 @@ class StoredCall:
     usage: dict[str, int]
     updated_at: float
     entries: tuple[RecordEntry, ...] = ()
+    model: str | None = None
+    cost_usd: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -182,6 +186,8 @@ class StoreListener:
             "ended_at": record.ended_at,
             "outcome": record.outcome,
             "usage": dict(record.usage),
+            "model": record.model or None,
+            "cost_usd": record.cost_usd,
         }
 
 
@@ -465,6 +471,8 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
         usage=dict(row["usage"]),
         updated_at=row["updated_at"],
         entries=entries,
+        model=row.get("model"),
+        cost_usd=row.get("cost_usd"),
     )
 
 

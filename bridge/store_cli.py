@@ -134,7 +134,9 @@ def _print_call(call: StoredCall, out: TextIO) -> None:
         ("ended", _when(call.ended_at)),
         ("duration", _duration(call.duration)),
         ("outcome", call.outcome),
+        ("model", call.model or "-"),
         ("usage", " ".join(_pairs(call.usage)) or "-"),
+        ("cost", "-" if call.cost_usd is None else f"${call.cost_usd:.4f}"),
     ]
     for key, value in header:
         print(f"{key + ':':<10}{value}", file=out)
