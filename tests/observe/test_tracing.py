@@ -1,4 +1,4 @@
-"""One trace per call: collected in memory, sent over the wire, and harmless when the collector is down."""
+"""One trace per call: in memory, over the wire, and harmless when the collector is down."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ class _Receiver(BaseHTTPRequestHandler):
     requests: list[ExportTraceServiceRequest]
     content_types: list[str]
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         message = ExportTraceServiceRequest()
         message.ParseFromString(body)
