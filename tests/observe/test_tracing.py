@@ -211,13 +211,14 @@ def otlp_receiver() -> Iterator[tuple[str, type[_Receiver]]]:
 
 
 def short_call() -> tuple[Script, CallerScript]:
-    script = Script(turns=[Turn([agent("agent_greeting")], input_transcript="Hello")])
+    """One short answer heard to its end (its turn completes, so usage is reported)."""
+    script = Script(turns=[Turn([agent("agent_farewell")], input_transcript="Hello")])
     caller = CallerScript(
         [
             Pause(0.3),
             Say(caller_pcm("caller_greeting", 16000)),
             WaitForAgentAudio(min_s=0.5, timeout_s=20),
-            Pause(0.3),
+            Pause(2.0),
             HangUp(),
         ]
     )
