@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 
+from adapters.recording import CallRecorder, purge_forever
 from adapters.telcoflow.source import TelcoflowCallSource
 from bridge.call import BridgedCall
 from bridge.config import TenantConfig
@@ -20,7 +21,8 @@ from bridge.housekeeping import (
     release_frozen_objects,
 )
 from bridge.record import CallRecord, RecordListener
-from bridge.runner import CallRunner, NamedConnector
+from bridge.recording import TappedCall
+from bridge.runner import CallRunner, IncomingCall, NamedConnector
 from bridge.tools import Tool
 
 
@@ -87,9 +89,28 @@ class BridgeApp:
         self.source = TelcoflowCallSource(
             config.telcoflow,
             sample_rate=config.audio.call_rate,
-            handle_call=self.runner.handle,
+            handle_call=self._handle_call,
             max_concurrent_calls=config.limits.max_concurrent_calls,
         )
+
+    async def _handle_call(self, call: IncomingCall) -> CallRecord:
+        """Run one call; with recording on, through a tap whose writer this call owns."""
+        settings = self.config.recording
+        if not settings.enabled:
+            return await self.runner.handle(call)
+        recorder = CallRecorder(
+            settings, tenant=self.config.tenant, call_id=call.call_id, sample_rate=call.sample_rate
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(recorder.run(), name=f"recorder-{call.call_id}")
+            try:
+                record = await self.runner.handle(TappedCall(call, recorder.tap))
+            finally:
+                recorder.tap.close()
+        if recorder.saved is not None:
+            # Known once the file is complete, so it follows the call's end in the record.
+            record.note("recording_saved", **recorder.saved)
+        return record
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
         self.collector.call_finished()
@@ -103,10 +124,17 @@ class BridgeApp:
             async with asyncio.TaskGroup() as group:
                 hub = group.create_task(self.warnings.run(), name="warning-hub")
                 collector = group.create_task(self.collector.run(), name="cycle-collector")
+                purge = (
+                    group.create_task(purge_forever(self.config.recording), name="recording-purge")
+                    if self.config.recording.enabled
+                    else None
+                )
                 await self.source.run()
                 await self.warnings.drain()
                 hub.cancel()
                 collector.cancel()
+                if purge is not None:
+                    purge.cancel()
         finally:
             await asyncio.shield(self.runner.aclose())
             release_frozen_objects()

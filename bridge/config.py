@@ -238,6 +238,23 @@ class CostSettings(_Strict):
         return table[max(matches, key=len)] if matches else None
 
 
+class RecordingSettings(_Strict):
+    """Stereo call recordings (caller left, agent right, as the phone heard it); opt-in.
+
+    Files go to ``directory/<tenant>/<YYYY-MM-DD>/<call id>.<format>`` and are deleted
+    ``retention_days`` after they were written by a purge that runs every
+    ``purge_interval_s``. ``queue_s`` bounds the audio waiting for the disk (per call); past
+    it the newest audio is recorded as silence and counted (see ``bridge.recording``).
+    """
+
+    enabled: bool = False
+    directory: Path = Path("recordings")
+    format: Literal["flac", "wav"] = "flac"
+    retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
+    purge_interval_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    queue_s: Annotated[float, Field(ge=1, le=600)] = 60.0
+
+
 class TenantConfig(BaseSettings):
     """Everything one tenant's bridge process needs."""
 
@@ -255,6 +272,7 @@ class TenantConfig(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     tracing: TracingSettings = TracingSettings()
     cost: CostSettings = CostSettings()
+    recording: RecordingSettings = RecordingSettings()
 
     @classmethod
     def settings_customise_sources(
