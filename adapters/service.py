@@ -45,6 +45,7 @@ from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 from bridge.metrics import BridgeMetrics
 from bridge.record import RecordListener
+from bridge.retention import purge_forever
 from bridge.runner import NamedConnector
 from bridge.store import RecordStore
 from bridge.warnings import BridgeWarning, WarningSink
@@ -231,6 +232,16 @@ class Service:
                     if self.store is not None
                     else None
                 )
+                privacy = self.config.privacy
+                retention = (
+                    group.create_task(purge_forever(self.store, privacy), name="records-purge")
+                    if self.store is not None
+                    and (
+                        privacy.call_retention_days is not None
+                        or privacy.transcript_retention_days is not None
+                    )
+                    else None
+                )
                 bridge = group.create_task(self.app.run(), name="bridge")
                 guard = group.create_task(self._drain_guard(bridge), name="drain-guard")
                 log.info(
@@ -243,6 +254,8 @@ class Service:
                 self.started.set()
                 await asyncio.wait([bridge])
                 guard.cancel()
+                if retention is not None:
+                    retention.cancel()
                 server.should_exit = True
                 if self.store is not None and writer is not None:
                     self.store.stop()

@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("emulators.demo:main", "run a whole bridged call on the local emulators"),
     "serve": ("adapters.service:main", "serve calls for one tenant (real endpoints)"),
     "check-config": ("bridge.config_cli:main", "validate a tenant config without connecting"),
-    "calls": ("bridge.store_cli:main", "list or show recorded calls"),
+    "calls": ("bridge.store_cli:main", "list, show or erase recorded calls"),
     "bench": ("bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("bench.soak:main", "soak: thousands of calls through one process"),
 }

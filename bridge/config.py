@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bridge.audio import Quality
 from bridge.errors import ConfigError
+from bridge.privacy import Redactor
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -255,6 +256,40 @@ class RecordingSettings(_Strict):
     queue_s: Annotated[float, Field(ge=1, le=600)] = 60.0
 
 
+class PrivacySettings(_Strict):
+    """Transcript redaction and retention (see README "Privacy").
+
+    Redaction applies to transcript lines before any listener sees them (store, traces,
+    console). Retention: transcript lines are deleted ``transcript_retention_days`` after the
+    call started, the rest of the call's record after ``call_retention_days``; ``None``
+    keeps them. The purge runs every ``purge_interval_s`` in the service.
+    """
+
+    redact_card_numbers: bool = True
+    redact_phone_numbers: bool = False
+    redact_emails: bool = False
+    transcript_retention_days: Annotated[float, Field(gt=0)] | None = None
+    call_retention_days: Annotated[float, Field(gt=0)] | None = None
+    purge_interval_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+
+    @model_validator(mode="after")
+    def _check(self) -> PrivacySettings:
+        calls, transcripts = self.call_retention_days, self.transcript_retention_days
+        if calls is not None and transcripts is not None and transcripts > calls:
+            raise ValueError(
+                "privacy.transcript_retention_days must not exceed privacy.call_retention_days "
+                "(transcripts go with the call's record)"
+            )
+        return self
+
+    def redactor(self) -> Redactor:
+        return Redactor(
+            cards=self.redact_card_numbers,
+            phones=self.redact_phone_numbers,
+            emails=self.redact_emails,
+        )
+
+
 class TenantConfig(BaseSettings):
     """Everything one tenant's bridge process needs."""
 
@@ -273,6 +308,7 @@ class TenantConfig(BaseSettings):
     tracing: TracingSettings = TracingSettings()
     cost: CostSettings = CostSettings()
     recording: RecordingSettings = RecordingSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -59,6 +59,8 @@ class CallRecord:
     cost_usd: float | None = None
     """What the usage so far cost, when ``pricer`` knows the model's price."""
     pricer: Callable[[dict[str, int]], float] | None = field(default=None, repr=False)
+    redact: Callable[[str], str] | None = field(default=None, repr=False)
+    """Applied to every transcript line before it is kept or any listener sees it."""
     listeners: list[RecordListener] = field(default_factory=list, repr=False)
     _t0: float = field(default_factory=time.monotonic, repr=False)
     _clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -78,6 +80,8 @@ class CallRecord:
         self._append("timeline", {"event": event, **data})
 
     def transcript(self, speaker: str, text: str) -> None:
+        if self.redact is not None:
+            text = self.redact(text)
         self._append("transcript", {"speaker": speaker, "text": text})
 
     def command(self, command: str, ok: bool, error_code: str | None, **data: Any) -> None:

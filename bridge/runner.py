@@ -75,6 +75,8 @@ class CallRunner:
             extra=extra_tools,
         )
         self._on_finished = on_finished
+        redactor = config.privacy.redactor()
+        self._redact = redactor if redactor.active else None
         self.live: dict[str, BridgedCall] = {}
 
     async def aclose(self) -> None:
@@ -107,6 +109,7 @@ class CallRunner:
             caller=call.caller,
             callee=call.callee,
             listeners=list(self._listeners),
+            redact=self._redact,
         )
         warner = CallWarner(
             call_id=call.call_id,

@@ -49,6 +49,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bridge.privacy import caller_key
 from bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
 
 
@@ -75,7 +76,9 @@ calls = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.Column("model", sa.String(128), nullable=True),
     sa.Column("cost_usd", sa.Double, nullable=True),
+    sa.Column("caller_key", sa.String(64), nullable=True),
     sa.Index("ix_calls_started_at", "started_at"),
+    sa.Index("ix_calls_caller_key", "caller_key"),
     sa.Index("ix_calls_tenant_started_at", "tenant", "started_at"),
 )
 
@@ -188,6 +191,7 @@ class StoreListener:
             "usage": dict(record.usage),
             "model": record.model or None,
             "cost_usd": record.cost_usd,
+            "caller_key": caller_key(record.caller),
         }
 
 
