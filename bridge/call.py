@@ -280,7 +280,9 @@ class BridgedCall:
             async for chunk in self.call.caller_audio():
                 self.stats.caller_frames += 1
                 if self.caller.update(chunk):
-                    self.record.note("caller_stopped_speaking")
+                    # Declared after a hangover: when speech really ended is that long ago.
+                    silence_ms = round(self.caller.silence_s() * 1000)
+                    self.record.note("caller_stopped_speaking", silence_ms=silence_ms)
                 pcm = self._in_resampler.process(chunk)
                 for frame in self._to_model.push(pcm):
                     await self._send_to_model(frame)

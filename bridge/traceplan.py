@@ -122,6 +122,7 @@ class _Planner:
             self.root.attributes[PII + "caller"] = facts.caller
             self.root.attributes[PII + "callee"] = facts.callee
         self.turn: SpanPlan | None = None
+        self.turn_from_speech_end = False
         self.last_turn: SpanPlan | None = None
         self.turns = 0
         self.interrupts = 0
@@ -161,9 +162,10 @@ class _Planner:
     def _on_timeline(self, t: float, data: Mapping[str, Any]) -> None:
         event = data.get("event")
         if event == "caller_stopped_speaking":
-            self.speech_end = t
+            silence = data.get("silence_ms")
+            self._speech_ended(t - float(silence) / 1000 if isinstance(silence, int | float) else t)
         elif event == "agent_turn_start":
-            self._open_turn(t)
+            self._first_audio(t)
         elif event == "agent_turn_end":
             self._close_turn(t, interrupted=False)
         elif event == "barge_in":
@@ -190,6 +192,8 @@ class _Planner:
                 attrs = {PII + "reason": data.get("reason"), PII + "summary": data.get("summary")}
             self._event("transfer_requested", t, **attrs)
         elif event == "tool_call":
+            if self.turn is None:  # the model's answer starts with a tool call
+                self._open_turn(t)
             self._event("tool_requested", t, **{"gen_ai.tool.name": data.get("name")})
         elif event == "inject":
             attrs = {PII + "text": data.get("text")} if self.content else {}
@@ -199,29 +203,53 @@ class _Planner:
             # their data is operational, never caller content.
             self._event(event, t, **{k: v for k, v in data.items() if k != "event"})
 
-    def _open_turn(self, t: float) -> None:
+    def _open_turn(self, t: float) -> SpanPlan:
+        """A model turn: from the caller's speech end, if one came since the last turn."""
         if self.turn is not None:
             self._close_turn(t, interrupted=False)
         since_prev = self.last_turn.end if self.last_turn and self.last_turn.end else -1.0
-        stop = (
-            self.speech_end
-            if self.speech_end is not None and self.speech_end >= since_prev
-            else None
-        )
+        end = self.speech_end
+        stop = end if end is not None and end >= since_prev else None
         self.turns += 1
         turn = self.root.child("turn", stop if stop is not None else t)
         turn.attributes["callbridge.turn.index"] = self.turns
         turn.attributes["turn.was_interrupted"] = False
-        turn.attributes["callbridge.turn.first_audio_t"] = round(t, 4)
-        if stop is not None:
-            turn.attributes["turn.user_bot_latency_seconds"] = round(t - stop, 4)
-            turn.attributes["callbridge.turn.response_latency_ms"] = round((t - stop) * 1000, 1)
-        turn.events.append(SpanEventPlan("first_agent_audio", t))
         if self.content and self.caller_text:
             turn.attributes[PII + "caller_text"] = _clip(" ".join(self.caller_text))
         self.caller_text.clear()
         self.speech_end = None
         self.turn = turn
+        self.turn_from_speech_end = stop is not None
+        return turn
+
+    def _speech_ended(self, end: float) -> None:
+        """The caller stopped speaking at ``end``; this is noted after a hangover, so the
+        model's answer (or its tool call) may already have opened the turn it answers."""
+        turn = self.turn
+        since_prev = self.last_turn.end if self.last_turn and self.last_turn.end else -1.0
+        if turn is None or self.turn_from_speech_end or not since_prev <= end <= turn.start:
+            self.speech_end = end
+            return
+        turn.start = end
+        self.turn_from_speech_end = True
+        first = turn.attributes.get("callbridge.turn.first_audio_t")
+        if isinstance(first, float):
+            self._latency(turn, first)
+
+    def _latency(self, turn: SpanPlan, first_audio: float) -> None:
+        latency = first_audio - turn.start
+        turn.attributes["turn.user_bot_latency_seconds"] = round(latency, 4)
+        turn.attributes["callbridge.turn.response_latency_ms"] = round(latency * 1000, 1)
+
+    def _first_audio(self, t: float) -> None:
+        """The turn's first agent audio; it opens the turn unless a tool call already did."""
+        turn = self.turn
+        if turn is None or "callbridge.turn.first_audio_t" in turn.attributes:
+            turn = self._open_turn(t)
+        turn.attributes["callbridge.turn.first_audio_t"] = round(t, 4)
+        if self.turn_from_speech_end:
+            self._latency(turn, t)
+        turn.events.append(SpanEventPlan("first_agent_audio", t))
 
     def _close_turn(self, t: float, *, interrupted: bool) -> None:
         turn = self.turn

@@ -72,6 +72,27 @@ def overrides() -> dict[str, Any]:
     return {"model": {"greeting_prompt": None}, "tools": {"custom": {"lookup": f"{TOOLS}:lookup"}}}
 
 
+def waterfall(spans: Sequence[ReadableSpan], width: int = 48) -> str:
+    """The trace as text: one line per span, indented by depth, with a bar on the call's time."""
+    [root] = [s for s in spans if s.parent is None]
+    t0, t1 = root.start_time or 0, root.end_time or 1
+    scale = width / max(t1 - t0, 1)
+    lines: list[str] = []
+
+    def show(span: ReadableSpan, depth: int) -> None:
+        start, end = (span.start_time or t0) - t0, (span.end_time or t0) - t0
+        bar = " " * int(start * scale) + "█" * max(1, int((end - start) * scale))
+        label = "  " * depth + span.name
+        lines.append(
+            f"{label:<34} {start / 1e9:6.2f}s {(end - start) / 1e6:8.0f} ms  |{bar:<{width}}|"
+        )
+        for child in sorted(children(spans, span), key=lambda c: c.start_time or 0):
+            show(child, depth + 1)
+
+    show(root, 0)
+    return "\n".join(lines)
+
+
 def by_name(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [s for s in spans if s.name == name]
 
@@ -100,6 +121,7 @@ async def test_whole_call_trace_has_turns_tool_barge_in_and_rotations() -> None:
         with_content.close()
     record = collect.records[0]
     spans = plain.get_finished_spans()
+    print("\n" + waterfall(spans))
     assert emu.end_reason == "caller_hangup"
 
     # One trace, one root.
@@ -122,7 +144,9 @@ async def test_whole_call_trace_has_turns_tool_barge_in_and_rotations() -> None:
     turns = sorted(by_name(spans, "turn"), key=lambda s: s.start_time or 0)
     assert len(turns) >= 3
     latencies = [t.attributes.get("turn.user_bot_latency_seconds") for t in turns if t.attributes]
-    assert any(isinstance(v, float) and 0 < v < 10 for v in latencies), latencies
+    # Every turn answers a caller utterance: timed from its end (the record notes the
+    # bridge's hangover), which comes before the answer even when noted after it.
+    assert all(isinstance(v, float) and 0 < v < 5 for v in latencies), latencies
     interrupted = [t for t in turns if t.attributes and t.attributes["turn.was_interrupted"]]
     barge_ins = [e for e in record.events("timeline") if e.data["event"] == "barge_in"]
     assert len(interrupted) == len(barge_ins) >= 1
@@ -137,8 +161,9 @@ async def test_whole_call_trace_has_turns_tool_barge_in_and_rotations() -> None:
     assert 0 < float(b["callbridge.barge_in.clear_latency_ms"]) < 2000
     assert barge.end_time is not None and barge.end_time >= barge.start_time
 
-    # The tool ran inside the first turn... or before it (the model called it first).
+    # The model answered the first question with a tool call: it ran inside that turn.
     [tool] = by_name(spans, "execute_tool lookup")
+    assert tool.parent is not None and tool.parent.span_id == turns[0].context.span_id
     t_attrs = dict(tool.attributes or {})
     assert t_attrs["gen_ai.tool.name"] == "lookup"
     assert t_attrs["gen_ai.operation.name"] == "execute_tool"
