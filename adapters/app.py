@@ -110,6 +110,8 @@ class BridgeApp:
         if recorder.saved is not None:
             # Known once the file is complete, so it follows the call's end in the record.
             record.note("recording_saved", **recorder.saved)
+        elif recorder.failed is not None:
+            record.note("recording_failed", error=recorder.failed)
         return record
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:

@@ -54,9 +54,22 @@ class CallRecorder:
         self.frames = 0
         self.saved: dict[str, Any] | None = None
         """What the record links to, once the file is complete."""
+        self.failed: str | None = None
 
     async def run(self) -> None:
-        """Write until the tap is closed and drained; then finish the file."""
+        """Write until the tap is closed and drained, then finish the file.
+
+        A recording that cannot be written (no space, no permission) never ends the call: the
+        error is logged and kept in ``failed``, the tap stops queueing, and the call goes on.
+        """
+        try:
+            await self._record()
+        except (OSError, RuntimeError, soundfile.SoundFileError) as error:
+            self.failed = f"{type(error).__name__}: {error}"
+            self.tap.close()
+            log.error("recording_failed", path=str(self.path), error=self.failed)
+
+    async def _record(self) -> None:
         part = self.path.with_suffix(self.path.suffix + ".part")
         out = await asyncio.to_thread(self._open, part)
         try:

@@ -160,6 +160,33 @@ async def test_recording_channels_match_what_the_emulators_sent_and_played(
     assert cleared.data["cleared_bytes"] + emu.dropped_on_interrupt > RATE // 5
 
 
+async def test_a_recording_that_cannot_be_written_does_not_end_the_call(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_bytes(b"")  # the recordings "directory" is a file: every open fails
+    script = Script(turns=[Turn([agent("agent_farewell")], input_transcript="Hello")])
+    caller = CallerScript(
+        [
+            Pause(0.3),
+            Say(caller_pcm("caller_greeting", RATE)),
+            WaitForAgentAudio(min_s=1.0, timeout_s=15),
+            Pause(1.0),
+            HangUp(),
+        ]
+    )
+    collect = Collect()
+    overrides = {
+        "model": {"greeting_prompt": None},
+        "recording": {"enabled": True, "directory": str(blocked)},
+    }
+    async with LocalStack(script, overrides=overrides, record_listeners=[collect]) as stack:
+        emu = await stack.place_call(caller).ended(timeout=60)
+    record = collect.records[0]
+    assert emu.end_reason == "caller_hangup" and record.outcome == "caller_hangup"
+    [failed] = [e for e in record.events("timeline") if e.data["event"] == "recording_failed"]
+    assert "not-a-directory" in failed.data["error"]
+    assert len(emu.agent_pcm()) > RATE  # the caller heard the answer
+
+
 def read_recording(uri: str, directory: Path) -> tuple[np.ndarray, int]:
     path = Path(url2pathname(urlparse(uri).path))
     assert path.suffix == ".flac" and path.is_file()
