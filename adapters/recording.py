@@ -50,7 +50,7 @@ class CallRecorder:
         frames_per_s = 50  # the platform's 20 ms frames; agent writes are fewer, larger
         self.tap = RecordingTap(max_items=int(settings.queue_s * frames_per_s))
         self.path = recording_path(settings, tenant, call_id, time.time())
-        self._timeline = StereoTimeline()
+        self._timeline = StereoTimeline(sample_rate)
         self.frames = 0
         self.saved: dict[str, Any] | None = None
         """What the record links to, once the file is complete."""

@@ -11,16 +11,21 @@ silence where audio was lost (counted in ``dropped_bytes``).
 
 :class:`StereoTimeline` turns those events, in order, into interleaved stereo PCM. Its clock
 is the caller's audio: the platform sends caller frames and plays agent audio in real time,
-so "now" is the number of caller samples received. Agent audio written now starts playing
-when what was written before has played (``agent_end``), or now if that was all played. A
-clear drops everything scheduled after now: the caller never heard it. Output is released up
-to "now" only (later agent audio can still be cut), so memory holds at most what is
-scheduled ahead: the bridge's playout high-water mark, a few seconds.
+so a caller sample's position is its index. "Now" is the caller samples received, unless
+the wall clock mapped onto them (each event carries its monotonic time; the mapping is
+anchored on the least delayed caller chunk so far) is more than ``WALL_SLACK_S`` ahead: then
+the event loop is late reading caller audio and the wall clock says where the phone is.
+Agent audio written now starts playing when what was written before has played
+(``agent_end``), or now if that was all played. A clear drops everything
+scheduled after now: the caller never heard it. Output is released up to the caller samples received
+(later agent audio can still be cut), so memory holds at most what is scheduled ahead: the
+bridge's playout high-water mark, a few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,6 +35,14 @@ import numpy as np
 
 from bridge.ports import CallCommand, CommandOutcome
 
+WALL_SLACK_S = 0.06
+"""How far the caller audio read may trail the wall clock before the wall clock says "now".
+
+The two agree within a few milliseconds while the loop keeps up, and then the caller samples
+are the better clock (the platform plays agent audio in step with them: placing by the wall
+clock there would open millisecond gaps between chunks). Past this the loop is late reading
+caller audio, and the wall clock is nearer the truth."""
+
 EventKind = Literal["caller", "agent", "caller_gap", "agent_gap", "clear"]
 
 
@@ -38,15 +51,18 @@ class TapEvent:
     kind: EventKind
     pcm: bytes = b""
     gap_bytes: int = 0
+    at: float | None = None
+    """Monotonic time the event happened (``None``: place by caller samples alone)."""
 
 
 class RecordingTap:
     """The bounded queue between the call's audio path and the recording writer."""
 
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int, clock: Callable[[], float] = time.monotonic) -> None:
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         self.max_items = max_items
+        self._clock = clock
         self._queue: deque[TapEvent] = deque()
         self.ready = asyncio.Event()
         self.closed = False
@@ -59,7 +75,7 @@ class RecordingTap:
         if self.closed or not pcm:
             return
         if len(self._queue) < self.max_items:
-            self._queue.append(TapEvent(kind, pcm))
+            self._queue.append(TapEvent(kind, pcm, at=self._clock()))
         else:
             self.dropped_bytes += len(pcm)
             gap: EventKind = "caller_gap" if kind == "caller" else "agent_gap"
@@ -67,12 +83,12 @@ class RecordingTap:
             if last.kind == gap:
                 last.gap_bytes += len(pcm)
             else:
-                self._queue.append(TapEvent(gap, gap_bytes=len(pcm)))
+                self._queue.append(TapEvent(gap, gap_bytes=len(pcm), at=self._clock()))
         self.ready.set()
 
     def clear(self) -> None:
         if not self.closed:
-            self._queue.append(TapEvent("clear"))
+            self._queue.append(TapEvent("clear", at=self._clock()))
             self.ready.set()
 
     def close(self) -> None:
@@ -90,33 +106,45 @@ class RecordingTap:
 class StereoTimeline:
     """Caller and agent mono s16le in, interleaved stereo s16le out (see module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: int = 16000) -> None:
+        self.rate = rate
+        self._t0: float | None = None  # monotonic time of caller sample 0, least delayed
         self.now = 0  # caller samples received: the phone's clock
         self.written = 0  # stereo frames released
         self.agent_end = 0  # where scheduled agent audio ends (samples)
         self._caller = np.zeros(0, dtype=np.int16)  # from ``written`` on
         self._agent = np.zeros(0, dtype=np.int16)  # from ``written`` on, zero-filled gaps
 
-    def caller(self, pcm: bytes) -> bytes:
+    def caller(self, pcm: bytes, at: float | None = None) -> bytes:
         samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16)
-        return self._caller_samples(samples)
+        return self._caller_samples(samples, at)
 
-    def caller_gap(self, nbytes: int) -> bytes:
-        return self._caller_samples(np.zeros(nbytes // 2, dtype=np.int16))
+    def caller_gap(self, nbytes: int, at: float | None = None) -> bytes:
+        return self._caller_samples(np.zeros(nbytes // 2, dtype=np.int16), at)
 
-    def _caller_samples(self, samples: np.ndarray[Any, Any]) -> bytes:
+    def _caller_samples(self, samples: np.ndarray[Any, Any], at: float | None) -> bytes:
         self._caller = np.concatenate([self._caller, samples])
         self.now += len(samples)
+        if at is not None:
+            # This chunk's last sample was sent at ``at`` at the latest: keep the earliest
+            # such anchor, the one least delayed by the network and the event loop.
+            anchor = at - self.now / self.rate
+            self._t0 = anchor if self._t0 is None else min(self._t0, anchor)
         return self._release(self.now)
 
-    def agent(self, pcm: bytes) -> None:
-        self._schedule(np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16))
+    def _now(self, at: float | None) -> int:
+        if at is None or self._t0 is None:
+            return self.now
+        return max(self.now, int((at - self._t0 - WALL_SLACK_S) * self.rate))
 
-    def agent_gap(self, nbytes: int) -> None:
-        self._schedule(np.zeros(nbytes // 2, dtype=np.int16))
+    def agent(self, pcm: bytes, at: float | None = None) -> None:
+        self._schedule(np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16), at)
 
-    def _schedule(self, samples: np.ndarray[Any, Any]) -> None:
-        start = max(self.now, self.agent_end)
+    def agent_gap(self, nbytes: int, at: float | None = None) -> None:
+        self._schedule(np.zeros(nbytes // 2, dtype=np.int16), at)
+
+    def _schedule(self, samples: np.ndarray[Any, Any], at: float | None) -> None:
+        start = max(self._now(at), self.agent_end)
         offset = start - self.written
         end = offset + len(samples)
         if len(self._agent) < end:
@@ -124,11 +152,11 @@ class StereoTimeline:
         self._agent[offset:end] = samples
         self.agent_end = start + len(samples)
 
-    def clear(self) -> None:
+    def clear(self, at: float | None = None) -> None:
         """A barge-in cleared the buffers: nothing scheduled after now is heard."""
-        keep = self.now - self.written
-        self._agent = self._agent[:keep].copy()
-        self.agent_end = min(self.agent_end, self.now)
+        now = self._now(at)
+        self._agent = self._agent[: now - self.written].copy()
+        self.agent_end = min(self.agent_end, now)
 
     def _release(self, upto: int) -> bytes:
         count = upto - self.written
@@ -150,15 +178,15 @@ class StereoTimeline:
     def apply(self, event: TapEvent) -> bytes:
         match event.kind:
             case "caller":
-                return self.caller(event.pcm)
+                return self.caller(event.pcm, event.at)
             case "caller_gap":
-                return self.caller_gap(event.gap_bytes)
+                return self.caller_gap(event.gap_bytes, event.at)
             case "agent":
-                self.agent(event.pcm)
+                self.agent(event.pcm, event.at)
             case "agent_gap":
-                self.agent_gap(event.gap_bytes)
+                self.agent_gap(event.gap_bytes, event.at)
             case "clear":
-                self.clear()
+                self.clear(event.at)
         return b""
 
 

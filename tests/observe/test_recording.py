@@ -59,6 +59,19 @@ def test_a_clear_cuts_what_was_not_yet_heard() -> None:
     assert channels(rest)[1] == [9, 0, 0]
 
 
+def test_agent_audio_is_placed_by_the_wall_clock_when_caller_audio_is_read_late() -> None:
+    line = StereoTimeline(rate=100)  # one sample = 10 ms; the wall clock counts past 60 ms
+    line.caller(pcm([1, 1]), at=0.02)  # samples 0-1 by 20 ms: sample 0 was at t=0
+    line.agent(pcm([7]), at=0.05)  # 30 ms behind the wall clock, within the slack: at 20 ms
+    line.agent(pcm([8]), at=0.15)  # 130 ms late: it is 150 - 60 = 90 ms at least
+    out = line.caller(pcm([2] * 10), at=0.16)  # read late (due by 30 to 120 ms)
+    assert channels(out) == ([2] * 10, [7, 0, 0, 0, 0, 0, 0, 8, 0, 0])
+    line.agent(pcm([5, 5, 5, 5]), at=0.17)  # plays from 120 ms (caller samples)
+    line.clear(at=0.20)  # cleared at 200 - 60 = 140 ms: 120 and 130 were heard
+    out = line.caller(pcm([0, 0, 0, 0]), at=0.21)
+    assert channels(out) == ([0, 0, 0, 0], [5, 5, 0, 0])
+
+
 def test_a_full_tap_records_silence_of_the_same_length() -> None:
     tap = RecordingTap(max_items=2)
     tap.push("caller", pcm([1, 1]))
