@@ -52,6 +52,9 @@ class CallTracer:
         self.include_content = include_content
         self._tracer = provider.get_tracer("callbridge")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callbridge-trace")
+        # Start the worker now: starting a thread at the first call's end would make that
+        # call's loop wait for it (measured: as long as the whole trace took to build).
+        self._executor.submit(lambda: None).result()
         self._slots = threading.BoundedSemaphore(max_waiting_calls)
         self.dropped_calls = 0
         """Calls whose trace was dropped because too many were waiting for the worker."""

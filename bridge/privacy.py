@@ -19,6 +19,7 @@ unkeyed and only pseudonymous).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -76,11 +77,16 @@ def _phone(match: re.Match[str]) -> str:
 
 def caller_key(number: str, secret: str | None = None) -> str:
     """The erasure lookup key of a phone number (its digits; ``+`` and separators ignored)."""
-    digits = re.sub(r"\D", "", number)
-    key = (secret if secret is not None else os.environ.get(SECRET_ENV, "")).encode()
-    if key:
-        return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
-    return hashlib.sha256(b"callbridge-caller:" + digits.encode()).hexdigest()
+    return _key(number, secret if secret is not None else os.environ.get(SECRET_ENV, ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(number: str, secret: str) -> str:
+    # Cached: the store computes it for every entry it queues, on the call's loop.
+    digits = re.sub(r"\D", "", number).encode()
+    if secret:
+        return hmac.new(secret.encode(), digits, hashlib.sha256).hexdigest()
+    return hashlib.sha256(b"callbridge-caller:" + digits).hexdigest()
 
 
 __all__ = ["SECRET_ENV", "Redactor", "caller_key", "luhn_ok"]
