@@ -129,6 +129,7 @@ class BridgedCall:
         self._pending: deque[tuple[int, bytes]] = deque()
         self._pending_bytes = 0
         self._turn_bytes = 0
+        self._turn_written_from = 0  # agent_bytes_written when this turn's audio started
         self._audio_ready = asyncio.Event()
         self._generation = 0
         self._discard_until_turn_end = False
@@ -279,7 +280,9 @@ class BridgedCall:
             async for chunk in self.call.caller_audio():
                 self.stats.caller_frames += 1
                 if self.caller.update(chunk):
-                    self.record.note("caller_stopped_speaking")
+                    # Declared after a hangover: when speech really ended is that long ago.
+                    silence_ms = round(self.caller.silence_s() * 1000)
+                    self.record.note("caller_stopped_speaking", silence_ms=silence_ms)
                 pcm = self._in_resampler.process(chunk)
                 for frame in self._to_model.push(pcm):
                     await self._send_to_model(frame)
@@ -363,7 +366,9 @@ class BridgedCall:
                     }
                 )
             case SessionNotice(kind=kind, detail=detail, close_code=code):
-                self.record.note("model_session", kind=kind, detail=detail, close_code=code)
+                self.record.note(
+                    "model_session", kind=kind, detail=detail, close_code=code, **event.facts
+                )
                 if kind in WARN_NOTICES:
                     self.warner.warn(
                         WarningCode.MODEL_REQUEST_FAILED, detail, close_code=code, action=kind
@@ -376,6 +381,7 @@ class BridgedCall:
             self._turn_active = True
             self._turn_started_at = self._clock()
             self._flush_caller_transcript()
+            self._turn_written_from = self.stats.agent_bytes_written
             self.record.note("agent_turn_start")
             if self.stats.first_agent_audio_s is None:
                 self.stats.first_agent_audio_s = self.record.elapsed()
@@ -434,6 +440,9 @@ class BridgedCall:
     def _on_interrupted(self) -> None:
         """Barge-in: drop unplayed audio now; the buffer clear runs in the clearer task."""
         self._interrupted_at = self._clock()
+        # What the caller heard of this turn: written, less what was still to play.
+        written_s = (self.stats.agent_bytes_written - self._turn_written_from) / self._bytes_per_s
+        played_s = max(0.0, written_s - max(0.0, self._playout_until - self._interrupted_at))
         self.stats.interrupts += 1
         self._generation += 1
         self._playout_until = self._interrupted_at
@@ -444,7 +453,7 @@ class BridgedCall:
         self._turn_active = False
         self.stats.agent_bytes_dropped_on_interrupt += dropped
         self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
-        self.record.note("barge_in", dropped_bytes=dropped)
+        self.record.note("barge_in", dropped_bytes=dropped, played_ms=round(played_s * 1000))
         self._flush_agent_transcript(interrupted=True)
         self._clear_idle.clear()
         self._clear_wanted.set()

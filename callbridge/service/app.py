@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 
+from callbridge.service.recording import TappedCall
+
+from callbridge.adapters.recording import CallRecorder, purge_forever
 from callbridge.adapters.telcoflow.source import TelcoflowCallSource
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.config import TenantConfig
 from callbridge.bridge.errors import ConfigError
 from callbridge.bridge.record import CallRecord, RecordListener
-from callbridge.bridge.runner import CallRunner, NamedConnector
+from callbridge.bridge.runner import CallRunner, IncomingCall, NamedConnector
 from callbridge.bridge.tools import Tool
 from callbridge.service.delivery import WarningHandler, WarningHub, log_warning
 from callbridge.service.housekeeping import (
@@ -87,9 +90,30 @@ class BridgeApp:
         self.source = TelcoflowCallSource(
             config.telcoflow,
             sample_rate=config.audio.call_rate,
-            handle_call=self.runner.handle,
+            handle_call=self._handle_call,
             max_concurrent_calls=config.limits.max_concurrent_calls,
         )
+
+    async def _handle_call(self, call: IncomingCall) -> CallRecord:
+        """Run one call; with recording on, through a tap whose writer this call owns."""
+        settings = self.config.recording
+        if not settings.enabled:
+            return await self.runner.handle(call)
+        recorder = CallRecorder(
+            settings, tenant=self.config.tenant, call_id=call.call_id, sample_rate=call.sample_rate
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(recorder.run(), name=f"recorder-{call.call_id}")
+            try:
+                record = await self.runner.handle(TappedCall(call, recorder.tap))
+            finally:
+                recorder.tap.close()
+        if recorder.saved is not None:
+            # Known once the file is complete, so it follows the call's end in the record.
+            record.note("recording_saved", **recorder.saved)
+        elif recorder.failed is not None:
+            record.note("recording_failed", error=recorder.failed)
+        return record
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
         self.collector.call_finished()
@@ -103,10 +127,17 @@ class BridgeApp:
             async with asyncio.TaskGroup() as group:
                 hub = group.create_task(self.warnings.run(), name="warning-hub")
                 collector = group.create_task(self.collector.run(), name="cycle-collector")
+                purge = (
+                    group.create_task(purge_forever(self.config.recording), name="recording-purge")
+                    if self.config.recording.enabled
+                    else None
+                )
                 await self.source.run()
                 await self.warnings.drain()
                 hub.cancel()
                 collector.cancel()
+                if purge is not None:
+                    purge.cancel()
         finally:
             await asyncio.shield(self.runner.aclose())
             release_frozen_objects()

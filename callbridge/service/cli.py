@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "callbridge.service.config_cli:main",
         "validate a tenant config without connecting",
     ),
-    "calls": ("callbridge.service.store_cli:main", "list or show recorded calls"),
+    "calls": ("callbridge.service.store_cli:main", "list, show or erase recorded calls"),
     "bench": ("callbridge.bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("callbridge.bench.soak:main", "soak: thousands of calls through one process"),
 }

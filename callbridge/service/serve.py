@@ -34,9 +34,11 @@ from collections.abc import Generator, Iterable, Sequence
 import structlog
 import uvicorn
 
+from callbridge.adapters.tracing import CallTracer, build_tracer
 from callbridge.bridge.config import TenantConfig, config_problems, load_config
 from callbridge.bridge.errors import ConfigError
 from callbridge.bridge.record import RecordListener
+from callbridge.bridge.retention import purge_forever
 from callbridge.bridge.runner import NamedConnector
 from callbridge.bridge.warnings import BridgeWarning, WarningSink
 from callbridge.service import loop
@@ -89,9 +91,11 @@ class Service:
         warning_handlers: Iterable[WarningHandler] = (),
         record_listeners: Iterable[RecordListener] = (),
         store: RecordStore | None = None,
+        tracer: CallTracer | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.tracer = tracer if tracer is not None else build_tracer(config.tracing)
         limits = config.limits
         self.metrics = BridgeMetrics(config.tenant)
         named = list(connectors) if connectors is not None else build_connectors(config)
@@ -116,6 +120,7 @@ class Service:
                 self.metrics,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
+                *([self.tracer] if self.tracer is not None else []),
             ],
             on_call_finished=self.metrics.on_finished,
         )
@@ -227,6 +232,16 @@ class Service:
                     if self.store is not None
                     else None
                 )
+                privacy = self.config.privacy
+                retention = (
+                    group.create_task(purge_forever(self.store, privacy), name="records-purge")
+                    if self.store is not None
+                    and (
+                        privacy.call_retention_days is not None
+                        or privacy.transcript_retention_days is not None
+                    )
+                    else None
+                )
                 bridge = group.create_task(self.app.run(), name="bridge")
                 guard = group.create_task(self._drain_guard(bridge), name="drain-guard")
                 log.info(
@@ -239,6 +254,8 @@ class Service:
                 self.started.set()
                 await asyncio.wait([bridge])
                 guard.cancel()
+                if retention is not None:
+                    retention.cancel()
                 server.should_exit = True
                 if self.store is not None and writer is not None:
                     self.store.stop()
@@ -249,6 +266,9 @@ class Service:
                 loop.remove_signal_handler(signal.SIGTERM)
                 loop.remove_signal_handler(signal.SIGINT)
             sock.close()
+            if self.tracer is not None:
+                # Bounded by tracing.export_timeout_s; off the loop, which has stopped serving.
+                await asyncio.to_thread(self.tracer.close)
         if failure is not None:
             return _report(failure)
         log.info("service_stopped", hung_up_at_grace=self.hung_up_at_grace)

@@ -50,6 +50,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from callbridge.bridge.privacy import caller_key
 from callbridge.bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
 
 
@@ -74,7 +75,11 @@ calls = sa.Table(
     sa.Column("outcome", sa.String(64), nullable=False),
     sa.Column("usage", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("model", sa.String(128), nullable=True),
+    sa.Column("cost_usd", sa.Double, nullable=True),
+    sa.Column("caller_key", sa.String(64), nullable=True),
     sa.Index("ix_calls_started_at", "started_at"),
+    sa.Index("ix_calls_caller_key", "caller_key"),
     sa.Index("ix_calls_tenant_started_at", "tenant", "started_at"),
 )
 
@@ -110,6 +115,8 @@ class StoredCall:
     usage: dict[str, int]
     updated_at: float
     entries: tuple[RecordEntry, ...] = ()
+    model: str | None = None
+    cost_usd: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -183,6 +190,9 @@ class StoreListener:
             "ended_at": record.ended_at,
             "outcome": record.outcome,
             "usage": dict(record.usage),
+            "model": record.model or None,
+            "cost_usd": record.cost_usd,
+            "caller_key": caller_key(record.caller),
         }
 
 
@@ -466,6 +476,8 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
         usage=dict(row["usage"]),
         updated_at=row["updated_at"],
         entries=entries,
+        model=row.get("model"),
+        cost_usd=row.get("cost_usd"),
     )
 
 
