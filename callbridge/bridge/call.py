@@ -193,7 +193,7 @@ class BridgedCall:
                 self.stats.caller_frames += 1
                 was_speaking = self.caller.speaking
                 if self.caller.update(chunk):
-                    self._feed(t.CallerStopped(), self.caller.stopped_at)
+                    self._feed(t.CallerStopped(self.caller.silence_s()), self.caller.stopped_at)
                 elif self.caller.speaking and not was_speaking:
                     self._feed(t.CallerStarted())
                 for admitted in (chunk,) if self.line is None else self.line.feed(chunk):

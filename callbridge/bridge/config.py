@@ -29,6 +29,7 @@ from callbridge.bridge.models import (
     capabilities,
     setup_problems,
 )
+from callbridge.bridge.privacy import Redactor
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -410,6 +411,143 @@ class CallFlowSettings(_Strict):
     """Which inbound calls the agent gets; unset: the platform's default (nothing declared)."""
 
 
+class TracingSettings(_Strict):
+    """OpenTelemetry traces, one per call (see README "Tracing"). Off unless an endpoint is set.
+
+    ``include_content`` puts caller content (transcripts, tool arguments and results, the
+    full phone number) into ``callbridge.pii.*`` attributes; without it they are left out.
+    """
+
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces"
+    )
+    service_name: str = "callbridge"
+    """The `service.name` resource attribute of every span."""
+    include_content: bool = False
+    """Put transcripts, tool arguments and results and the full number in `callbridge.pii.*`."""
+    queue_size: Annotated[int, Field(ge=64, le=1_000_000)] = 8192
+    """Spans waiting for export; when full the newest are dropped (never a wait on a call)."""
+    export_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    """Each export, and the final flush at shutdown, gives up after this long."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TracingSettings:
+        if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                f"tracing.otlp_endpoint: must be an http:// or https:// URL "
+                f"(got {self.otlp_endpoint!r})"
+            )
+        return self
+
+
+class ModelPrice(_Strict):
+    """US dollars per million tokens, by direction and modality."""
+
+    input_text: Annotated[float, Field(ge=0)]
+    input_audio: Annotated[float, Field(ge=0)]
+    output_text: Annotated[float, Field(ge=0)]
+    output_audio: Annotated[float, Field(ge=0)]
+    input_image: Annotated[float, Field(ge=0)] | None = None
+    input_video: Annotated[float, Field(ge=0)] | None = None
+
+
+_NATIVE_AUDIO_25 = ModelPrice(
+    input_text=0.50, input_audio=3.00, output_text=2.00, output_audio=12.00
+)
+
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gemini-2.5-flash-native-audio": _NATIVE_AUDIO_25,
+    "gemini-live-2.5-flash-native-audio": _NATIVE_AUDIO_25,
+}
+"""Price table defaults, matched by the longest key the model name starts with.
+
+Source: the Gemini API pricing page (ai.google.dev/gemini-api/docs/pricing), "Gemini 2.5
+Flash Native Audio (Live API)", as remembered for late 2025: input $0.50 text, $3.00
+audio/video; output $2.00 text, $12.00 audio per 1M tokens. Not re-checked on 2026-12-03
+(no network to the page from the build machine): set ``cost.prices`` from your own price list.
+"""
+
+
+class CostSettings(_Strict):
+    """Per-model prices; entries here are merged over :data:`DEFAULT_PRICES`."""
+
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """USD per million tokens by model name prefix (`input_text`, `input_audio`, `output_text`,
+    `output_audio`); merged over the built-in table, which has no 3.x prices yet."""
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        table = {**DEFAULT_PRICES, **self.prices}
+        if model in table:
+            return table[model]
+        matches = [key for key in table if model.startswith(key)]
+        return table[max(matches, key=len)] if matches else None
+
+
+class RecordingSettings(_Strict):
+    """Stereo call recordings (caller left, agent right, as the phone heard it); opt-in.
+
+    Files go to ``directory/<tenant>/<YYYY-MM-DD>/<call id>.<format>`` and are deleted
+    ``retention_days`` after they were written by a purge that runs every
+    ``purge_interval_s``. ``queue_s`` bounds the audio waiting for the disk (per call); past
+    it the newest audio is recorded as silence and counted (see ``callbridge.bridge.recording``).
+    """
+
+    enabled: bool = False
+    """Record every call as stereo audio (caller left, agent right)."""
+    directory: Path = Path("recordings")
+    """Where recordings go (`<tenant>/<YYYY-MM-DD>/<call id>.<format>` below it)."""
+    format: Literal["flac", "wav"] = "flac"
+    """`flac` (lossless and smaller) or `wav`."""
+    retention_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
+    """Recordings older than this are deleted."""
+    purge_interval_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    """How often the recording purge runs."""
+    queue_s: Annotated[float, Field(ge=1, le=600)] = 60.0
+    """Audio per call waiting for the disk; past it audio is recorded as silence and counted."""
+
+
+class PrivacySettings(_Strict):
+    """Transcript redaction and retention (see README "Privacy").
+
+    Redaction applies to transcript lines before any listener sees them (store, traces,
+    console). Retention: transcript lines are deleted ``transcript_retention_days`` after the
+    call started, the rest of the call's record after ``call_retention_days``; ``None``
+    keeps them. The purge runs every ``purge_interval_s`` in the service.
+    """
+
+    redact_card_numbers: bool = True
+    """Replace payment card numbers (Luhn-checked) in transcripts before anything sees them."""
+    redact_phone_numbers: bool = False
+    """Replace phone numbers in transcripts."""
+    redact_emails: bool = False
+    """Replace e-mail addresses in transcripts."""
+    transcript_retention_days: Annotated[float, Field(gt=0)] | None = None
+    """Delete transcript lines this long after the call started; unset: keep them."""
+    call_retention_days: Annotated[float, Field(gt=0)] | None = None
+    """Delete the whole call record this long after the call started; unset: keep it."""
+    purge_interval_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    """How often the retention purge runs."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PrivacySettings:
+        calls, transcripts = self.call_retention_days, self.transcript_retention_days
+        if calls is not None and transcripts is not None and transcripts > calls:
+            raise ValueError(
+                "privacy.transcript_retention_days must not exceed privacy.call_retention_days "
+                "(transcripts go with the call's record)"
+            )
+        return self
+
+    def redactor(self) -> Redactor:
+        return Redactor(
+            cards=self.redact_card_numbers,
+            phones=self.redact_phone_numbers,
+            emails=self.redact_emails,
+        )
+
+
 class TenantConfig(BaseSettings):
     """Everything one tenant's bridge process needs."""
 
@@ -428,6 +566,10 @@ class TenantConfig(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     call_flow: CallFlowSettings = CallFlowSettings()
     campaigns: CampaignSettings = CampaignSettings()
+    tracing: TracingSettings = TracingSettings()
+    cost: CostSettings = CostSettings()
+    recording: RecordingSettings = RecordingSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -87,12 +87,14 @@ class SessionNotice:
     """Something the session did on its own that operators should hear about.
 
     ``kind`` is e.g. ``"go_away"``, ``"reconnected"``, ``"resume_rejected"``; ``detail`` is
-    free text for logs and warnings.
+    free text for logs and warnings; ``facts`` are the same as numbers for the record and
+    traces (``took_ms``, ``handle_age_s``, ``replayed_frames``...).
     """
 
     kind: str
     detail: str = ""
     close_code: int | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 ModelEvent = (

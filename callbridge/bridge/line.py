@@ -69,14 +69,15 @@ class AgentLine:
                 self._overflowed(self.queue.end_turn(self._resampler.flush(), play=play))
             case t.DropAudio(barge_in=False):
                 self.queue.drop()
-            case t.DropAudio(barge_in=True):
+            case t.DropAudio(barge_in=True, played_s=played):
                 started = self._clock()
                 dropped = self.queue.drop(new_turn=True)
                 self._resampler.reset()
                 self.stats.interrupts += 1
                 self.stats.agent_bytes_dropped_on_interrupt += dropped
                 self.stats.interrupt_to_local_drop_s.append(self._clock() - started)
-                self.record.note("barge_in", dropped_bytes=dropped)
+                played_ms = round(played * 1000)
+                self.record.note("barge_in", dropped_bytes=dropped, played_ms=played_ms)
             case t.ClearLine(requested_at=at):
                 self._clear_for = at
                 self._clear_idle.clear()

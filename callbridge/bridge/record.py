@@ -55,6 +55,13 @@ class CallRecord:
     outcome: str = "in_progress"
     entries: list[RecordEntry] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    model: str = ""
+    """The model that served the call (set when it connected)."""
+    cost_usd: float | None = None
+    """What the usage so far cost, when ``pricer`` knows the model's price."""
+    pricer: Callable[[dict[str, int]], float] | None = field(default=None, repr=False)
+    redact: Callable[[str], str] | None = field(default=None, repr=False)
+    """Applied to every transcript line before it is kept or any listener sees it."""
     listeners: list[RecordListener] = field(default_factory=list, repr=False)
     _t0: float = field(default_factory=time.monotonic, repr=False)
     _clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -74,6 +81,8 @@ class CallRecord:
         self._append("timeline", {"event": event, **data})
 
     def transcript(self, speaker: str, text: str) -> None:
+        if self.redact is not None:
+            text = self.redact(text)
         self._append("transcript", {"speaker": speaker, "text": text})
 
     def command(self, command: str, ok: bool, error_code: str | None, **data: Any) -> None:
@@ -88,6 +97,8 @@ class CallRecord:
     def add_usage(self, by_key: dict[str, int]) -> None:
         for key, value in by_key.items():
             self.usage[key] = self.usage.get(key, 0) + value
+        if self.pricer is not None:
+            self.cost_usd = self.pricer(self.usage)
         self._append("usage", dict(by_key))
 
     def mark_answered(self) -> None:
@@ -100,7 +111,10 @@ class CallRecord:
             return
         self.ended_at = time.time()
         self.outcome = outcome
-        self._append("state", {"state": "ended", "outcome": outcome})
+        ended: dict[str, Any] = {"state": "ended", "outcome": outcome}
+        if self.cost_usd is not None:
+            ended["cost_usd"] = self.cost_usd
+        self._append("state", ended)
 
     def transcripts(self) -> list[tuple[str, str]]:
         return [(e.data["speaker"], e.data["text"]) for e in self.entries if e.kind == "transcript"]

@@ -9,6 +9,7 @@ warner, and keeps the live calls addressable for the admin API.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
@@ -18,7 +19,8 @@ from typing import Protocol
 import structlog
 
 from callbridge.bridge.call import BridgedCall
-from callbridge.bridge.config import TenantConfig
+from callbridge.bridge.config import ModelPrice, TenantConfig
+from callbridge.bridge.cost import call_cost
 from callbridge.bridge.errors import CallGone, CallNotServed, ModelUnavailable
 from callbridge.bridge.outbound import DialOutcome, outcome_for_code
 from callbridge.bridge.outbound_line import LinePolicy, OutboundLine
@@ -93,6 +95,8 @@ class CallRunner:
             extra=extra_tools,
         )
         self._on_finished = on_finished
+        redactor = config.privacy.redactor()
+        self._redact = redactor if redactor.active else None
         self.live: dict[str, BridgedCall] = {}
 
     async def aclose(self) -> None:
@@ -130,6 +134,7 @@ class CallRunner:
             callee=call.callee,
             direction="inbound" if plan is None else "outbound",
             listeners=list(self._listeners),
+            redact=self._redact,
         )
         warner = CallWarner(
             call_id=call.call_id,
@@ -317,6 +322,12 @@ class CallRunner:
                     f"primary model unavailable ({'; '.join(failures)}); using {named.model}",
                     model=named.model,
                 )
+            record.model = named.model
+            price = self.config.cost.price_for(named.model)
+            if price is not None:
+                record.pricer = functools.partial(_priced, price=price)
+            else:
+                log.info("no_price_for_model", model=named.model, call_id=request.call_id)
             record.note("model_connected", model=named.model)
             return session
         warner.warn(
@@ -324,6 +335,10 @@ class CallRunner:
             "no model could be connected (" + "; ".join(failures) + "); ending the call",
         )
         return None
+
+
+def _priced(usage: dict[str, int], *, price: ModelPrice) -> float:
+    return call_cost(usage, price).usd
 
 
 async def _end_call(call: IncomingCall, record: CallRecord) -> None:

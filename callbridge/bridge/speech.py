@@ -47,6 +47,10 @@ class CallerActivity:
         self.speaking = False
         self.stopped_at: float | None = None
 
+    def silence_s(self) -> float:
+        """How long since the last voiced frame (at a stop: the hangover, about)."""
+        return self._clock() - self._last_voiced
+
     def update(self, pcm: bytes) -> bool:
         """Feed one caller chunk; returns True when speech just ended."""
         now = self._clock()

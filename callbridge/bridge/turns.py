@@ -58,7 +58,12 @@ class CallerStarted:
 
 @dataclass(frozen=True, slots=True)
 class CallerStopped:
-    """The caller stopped speaking; the time given with the event is when."""
+    """The caller stopped speaking; the time given with the event is when.
+
+    ``silence_s``: how long after that the detector declared it (its hangover), so a trace
+    can show when speech really ended."""
+
+    silence_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +133,11 @@ class FlushAudio:
 
 @dataclass(frozen=True, slots=True)
 class DropAudio:
-    """Drop queued agent audio. On a barge-in also reset the resampler and record it."""
+    """Drop queued agent audio. On a barge-in also reset the resampler and record it, with
+    ``played_s``: how much of the interrupted turn had played (written less still buffered)."""
 
     barge_in: bool
+    played_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +276,7 @@ class TurnMachine:
         # A stall is measured from the call's start until the model first speaks.
         self._last_model_activity = now
         self._playout_until = now
+        self._turn_written_s = 0.0
         self._turn_had_content = False
         self._tool_in_turn = False
         self._nudge_wanted = False
@@ -314,9 +322,11 @@ class TurnMachine:
                 return self._model_audio(pcm)
             case Interrupted():
                 self.interrupted_at = now
+                unplayed = max(0.0, self._playout_until - now)
+                played = max(0.0, self._turn_written_s - unplayed)
                 self._playout_until = now
                 return [
-                    DropAudio(barge_in=True),
+                    DropAudio(barge_in=True, played_s=played),
                     *self._flush_agent(" [interrupted]"),
                     ClearLine(now),
                 ]
@@ -346,7 +356,8 @@ class TurnMachine:
                 }
                 return [RecordUsage(usage)]
             case SessionNotice(kind=kind, detail=detail, close_code=code):
-                note = Note("model_session", {"kind": kind, "detail": detail, "close_code": code})
+                facts = {"kind": kind, "detail": detail, "close_code": code, **event.facts}
+                note = Note("model_session", facts)
                 if kind not in WARN_NOTICES:
                     return [note]
                 details = {"close_code": code, "action": kind}
@@ -359,10 +370,10 @@ class TurnMachine:
             case CallerStarted():
                 self.caller_speaking = True
                 return []
-            case CallerStopped():
+            case CallerStopped(silence_s=silence):
                 self.caller_speaking = False
                 self.caller_stopped_at = now
-                return [Note("caller_stopped_speaking")]
+                return [Note("caller_stopped_speaking", {"silence_ms": round(silence * 1000)})]
             case ClearDone(requested_at=at, cleared_bytes=cleared, error_code=None):
                 return [Cleared(cleared, now - at)]
             case ClearDone(error_code=code):
@@ -377,6 +388,7 @@ class TurnMachine:
                 ]
             case Played(seconds=seconds):
                 self._playout_until = max(now, self._playout_until) + seconds
+                self._turn_written_s += seconds
                 return []
             case AgentAudio(enabled=enabled):
                 self.agent_audio_enabled = enabled
@@ -401,6 +413,7 @@ class TurnMachine:
             return []
         actions: list[Action] = []
         if self.phase is IDLE:
+            self._turn_written_s = 0.0
             actions += [*self._flush_caller(), TurnStarted()]
         self._turn_had_content = True
         if self.agent_audio_enabled:

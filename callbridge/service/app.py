@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callbridge.adapters.recording import CallRecorder, purge_forever
 from callbridge.adapters.telcoflow.dialer import DialFailure, TelcoflowDialer
 from callbridge.adapters.telcoflow.source import TelcoflowCallSource
 from callbridge.bridge.amd import DetectorSettings
@@ -24,7 +25,8 @@ from callbridge.bridge.models import unknown_model_hint
 from callbridge.bridge.outbound import DialOutcome, DialResult, check_number, fill_template
 from callbridge.bridge.outbound_line import LinePolicy
 from callbridge.bridge.record import CallRecord, RecordListener
-from callbridge.bridge.runner import CallRunner, NamedConnector, OutboundPlan
+from callbridge.bridge.recording import TappedCall
+from callbridge.bridge.runner import CallRunner, IncomingCall, NamedConnector, OutboundPlan
 from callbridge.bridge.tools import Tool
 from callbridge.service.campaign_runner import CampaignRunner
 from callbridge.service.campaigns import CampaignStore, ClaimedRow, RowState
@@ -119,7 +121,7 @@ class BridgeApp:
         self.source = TelcoflowCallSource(
             config.telcoflow,
             sample_rate=config.audio.call_rate,
-            handle_call=self.runner.handle,
+            handle_call=self._handle_call,
             max_concurrent_calls=config.limits.max_concurrent_calls,
             unready=unready,
             on_connected=self.dialer.declare,
@@ -144,6 +146,30 @@ class BridgeApp:
                 has_capacity=self._can_dial,
             )
 
+    async def _handle_call(
+        self, call: IncomingCall, plan: OutboundPlan | None = None
+    ) -> CallRecord:
+        """Run one call (inbound, or outbound with ``plan``); with recording on, through a tap
+        whose writer this call owns."""
+        settings = self.config.recording
+        if not settings.enabled:
+            return await self.runner.handle(call, plan)
+        recorder = CallRecorder(
+            settings, tenant=self.config.tenant, call_id=call.call_id, sample_rate=call.sample_rate
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(recorder.run(), name=f"recorder-{call.call_id}")
+            try:
+                record = await self.runner.handle(TappedCall(call, recorder.tap), plan)
+            finally:
+                recorder.tap.close()
+        if recorder.saved is not None:
+            # Known once the file is complete, so it follows the call's end in the record.
+            record.note("recording_saved", **recorder.saved)
+        elif recorder.failed is not None:
+            record.note("recording_failed", error=recorder.failed)
+        return record
+
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
         self.collector.call_finished()
         if self._on_call_finished is not None:
@@ -160,6 +186,11 @@ class BridgeApp:
                 outbound: list[asyncio.Task[None]] = []
                 if self.campaigns is not None:
                     outbound.append(group.create_task(self.campaigns.run(), name="campaigns"))
+                purge = (
+                    group.create_task(purge_forever(self.config.recording), name="recording-purge")
+                    if self.config.recording.enabled
+                    else None
+                )
                 await self.source.run()
                 self._group = None
                 outbound += self._dial_tasks
@@ -168,6 +199,8 @@ class BridgeApp:
                 await self.warnings.drain()
                 hub.cancel()
                 collector.cancel()
+                if purge is not None:
+                    purge.cancel()
         finally:
             await asyncio.shield(self.runner.aclose())
             release_frozen_objects()
@@ -254,7 +287,7 @@ class BridgeApp:
                     key, to, placed.outcome, placed.error_code, refused=placed.refused
                 )
                 return DialResult(to, placed.outcome, placed.error_code, key)
-            record = await self.runner.handle(placed, plan)
+            record = await self._handle_call(placed, plan)
             known = record.outcome in DialOutcome.__members__.values()
             outcome = DialOutcome(record.outcome) if known else DialOutcome.FAILED
             failed_code = placed.error_code if outcome in _UNANSWERED else None

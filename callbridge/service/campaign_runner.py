@@ -145,7 +145,7 @@ class CampaignRunner:
                     await self._wait(None, wait)
                     if self._stop.is_set():
                         break
-                rows = await self._store.claim(self.replica, 1)
+                rows = await self._claim()
                 if not rows:
                     self._bucket.give_back()
                     await self._wait(None, self._poll_s)
@@ -165,6 +165,20 @@ class CampaignRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
         if event is not None:
             event.clear()
+
+    async def _claim(self) -> list[ClaimedRow]:
+        """Claim a due row. Cancelled meanwhile (the process is stopping), the claim is let
+        finish and what it took is marked ``interrupted`` at once: a row committed as
+        ``dialling`` with no dial behind it would otherwise wait ``stale_after_s`` (an hour)."""
+        claim = asyncio.ensure_future(self._store.claim(self.replica, 1))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            await asyncio.wait({claim})
+            if not claim.cancelled() and claim.exception() is None:
+                for row in claim.result():
+                    await _settled(self._store.interrupt(row))
+            raise
 
     async def _one(self, row: ClaimedRow) -> None:
         self.dialled.append((row.campaign_id, row.line))

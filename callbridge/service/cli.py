@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "callbridge.service.config_cli:main",
         "validate a tenant config without connecting",
     ),
-    "calls": ("callbridge.service.store_cli:main", "list or show recorded calls"),
+    "calls": ("callbridge.service.store_cli:main", "list, show or erase recorded calls"),
     "call": (
         "callbridge.service.call_cli:main",
         "place an outbound call through a running bridge",

@@ -10,7 +10,8 @@ Series (all prefixed ``callbridge_``): ``active_calls`` (what the HorizontalPodA
 scales on), ``max_concurrent_calls``, ``ready``, ``draining``, ``telcoflow_connected``,
 ``calls_total{outcome}``, ``first_agent_audio_seconds``, ``interrupt_to_clear_seconds``,
 ``model_reconnects_total{kind}``, ``warnings_total{code}``, ``model_tokens_total{direction,
-modality}``, ``admission_delayed_calls_total``, ``admission_refused_calls_total``,
+modality}``, ``model_cost_usd_total{model}``, ``call_cost_usd`` (per-call histogram),
+``admission_delayed_calls_total``, ``admission_refused_calls_total``,
 ``build_info{version}``; plus the standard ``process_*`` (RSS, open descriptors, CPU seconds),
 ``python_gc_*`` and ``python_info`` series, which the soak's leak checks watch in production.
 
@@ -52,6 +53,7 @@ RECONNECT_KINDS = frozenset({"reconnected", "resume_rejected", "rotated"})
 """Model session notices that mean a new model connection was made for a live call."""
 
 FIRST_AUDIO_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
+COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CLEAR_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 
 __all__ = ["CONTENT_TYPE_LATEST", "BridgeMetrics"]
@@ -145,6 +147,18 @@ class BridgeMetrics:
             ["direction", "modality"],
             registry=r,
         )
+        self.cost = Counter(
+            "callbridge_model_cost_usd",
+            "Model cost of finished calls in US dollars (usage times cost.prices).",
+            ["model"],
+            registry=r,
+        )
+        self.call_cost = Histogram(
+            "callbridge_call_cost_usd",
+            "Model cost of one call in US dollars.",
+            buckets=COST_BUCKETS,
+            registry=r,
+        )
         self._scraped = ScrapedCounters()
         r.register(self._scraped)
         self._track_admission(lambda: 0, lambda: 0)
@@ -202,6 +216,9 @@ class BridgeMetrics:
     def on_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:
         """Outcome and latency of one finished call (the runner's ``on_finished`` shape)."""
         self.calls.labels(outcome=record.outcome).inc()
+        if record.cost_usd is not None:
+            self.cost.labels(model=record.model or "unknown").inc(record.cost_usd)
+            self.call_cost.observe(record.cost_usd)
         if bridged is None:
             return
         stats = bridged.stats

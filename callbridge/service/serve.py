@@ -45,6 +45,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from callbridge.adapters.tracing import CallTracer, build_tracer
 from callbridge.bridge.config import (
     SECRET_FIELDS,
     ServiceSettings,
@@ -75,6 +76,7 @@ from callbridge.service.http import (
 from callbridge.service.http_guard import BodyLimit, GuardStats, HttpLimits, guarded_protocol
 from callbridge.service.logs import configure_logging, register_secrets, safe_url
 from callbridge.service.metrics import BridgeMetrics
+from callbridge.service.retention import purge_forever
 from callbridge.service.store import RecordStore
 from callbridge.service.webhook import WebhookDelivery
 
@@ -125,9 +127,11 @@ class Service:
         record_listeners: Iterable[RecordListener] = (),
         store: RecordStore | None = None,
         admin_routes: Sequence[BaseRoute] = (),
+        tracer: CallTracer | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.tracer = tracer if tracer is not None else build_tracer(config.tracing)
         limits = config.limits
         self.metrics = BridgeMetrics(config.tenant)
         self.model_health = ModelHealth(
@@ -159,6 +163,7 @@ class Service:
                 self.model_health,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
+                *([self.tracer] if self.tracer is not None else []),
             ],
             on_call_finished=self.metrics.on_finished,
             unready=self.model_health.reason,
@@ -351,6 +356,16 @@ class Service:
                     if self.store is not None
                     else None
                 )
+                privacy = self.config.privacy
+                retention = (
+                    group.create_task(purge_forever(self.store, privacy), name="records-purge")
+                    if self.store is not None
+                    and (
+                        privacy.call_retention_days is not None
+                        or privacy.transcript_retention_days is not None
+                    )
+                    else None
+                )
                 bridge = group.create_task(self.app.run(), name="bridge")
                 guard = group.create_task(self._drain_guard(bridge), name="drain-guard")
                 log.info(
@@ -365,6 +380,8 @@ class Service:
                 self.started.set()
                 await asyncio.wait([bridge])
                 guard.cancel()
+                if retention is not None:
+                    retention.cancel()
                 server.should_exit = True
                 admin_server.should_exit = True
                 if self.store is not None and writer is not None:
@@ -377,6 +394,9 @@ class Service:
                 loop.remove_signal_handler(signal.SIGINT)
             sock.close()
             admin_sock.close()
+            if self.tracer is not None:
+                # Bounded by tracing.export_timeout_s; off the loop, which has stopped serving.
+                await asyncio.to_thread(self.tracer.close)
         if failure is not None:
             return _report(failure)
         log.info("service_stopped", hung_up_at_grace=self.hung_up_at_grace)

@@ -51,6 +51,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from callbridge.bridge.privacy import caller_key
 from callbridge.bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
 from callbridge.service import migrate
 
@@ -77,7 +78,11 @@ calls = sa.Table(
     sa.Column("usage", sa.JSON, nullable=False),
     sa.Column("direction", sa.String(16), nullable=False, server_default="inbound"),
     sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("model", sa.String(128), nullable=True),
+    sa.Column("cost_usd", sa.Double, nullable=True),
+    sa.Column("caller_key", sa.String(64), nullable=True),
     sa.Index("ix_calls_started_at", "started_at"),
+    sa.Index("ix_calls_caller_key", "caller_key"),
     sa.Index("ix_calls_tenant_started_at", "tenant", "started_at"),
 )
 
@@ -153,6 +158,8 @@ class StoredCall:
     updated_at: float
     entries: tuple[RecordEntry, ...] = ()
     direction: str = "inbound"
+    model: str | None = None
+    cost_usd: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -227,6 +234,9 @@ class StoreListener:
             "outcome": record.outcome,
             "usage": dict(record.usage),
             "direction": record.direction,
+            "model": record.model or None,
+            "cost_usd": record.cost_usd,
+            "caller_key": caller_key(record.caller),
         }
 
 
@@ -617,6 +627,8 @@ def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
         updated_at=row["updated_at"],
         entries=entries,
         direction=row["direction"],
+        model=row.get("model"),
+        cost_usd=row.get("cost_usd"),
     )
 
 

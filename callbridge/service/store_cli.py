@@ -1,6 +1,10 @@
-"""``callbridge calls list|show``: read the call records a bridge process wrote.
+"""``callbridge calls list|show|erase``: read the call records a bridge process wrote, or
+erase one caller's.
 
-Read-only: it never creates a database, so a mistyped SQLite path is reported instead of
+``list`` and ``show`` are read-only. ``erase --caller NUMBER`` deletes that caller's calls,
+their entries (transcripts included) and their recordings (the files the records link to,
+and any file named after one of the calls in ``--recordings``), then says what it removed.
+No command creates a database, so a mistyped SQLite path is reported instead of
 silently producing an empty file. The URL comes from ``--url``, else ``CALLBRIDGE_RECORDS_URL``,
 else the service default.
 """
@@ -23,9 +27,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from callbridge.bridge.config import ServiceSettings
 from callbridge.bridge.record import RecordEntry, mask_number
+from callbridge.service.retention import erase_caller
 from callbridge.service.store import RecordStore, StoredCall
 
 URL_ENV = "CALLBRIDGE_RECORDS_URL"
+RECORDINGS_ENV = "CALLBRIDGE_RECORDINGS_DIR"
 
 
 class CliError(Exception):
@@ -135,7 +141,9 @@ def _print_call(call: StoredCall, out: TextIO) -> None:
         ("duration", _duration(call.duration)),
         ("outcome", call.outcome),
         ("direction", call.direction),
+        ("model", call.model or "-"),
         ("usage", " ".join(_pairs(call.usage)) or "-"),
+        ("cost", "-" if call.cost_usd is None else f"${call.cost_usd:.4f}"),
     ]
     for key, value in header:
         print(f"{key + ':':<10}{value}", file=out)
@@ -150,8 +158,68 @@ def _as_json(call: StoredCall) -> str:
     return json.dumps(body, ensure_ascii=False, indent=2)
 
 
+def _file_of(uri: str) -> Path | None:
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(uri)
+    return Path(url2pathname(parsed.path)) if parsed.scheme == "file" else None
+
+
+def _remove_recordings(
+    uris: Sequence[str], call_ids: Sequence[str], directory: Path | None
+) -> tuple[list[Path], list[str]]:
+    """Delete linked recordings and any file named after an erased call; (removed, not found)."""
+    candidates: set[Path] = set()
+    missing: list[str] = []
+    for uri in uris:
+        path = _file_of(uri)
+        if path is None:
+            missing.append(f"{uri} (not a local file: delete it where it is stored)")
+        elif path.exists():
+            candidates.add(path)
+    if directory is not None and directory.is_dir():
+        names = set(call_ids)
+        for path in directory.rglob("*"):
+            stem = path.name.split(".", 1)[0]
+            if path.is_file() and stem in names:
+                candidates.add(path)
+    for path in sorted(candidates):
+        path.unlink(missing_ok=True)
+    return sorted(candidates), missing
+
+
+async def _erase(args: argparse.Namespace, out: TextIO) -> int:
+    shown = mask_number("".join(c for c in args.caller if c.isdigit() or c == "+"))
+    async with RecordStore(args.url) as store:
+        erased = await erase_caller(store, args.caller)
+    directory = Path(args.recordings) if args.recordings else None
+    removed, missing = await asyncio.to_thread(
+        _remove_recordings, erased.recording_uris, erased.call_ids, directory
+    )
+    if not erased.call_ids:
+        print(f"no calls of caller {shown} in {_shown(args.url)}", file=out)
+        return 0
+    print(
+        f"erased caller {shown}: {len(erased.call_ids)} calls, {erased.entries} record entries "
+        f"({erased.transcript_lines} transcript lines), {len(removed)} recording files",
+        file=out,
+    )
+    for call_id in erased.call_ids:
+        print(f"  call {call_id}", file=out)
+    for path in removed:
+        print(f"  deleted {path}", file=out)
+    for uri in missing:
+        print(f"  NOT deleted: {uri}", file=out)
+    if directory is None:
+        print(f"  (no --recordings directory given; set {RECORDINGS_ENV} to search one)", file=out)
+    return 0
+
+
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
     _check_url(args.url)
+    if args.action == "erase":
+        return await _erase(args, out)
     async with RecordStore(args.url) as store:
         if args.action == "list":
             _print_list(await store.list_calls(args.limit, tenant=args.tenant), out)
@@ -168,7 +236,8 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="callbridge calls", description="List or show the call records a bridge wrote."
+        prog="callbridge calls",
+        description="List, show or erase the call records a bridge wrote.",
     )
     url_help = f"records database (default: ${URL_ENV} or the service default)"
     actions = parser.add_subparsers(dest="action", required=True)
@@ -180,6 +249,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("call_id")
     show.add_argument("--url", default=default_url(), help=url_help)
     show.add_argument("--json", action="store_true", help="print the call as JSON")
+    erase = actions.add_parser(
+        "erase", help="delete one caller's records, transcripts and recordings"
+    )
+    erase.add_argument("--caller", required=True, help="the caller's number, e.g. +15551234567")
+    erase.add_argument("--url", default=default_url(), help=url_help)
+    erase.add_argument(
+        "--recordings",
+        default=os.environ.get(RECORDINGS_ENV),
+        help=f"recordings directory to search too (default ${RECORDINGS_ENV})",
+    )
     return parser
 
 

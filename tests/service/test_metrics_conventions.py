@@ -54,7 +54,7 @@ def test_every_series_follows_the_naming_rules() -> None:
         else:
             assert not name.endswith("_total"), f"{name} is a {kind} named like a counter"
         if kind == "histogram":
-            assert name.endswith("_seconds"), f"{name}: a duration carries its unit"
+            assert name.endswith(("_seconds", "_bytes", "_usd")), f"{name}: carries its unit"
         if name.endswith("_info"):
             assert kind in ("gauge", "info") and set(samples.values()) == {1.0}, name
 

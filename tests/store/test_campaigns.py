@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callbridge.bridge.outbound import DialOutcome, DialResult
 from callbridge.service.campaign_runner import CampaignRunner
@@ -22,6 +23,7 @@ from callbridge.service.campaigns import (
     BatchRow,
     CampaignPolicy,
     CampaignStore,
+    ClaimedRow,
     next_allowed,
     parse_batch,
 )
@@ -222,6 +224,40 @@ async def test_restart_mid_campaign_dials_no_row_twice(store_url: str) -> None:
     assert len(dial.dialled) == 6  # every row was dialled, by one process or the other
     assert status["by_state"].get("done", 0) + status["by_state"].get("interrupted", 0) == 6
     assert status["by_state"].get("interrupted", 0) >= 1  # the calls cut by the restart
+
+
+class ClaimReturnsLate(CampaignStore):
+    """The claim's transaction has committed, but the runner has not yet seen its rows (a
+    slow commit acknowledgement on a loaded database): the window a stop can fall into."""
+
+    def __init__(self, engine: AsyncEngine, tenant: str) -> None:
+        super().__init__(engine, tenant)
+        self.committed = asyncio.Event()
+
+    async def claim(self, replica: str, limit: int) -> list[ClaimedRow]:
+        rows = await super().claim(replica, limit)
+        if rows:
+            self.committed.set()
+            await asyncio.sleep(1.0)
+        return rows
+
+
+async def test_a_stop_during_a_claim_leaves_no_row_dialling(store_url: str) -> None:
+    dial = FakeDial({})
+    async with RecordStore(store_url) as records:
+        store = ClaimReturnsLate(records.engine, "t1")
+        await store.submit("c1", numbers(1), FAST)
+        runner = CampaignRunner(
+            store, dial, replica="a", max_concurrent=1, calls_per_minute=6000, poll_s=0.05
+        )
+        task = asyncio.get_running_loop().create_task(runner.run())
+        await asyncio.wait_for(store.committed.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        status = await store.status("c1")
+    assert dial.dialled == Counter()
+    assert status is not None and status["by_state"] == {"interrupted": 1}
 
 
 async def test_two_replicas_share_a_campaign_each_row_once(pg_url: str) -> None:

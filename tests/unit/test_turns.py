@@ -386,8 +386,33 @@ ROWS = [
     Row(
         "caller speech ending is on the timeline",
         CALLER_ASKED,
-        [Note("caller_stopped_speaking")],
+        [Note("caller_stopped_speaking", {"silence_ms": 0})],
         IDLE,
+    ),
+    Row(
+        "...with the detector's hangover, so a trace shows when speech really ended",
+        [(1.0, CallerStarted()), (2.5, CallerStopped(silence_s=0.5))],
+        [Note("caller_stopped_speaking", {"silence_ms": 500})],
+        IDLE,
+    ),
+    Row(
+        "a barge-in records how much of the turn had played: written less still buffered",
+        [*SPEAKING_AT_1, (1.0, Played(2.0)), (1.0, Played(1.0)), (2.5, Interrupted())],
+        [DropAudio(barge_in=True, played_s=1.5), ClearLine(2.5)],
+        DISCARDING,
+    ),
+    Row(
+        "...counting only this turn's audio",
+        [
+            *SPEAKING_AT_1,
+            (1.0, Played(2.0)),
+            (1.5, TurnComplete()),
+            (5.0, ModelAudio(PCM)),
+            (5.0, Played(1.0)),
+            (5.5, Interrupted()),
+        ],
+        [DropAudio(barge_in=True, played_s=0.5), ClearLine(5.5)],
+        DISCARDING,
     ),
     Row(
         "usage is recorded per modality",

@@ -128,6 +128,7 @@ class GeminiLiveSession:
         self._unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_FRAMES)
         self._unanswered: deque[bytes] = deque(maxlen=MAX_UNANSWERED_FRAMES)
         self._handle: str | None = None
+        self._handle_at: float | None = None  # when the latest handle arrived (its age)
         self._handle_current = False
         self._go_away_deadline: float | None = None
         self._in_turn = False
@@ -263,15 +264,18 @@ class GeminiLiveSession:
                 except (websockets.ConnectionClosed, OSError) as exc:
                     self._log.warning("tool_response_not_sent", error=str(exc))
 
-    async def _replay_unsent(self) -> None:
-        """Send frames that failed on the old socket (caller holds the send lock)."""
+    async def _replay_unsent(self) -> int:
+        """Send frames that failed on the old socket (caller holds the send lock); how many."""
         assert self._ws is not None
+        sent = 0
         while self._unsent:
             try:
                 await self._ws.send(audio_frame(self._unsent[0], self._mime))
             except (websockets.ConnectionClosed, OSError):
-                return  # the receive side sees the close and reconnects; the rest goes then
+                return sent  # the receive side sees the close and reconnects; the rest goes then
             self._unanswered.append(self._unsent.popleft())
+            sent += 1
+        return sent
 
     # ── Receiving ────────────────────────────────────────────────────────────────────
 
@@ -353,6 +357,7 @@ class GeminiLiveSession:
         update = message.resumption
         if update is not None and update[1] and update[0]:
             self._handle = update[0]
+            self._handle_at = self._clock()
             self._handle_current = True
             self._lines_at_handle = self._lines_ended
             self._unanswered.clear()
@@ -362,7 +367,13 @@ class GeminiLiveSession:
         if message.go_away_s is not None:
             time_left = message.go_away_s
             self._go_away_deadline = self._clock() + time_left
-            out.append(SessionNotice("go_away", f"connection ends in {time_left:.1f} s"))
+            out.append(
+                SessionNotice(
+                    "go_away",
+                    f"connection ends in {time_left:.1f} s",
+                    facts={"time_left_s": round(time_left, 3)},
+                )
+            )
         for event in message.events:
             if isinstance(event, ModelAudio | ToolCall | Transcript):
                 self._handle_current = False  # the conversation moved past the handle
@@ -446,11 +457,13 @@ class GeminiLiveSession:
             notice = await self._resume_or_restart(
                 "rotated", f"goAway rotation at {why}", close_code=None
             )
-            await self._replay_unsent()
+            replayed = await self._replay_unsent()
         self.rotations += 1
         took_ms = (self._clock() - started) * 1000
         self._log.info("rotated", why=why, took_ms=round(took_ms, 1), kind=notice.kind)
-        return SessionNotice(notice.kind, f"{notice.detail}; took {took_ms:.0f} ms", None)
+        facts = {**notice.facts, "why": why, "took_ms": round(took_ms, 1)}
+        facts["replayed_frames"] = replayed
+        return SessionNotice(notice.kind, f"{notice.detail}; took {took_ms:.0f} ms", None, facts)
 
     async def _reconnect(self, code: int | None, error: str) -> SessionNotice:
         """Unplanned drop: reconnect with the handle, bounded attempts with backoff.
@@ -460,6 +473,7 @@ class GeminiLiveSession:
         frames whose send failed. Audio already being answered is not: the model would say
         its answer a second time.
         """
+        started = self._clock()
         async with self._switch():
             await self._disconnect()
             dropped_before = self.frames_dropped
@@ -481,13 +495,20 @@ class GeminiLiveSession:
                 except ModelUnavailable as exc:
                     last_error = str(exc)
                     continue
-                await self._replay_unsent()
+                replayed = await self._replay_unsent()
                 self.reconnects += 1
                 dropped = self.frames_dropped - dropped_before
+                facts = {
+                    **notice.facts,
+                    "attempt": attempt + 1,
+                    "took_ms": round((self._clock() - started) * 1000, 1),
+                    "replayed_frames": replayed,
+                    "frames_dropped": dropped,
+                }
+                detail = notice.detail
                 if dropped:
-                    detail = f"{notice.detail}; {dropped} caller frames queued too long dropped"
-                    return SessionNotice(notice.kind, detail, notice.close_code)
-                return notice
+                    detail = f"{detail}; {dropped} caller frames queued too long dropped"
+                return SessionNotice(notice.kind, detail, notice.close_code, facts)
         raise ModelUnavailable(
             f"connection closed ({code}: {error}); {attempts} reconnect attempts failed: "
             f"{last_error}",
@@ -499,6 +520,7 @@ class GeminiLiveSession:
     ) -> SessionNotice:
         handle = self._handle if self._settings.session_resumption else None
         if handle is not None:
+            age = self._clock() - (self._handle_at if self._handle_at is not None else 0.0)
             missed = self._lines_since_handle()
             self._recalled.extend(missed)
             self._lines_at_handle = self._lines_ended  # recalled once, not at every attempt
@@ -507,7 +529,12 @@ class GeminiLiveSession:
                 resumed = detail + " (resumed)"
                 if missed:
                     resumed += f"; recalled {len(missed)} transcript lines newer than the handle"
-                return SessionNotice(kind, resumed, close_code)
+                facts = {
+                    "resumed": True,
+                    "handle_age_s": round(age, 3),
+                    "recalled_lines": len(missed),
+                }
+                return SessionNotice(kind, resumed, close_code, facts)
             except ModelUnavailable as exc:
                 if exc.close_code not in (1007, 1008, 1011):
                     raise
@@ -530,6 +557,7 @@ class GeminiLiveSession:
             f"{detail}; resumption failed ({resume_error}); fresh session seeded with "
             f"{len(summary)} characters of summary",
             close_code,
+            {"resumed": False, "summary_chars": len(summary)},
         )
 
 
