@@ -33,8 +33,10 @@ from collections.abc import Generator, Iterable, Sequence
 
 import structlog
 import uvicorn
+from starlette.routing import Mount
 
 from adapters.app import BridgeApp, build_connectors
+from adapters.console import CONSOLE_PATH, ConsoleDeps, ConsoleHub, create_console_app
 from adapters.http import HttpDeps, create_http_app, readiness
 from bridge import loop
 from bridge.admission import AdmissionStats, admit_all
@@ -96,6 +98,7 @@ class Service:
         self.metrics = BridgeMetrics(config.tenant)
         named = list(connectors) if connectors is not None else build_connectors(config)
         late = _LateSink()
+        self.console_hub = ConsoleHub()
         wrapped, self.limiter, self.admission = admit_all(
             [n.connector for n in named],
             per_minute=limits.model_connects_per_minute,
@@ -114,6 +117,7 @@ class Service:
             ],
             record_listeners=[
                 self.metrics,
+                self.console_hub,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
             ],
@@ -140,6 +144,24 @@ class Service:
                 admin_token=admin.get_secret_value() if admin else None,
                 max_concurrent_calls=limits.max_concurrent_calls,
                 full_numbers=config.service.log_full_numbers,
+            )
+        )
+        # The operator console is mounted wherever the admin API is served.
+        self.http.router.routes.append(
+            Mount(
+                CONSOLE_PATH,
+                app=create_console_app(
+                    ConsoleDeps(
+                        live=self.app.runner.live,
+                        hub=self.console_hub,
+                        admin_token=admin.get_secret_value() if admin else None,
+                        tenant=config.tenant,
+                        tools=config.tools,
+                        full_numbers=config.service.log_full_numbers,
+                        store=store,
+                        replica=socket.gethostname(),
+                    )
+                ),
             )
         )
         self.port: int | None = None
