@@ -80,7 +80,8 @@ SECURITY_HEADERS = {
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it Chromium sends "Origin: null" on same-origin form posts.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -329,6 +330,7 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
         record = bridged.record
         with deps.hub.stream(), deps.hub.watch(record.call_id) as wake:
             meter: tuple[float, bool] | None = None
+            state = ""
             quiet = 0.0
             while True:
                 wake.clear()
@@ -338,6 +340,9 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
                     cursor += len(batch)
                     quiet = 0.0
                     yield _sse("entries", [entry_json(e) for e in batch], cursor)
+                    if (now := deps.hub.summary(record).state) != state:
+                        state = now
+                        yield _sse("state", {"state": state})
                     continue
                 if record.ended_at is not None:
                     yield _sse("ended", {"outcome": record.outcome})

@@ -83,8 +83,9 @@ def fold(summary: Summary, entry: RecordEntry) -> None:
             summary.model = str(data.get("model"))
         elif event == "agent_turn_end":
             summary.agent_turns_done += 1
-        elif event == "barge_in":
+        elif event == "barge_in":  # the caller cut the agent's turn short: it is over too
             summary.barge_ins += 1
+            summary.agent_turns_done += 1
         elif event == "transfer_requested":
             summary.transferring = not summary.human_connected
     elif entry.kind == "tool":

@@ -50,12 +50,17 @@ def _marks(entries: Sequence[RecordEntry], end: float) -> list[tuple[str, float,
         if e.kind == "timeline":
             event = str(d.get("event"))
             if event == "agent_turn_start":
+                if turn_start is not None:  # the previous turn ended without a note
+                    marks.append(("agent", turn_start, e.t, "agent turn"))
                 turn_start = e.t
             elif event == "agent_turn_end" and turn_start is not None:
                 marks.append(("agent", turn_start, e.t, "agent turn"))
                 turn_start = None
             elif event == "barge_in":
                 marks.append(("barge-in", e.t, e.t, "barge-in"))
+                if turn_start is not None:  # a barge-in cuts the agent's turn
+                    marks.append(("agent", turn_start, e.t, "agent turn (cut by barge-in)"))
+                    turn_start = None
             elif event == "operator_action":
                 marks.append(
                     ("operator", e.t, e.t, f"{d.get('action')} by {d.get('by')}: {d.get('result')}")

@@ -61,7 +61,7 @@ async def console_service(
     admin: bool = True,
 ) -> AsyncIterator[Console]:
     """``Service.run`` with a SQLite record store; drained on exit (exit status 0)."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
+    tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before serving
     overrides = sections(gemini)
     overrides["service"] = {
         **overrides["service"],

@@ -3,6 +3,7 @@ no full number unless the tenant shows full numbers; every action audited with i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.routing import Mount, Route
@@ -199,8 +200,13 @@ async def _number_views(console: Console, headers: dict[str, str], call_id: str)
     stream = await sse_events(
         console.http, f"{BASE}/stream", headers, until=lambda ev: any(e[1] for e in ev)
     )
-    page = (await console.http.get(f"{BASE}/calls/{call_id}", headers=headers)).text
-    return [live, str(stream), page]
+    page = await console.http.get(f"{BASE}/calls/{call_id}", headers=headers)
+    assert page.status_code == 200
+    return [live, str(stream), page.text]
+
+
+def _gone(console: Console, call_id: str) -> Callable[[], bool]:
+    return lambda: call_id not in console.service.app.runner.live
 
 
 async def _history_views(console: Console, headers: dict[str, str], call_id: str) -> list[str]:
@@ -220,13 +226,17 @@ async def test_numbers_are_masked_everywhere_unless_the_tenant_shows_full_number
             GeminiLiveEmulator(script=quiet_script()) as gemini,
             console_service(telco, gemini, tmp_path / str(full), full_numbers=full) as console,
         ):
-            call = telco.place_call(CallerScript([Pause(4), HangUp()]), caller=CALLER)
+            call = telco.place_call(CallerScript([Pause(60), HangUp()]), caller=CALLER)
             headers = await console.login()
             call_id = await live_call_id(console, headers)
             views = await _number_views(console, headers, call_id)
+            csrf = {"X-CSRF-Token": await console.csrf(headers)}
+            end = await console.http.post(
+                f"{BASE}/calls/{call_id}/end", headers={**headers, **csrf}
+            )
+            assert end.status_code == 200
             await call.ended(timeout=30)
-            live = console.service.app.runner.live
-            await eventually(lambda c=call_id, live=live: c not in live, what="call over")
+            await eventually(_gone(console, call_id), what="call over")
             views += await _history_views(console, headers, call_id)
             for view in views:
                 assert (CALLER in view) is full, (full, view[:200])

@@ -111,6 +111,9 @@ function callView(section) {
       feed.append(item);
     }
   });
+  source.addEventListener("state", (ev) => {
+    state.textContent = JSON.parse(ev.data).state;
+  });
   source.addEventListener("meter", (ev) => {
     const m = JSON.parse(ev.data);
     document.getElementById("meter-caller").value = m.caller_dbfs;
