@@ -317,7 +317,12 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
         call_id = request.path_params["call_id"]
         bridged = deps.live.get(call_id)
         if bridged is None:
-            return JSONResponse({"error": "no live call with this id"}, status_code=404)
+            # A browser reconnecting after the call ended hears that it ended, not a 404
+            # (after which EventSource would give up without saying why).
+            stored = await deps.store.get_call(call_id) if deps.store is not None else None
+            if stored is None or stored.tenant != deps.tenant:
+                return JSONResponse({"error": "no live call with this id"}, status_code=404)
+            return _stream(_ended(stored.outcome))
         if deps.hub.full:
             return JSONResponse({"error": "too many console streams open"}, status_code=503)
         try:  # EventSource resends the last id it saw when it reconnects
@@ -325,6 +330,9 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
         except ValueError:
             cursor = 0
         return _stream(_call_events(bridged, cursor))
+
+    async def _ended(outcome: str) -> AsyncIterator[str]:
+        yield _sse("ended", {"outcome": outcome})
 
     async def _call_events(bridged: BridgedCall, cursor: int) -> AsyncIterator[str]:
         record = bridged.record

@@ -20,7 +20,7 @@ from emulators.telcoflow import CallerScript, Pause, Say, TelcoflowEmulator, Wai
 from tests.console.browser import Browser, find_browser
 from tests.console.kit import BASE, console_service
 from tests.e2e.scenarios import agent, caller_pcm
-from tests.service.helpers import ADMIN_TOKEN, API_KEY, CONNECTOR
+from tests.service.helpers import ADMIN_TOKEN, API_KEY, CONNECTOR, poll_until
 
 CALLER = "+15550009876"
 
@@ -139,15 +139,24 @@ async def test_an_operator_watches_steers_and_ends_a_call_then_finds_it_in_histo
         # End the call (after confirming), then follow it into history.
         await b.run(lambda: b.d.find_element(By.ID, "end").click())
         await b.run(lambda: b.d.switch_to.alert.accept())
-        link = await b.wait_for(
-            lambda: b.d.find_elements(By.ID, "history-link"), what="the call's end"
-        )
+        try:
+            link = await b.wait_for(
+                lambda: b.d.find_elements(By.ID, "history-link"), what="the call's end"
+            )
+        except AssertionError:
+            state = await b.texts("#stream-status, #call-state, #action-result")
+            logs = await b.run(lambda: b.d.get_log("browser"))  # type: ignore[no-untyped-call]
+            raise AssertionError(f"the page never heard the end: {state} {logs}") from None
         assert "ended_by_operator" in await b.run(
             lambda: b.d.find_element(By.ID, "call-state").text
         )
         record = await call.ended(timeout=20)
         assert record.end_reason != "caller_hangup"
-        await console.store.flush()
+        await poll_until(  # the store's writer commits within ~200 ms of the end
+            lambda: console.store.get_call(call.call_id),
+            lambda c: c is not None and c.ended_at is not None,
+            what="the stored record",
+        )
         await b.run(lambda: link[0].click())
         marks = await b.wait_for(
             lambda: b.d.find_elements(By.CSS_SELECTOR, "#timeline svg rect.mark"),

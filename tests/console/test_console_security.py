@@ -182,8 +182,11 @@ async def test_actions_need_the_sessions_csrf_token_and_are_audited_with_the_ope
         assert all(a["client"] == "127.0.0.1" for a in audits)
         assert bridged.record.outcome == "ended_by_operator"
         # The audit reached the shared store with the rest of the record.
-        await console.store.flush()
-        stored = await console.store.get_call(call_id)
+        stored = await poll_until(
+            lambda: console.store.get_call(call_id),
+            lambda c: c is not None and c.ended_at is not None,
+            what="the stored record",
+        )
         assert stored is not None
         assert [
             e.data["by"] for e in stored.entries if e.data.get("event") == "operator_action"
@@ -210,8 +213,11 @@ def _gone(console: Console, call_id: str) -> Callable[[], bool]:
 
 
 async def _history_views(console: Console, headers: dict[str, str], call_id: str) -> list[str]:
-    await console.store.flush()
-    listing = (await console.http.get(f"{BASE}/history", headers=headers)).text
+    async def listing_page() -> str:
+        return (await console.http.get(f"{BASE}/history", headers=headers)).text
+
+    # The store's writer commits within ~200 ms of the call's end.
+    listing = await poll_until(listing_page, lambda text: call_id in text, what="history row")
     one = (await console.http.get(f"{BASE}/history/{call_id}", headers=headers)).text
     assert call_id in listing and call_id in one
     return [listing, one]
