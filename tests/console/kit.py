@@ -59,6 +59,7 @@ async def console_service(
     *,
     full_numbers: bool = False,
     admin: bool = True,
+    tools: dict[str, Any] | None = None,
 ) -> AsyncIterator[Console]:
     """``Service.run`` with a SQLite record store; drained on exit (exit status 0)."""
     tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before serving
@@ -68,6 +69,8 @@ async def console_service(
         "records_url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
         "log_full_numbers": full_numbers,
     }
+    if tools:
+        overrides["tools"] = tools
     config = load_config(overrides=overrides, env=secrets_env(telco, admin=admin), service=True)
     async with RecordStore(config.service.records_url, full_numbers=full_numbers) as store:
         service = Service(config, store=store)
