@@ -394,7 +394,8 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
             try:
                 return await run(request, session, bridged)
             except CallGone:
-                audit(bridged.record, request, session, "unknown", result="call_gone")
+                name = request.url.path.rsplit("/", 1)[-1]
+                audit(bridged.record, request, session, name, result="call_gone")
                 return JSONResponse({"error": "the call is gone"}, status_code=409)
 
         return handler
