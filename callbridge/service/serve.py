@@ -33,6 +33,7 @@ from collections.abc import Generator, Iterable, Sequence
 
 import structlog
 import uvicorn
+from starlette.routing import Mount
 
 from callbridge.bridge.config import TenantConfig, config_problems, load_config
 from callbridge.bridge.errors import ConfigError
@@ -42,6 +43,7 @@ from callbridge.bridge.warnings import BridgeWarning, WarningSink
 from callbridge.service import loop
 from callbridge.service.admission import AdmissionStats, admit_all
 from callbridge.service.app import BridgeApp, build_connectors
+from callbridge.service.console import CONSOLE_PATH, ConsoleDeps, ConsoleHub, create_console_app
 from callbridge.service.delivery import WarningHandler, log_warning
 from callbridge.service.http import HttpDeps, create_http_app, readiness
 from callbridge.service.logs import configure_logging
@@ -96,6 +98,7 @@ class Service:
         self.metrics = BridgeMetrics(config.tenant)
         named = list(connectors) if connectors is not None else build_connectors(config)
         late = _LateSink()
+        self.console_hub = ConsoleHub()
         wrapped, self.limiter, self.admission = admit_all(
             [n.connector for n in named],
             per_minute=limits.model_connects_per_minute,
@@ -114,6 +117,7 @@ class Service:
             ],
             record_listeners=[
                 self.metrics,
+                self.console_hub,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
             ],
@@ -140,6 +144,24 @@ class Service:
                 admin_token=admin.get_secret_value() if admin else None,
                 max_concurrent_calls=limits.max_concurrent_calls,
                 full_numbers=config.service.log_full_numbers,
+            )
+        )
+        # The operator console is mounted wherever the admin API is served.
+        self.http.router.routes.append(
+            Mount(
+                CONSOLE_PATH,
+                app=create_console_app(
+                    ConsoleDeps(
+                        live=self.app.runner.live,
+                        hub=self.console_hub,
+                        admin_token=admin.get_secret_value() if admin else None,
+                        tenant=config.tenant,
+                        tools=config.tools,
+                        full_numbers=config.service.log_full_numbers,
+                        store=store,
+                        replica=socket.gethostname(),
+                    )
+                ),
             )
         )
         self.port: int | None = None
