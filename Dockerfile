@@ -3,8 +3,13 @@
 #   docker build -t callbridge .
 #   docker run --env-file secrets.env -v ./tenant.toml:/etc/callbridge/tenant.toml:ro -p 8080:8080 callbridge
 
+# The base image is pinned by digest (a tag moves; a digest is one exact image). It is the
+# multi-arch index digest of python:3.11.7-slim-bookworm, the interpreter the suite runs on.
+# To refresh (then run `make image-check` and commit both FROM lines together):
+#   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
+#   (or: crane digest python:3.11-slim-bookworm)
 # ── builder: resolve and install everything into a self-contained venv ──────────────────────
-FROM python:3.11-slim AS builder
+FROM python:3.11.7-slim-bookworm@sha256:8f64a67710f3d981cf3008d6f9f1dbe61accd7927f165f4e37ea3f8b883ccc3f AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -12,13 +17,12 @@ RUN python -m venv /opt/callbridge
 ENV PATH=/opt/callbridge/bin:$PATH
 
 WORKDIR /src
-# Dependencies first (pinned by the lock, used as constraints so dev tools stay out),
-# so that a code change does not re-download them.
-COPY requirements.lock pyproject.toml README.md ./
-RUN mkdir -p callbridge \
-    && touch callbridge/__init__.py \
-    && pip install --no-cache-dir -c requirements.lock . \
-    && pip uninstall --yes callbridge
+# Dependencies first, hash-checked from the runtime lock (no dev tools; `make lock` writes
+# it), so that a code change does not re-download them; the project then goes in --no-deps.
+COPY requirements-runtime.lock ./
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements-runtime.lock \
+    && pip check
+COPY pyproject.toml README.md ./
 COPY callbridge/__init__.py callbridge/py.typed ./callbridge/
 COPY callbridge/bridge ./callbridge/bridge
 COPY callbridge/adapters ./callbridge/adapters
@@ -27,7 +31,7 @@ RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q /opt/callbridge/lib
 
 # ── runtime: the venv only; no compilers, no pip cache, not root ────────────────────────────
-FROM python:3.11-slim
+FROM python:3.11.7-slim-bookworm@sha256:8f64a67710f3d981cf3008d6f9f1dbe61accd7927f165f4e37ea3f8b883ccc3f
 
 LABEL org.opencontainers.image.title="callbridge" \
       org.opencontainers.image.description="Telcoflow calls bridged to Gemini Live / ADK agents"

@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint typecheck unit bench soak image-check lock clean
 
+# The locked set (the whole closure, hence --no-deps) is installed hash-checked; the project
+# (editable, so it cannot be hash-checked) then goes in with --no-deps: nothing unlocked slips in.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,9 +43,11 @@ soak: $(STAMP)
 image-check: $(STAMP)
 	$(BIN)/python scripts/image_check.py
 
-# Refresh the pinned dependency set (also used by the Dockerfile).
-lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+# Refresh the hashed pins from what .venv holds: requirements.lock (everything, for make) and
+# requirements-runtime.lock (the image's runtime closure). After changing a range in
+# pyproject.toml: `$(BIN)/pip install -e '.[dev]'` to resolve it, then `make lock`.
+lock:
+	$(BIN)/python scripts/lock.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache

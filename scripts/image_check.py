@@ -6,10 +6,15 @@ image paths (``/opt/callbridge``, ``/src``) moved under a scratch directory. An 
 does not know stops it, so the check cannot silently drift from the Dockerfile.
 
 Then it runs the image's ``ENTRYPOINT`` + ``CMD`` from that environment (which holds only
-``callbridge.bridge``, ``.adapters`` and ``.service``, as the image does) against the two
-emulators, started from the
+``bridge`` and ``adapters``, as the image does) against the two emulators, started from the
 development environment: ``/healthz``, ``/readyz`` once Telcoflow is connected, one whole
 bridged call, ``/metrics`` counting it, and SIGTERM draining to exit 0.
+
+Last, the documented derived image (``examples/derived-image``: ``FROM callbridge``, the
+user's agent package and tenant file added) is replayed on top the same way, its context
+being that folder. It serves a call with its own tenant file (endpoints from the environment,
+as a deployment sets them) against ``callbridge emulators``, whose scenario has the model call
+the agent's own tool: the tool must have run inside the image's environment.
 
     .venv/bin/python scripts/image_check.py [--keep]
 """
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -38,6 +44,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_PATHS = ("/opt/callbridge", "/src", "/etc/callbridge", "/var/lib/callbridge")
 API_KEY, CONNECTOR = "image-check-key", "image-check-connector"
+DERIVED = REPO / "examples" / "derived-image"
+DERIVED_TOOL = "request_callback"
+"""The derived example agent's tool; it appends each request to ``callbacks.jsonl``."""
+DERIVED_SCENARIO = f"""
+[[turn]]
+caller = "Could somebody call me back about my order?"
+steps = [
+  {{ tool = "{DERIVED_TOOL}", args = {{ reason = "order question from the image check" }} }},
+  {{ say = "A colleague will call you back. Goodbye!" }},
+  {{ tool = "end_call", args = {{ reason = "callback requested" }} }},
+]
+"""
 
 
 class CheckFailed(RuntimeError):
@@ -84,6 +102,7 @@ class Replay:
 
     def __init__(self, root: Path, python: str) -> None:
         self.root = root
+        self.context = REPO  # where COPY sources are read from
         shims = root / "shims"  # the image's `python` is 3.11: point the name at ours
         shims.mkdir(parents=True)
         (shims / "python").symlink_to(python)
@@ -141,15 +160,23 @@ class Replay:
         if any(w.startswith("--") for w in words):
             raise CheckFailed(f"the image check does not know COPY options in {words}")
         *sources, dest = words
-        target = self.cwd / dest
+        target = self.cwd / self.path(dest)  # an absolute image path stays under the root
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            raise CheckFailed(f"COPY to {dest} would write outside the scratch root")
         if dest.endswith("/") or len(sources) > 1:
             target.mkdir(parents=True, exist_ok=True)
         for source in sources:
-            origin = REPO / source
+            origin = self.context / source
             if origin.is_dir():
                 shutil.copytree(origin, target, dirs_exist_ok=True)
             else:
                 shutil.copy2(origin, target)
+
+
+def project_version() -> str:
+    """``project.version`` from pyproject.toml: the tag the derived recipe builds on."""
+    with (REPO / "pyproject.toml").open("rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
 
 
 def free_port() -> int:
@@ -211,7 +238,7 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
         raise CheckFailed("the runtime stage has no exec-form ENTRYPOINT")
     image_python = replay.path("/opt/callbridge/bin/python")
     leaked = subprocess.run(
-        [image_python, "-c", "import callbridge.emulators"], cwd=replay.root, capture_output=True
+        [image_python, "-c", "import emulators"], cwd=replay.root, capture_output=True
     )
     if leaked.returncode == 0:
         raise CheckFailed("the image environment can import emulators: it must hold only the app")
@@ -245,6 +272,7 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
             f'tenant = "image-check"\n[telcoflow]\nbase_url = "ws://127.0.0.1:{telco_port}"\n'
             f'[model]\nbase_url = "{base_url}"\nca_file = "{ca_file}"\n'
             f'[service]\nhttp_host = "127.0.0.1"\nhttp_port = {http_port}\n'
+            f"admin_port = {free_port()}\n"
             f'records_url = "sqlite+aiosqlite:///{replay.root}/records.sqlite"\n'
         )
         command = [*entry, *next((json.loads(a) for w, a in runtime if w == "CMD"), [])]
@@ -288,6 +316,78 @@ def serve_a_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
                 proc.wait()
 
 
+def serve_a_derived_call(replay: Replay, runtime: list[tuple[str, str]]) -> None:
+    """The derived image's command, its own tenant file, against ``callbridge emulators``."""
+    entry = next((json.loads(a) for w, a in runtime if w == "ENTRYPOINT"), None)
+    if not entry:
+        raise CheckFailed("the runtime stage has no exec-form ENTRYPOINT")
+    config = Path(replay.path("/etc/callbridge/tenant.toml"))
+    if not config.is_file():
+        raise CheckFailed("the derived image has no /etc/callbridge/tenant.toml")
+    scenario, folder = replay.root / "scenario.toml", replay.root / "emulators"
+    scenario.write_text(DERIVED_SCENARIO)
+    emulators = subprocess.Popen(
+        [
+            sys.executable, "-m", "callbridge.service.cli", "emulators", "--dir", str(folder),
+            "--telcoflow-port", "0", "--gemini-port", "0", "--scenario", str(scenario),
+            "--calls", "1", "--exit-after-calls",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    bridge: subprocess.Popen[str] | None = None
+    try:
+        read_line_with(emulators, "  callbridge serve --config ")
+        written = tomllib.loads((folder / "tenant.toml").read_text())
+        secrets = dict(
+            line.split("=", 1) for line in (folder / "env").read_text().splitlines() if line
+        )
+        http_port = free_port()
+        env = {
+            **replay.env,
+            **secrets,
+            "TELCOFLOW_BASE_URL": written["telcoflow"]["base_url"],
+            "CALLBRIDGE_MODEL__BASE_URL": written["model"]["base_url"],
+            "CALLBRIDGE_MODEL__CA_FILE": written["model"]["ca_file"],
+            "CALLBRIDGE_SERVICE__HTTP_HOST": "127.0.0.1",
+            "CALLBRIDGE_SERVICE__HTTP_PORT": str(http_port),
+            "CALLBRIDGE_SERVICE__RECORDS_URL": f"sqlite+aiosqlite:///{replay.root}/derived.sqlite",
+        }
+        command = [*entry, *next((json.loads(a) for w, a in runtime if w == "CMD"), [])]
+        command = [replay.path(word) for word in command]
+        workdir = Path(replay.path("/var/lib/callbridge"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"+ {shlex.join(command)}  (the derived image)", flush=True)
+        bridge = subprocess.Popen(command, cwd=workdir, env=env, text=True)
+        base = f"http://127.0.0.1:{http_port}"
+        wait_for("/readyz 200 (Telcoflow connected)", lambda: http_status(base + "/readyz") == 200)
+        try:
+            out, _ = emulators.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed("the derived image's call did not end within 90 s") from None
+        print(out.strip(), flush=True)
+        if emulators.returncode != 0 or "call 1: ended" not in out:
+            raise CheckFailed(f"the derived image did not answer the call: {out[-2000:]}")
+        bridge.send_signal(signal.SIGTERM)
+        try:
+            code = bridge.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed("SIGTERM: the derived image did not exit within 60 s") from None
+        if code != 0:
+            raise CheckFailed(f"SIGTERM: the derived image exited {code}, not 0")
+        requests = workdir / "callbacks.jsonl"
+        if not requests.is_file() or "from the image check" not in requests.read_text():
+            raise CheckFailed(f"the agent's tool {DERIVED_TOOL} did not run in the derived image")
+        print(f"derived image: the agent's tool ran: {requests.read_text().strip()}", flush=True)
+    finally:
+        for proc in (bridge, emulators):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -308,6 +408,15 @@ def main() -> int:
             replay.step(word, rest, runtime=True)
         print(f"image environment built in {time.monotonic() - started:.0f} s", flush=True)
         serve_a_call(replay, runtime)
+        derived = instructions(DERIVED / "Dockerfile")
+        base = f"callbridge:{project_version()}"
+        if [w for w, _ in derived].count("FROM") != 1 or derived[0] != ("FROM", base):
+            raise CheckFailed(f"the derived-image recipe must be one stage FROM {base}")
+        replay.context = DERIVED
+        for word, rest in derived:
+            replay.step(word, rest)
+        print(f"derived image built in {time.monotonic() - started:.0f} s", flush=True)
+        serve_a_derived_call(replay, runtime)
     except CheckFailed as exc:
         print(f"image check FAILED: {exc} (scratch: {root})", file=sys.stderr)
         return 1

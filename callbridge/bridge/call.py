@@ -1,82 +1,43 @@
-"""One bridged call: a TaskGroup with the audio pumps, barge-in and tool dispatch.
+"""One bridged call: its tasks, feeding the turn machine and performing what it decides.
 
-Tasks, all owned by one ``asyncio.TaskGroup``:
-
-- ``caller pump``: caller audio -> resample -> fixed frames -> model. Held back (bounded)
-  while a BLOCKING tool call is pending, because Gemini closes the session (1008) if audio
-  arrives then.
-- ``model pump``: model events -> decisions. It never awaits anything slow: agent audio goes
-  to a bounded in-memory queue, tool calls to the dispatcher, clears to the clearer.
-- ``playout``: writes queued agent audio into the call's send buffer, paced so the buffer
-  stays under a high-water mark (the SDK raises instead of waiting when it is full), in
-  half-second batches once it is there.
-- ``clearer``: runs ``clear_audio()`` (which waits for a server acknowledgement) after a
-  barge-in, off the audio path; a failure is a warning, never fatal.
-- ``tools``: the tool dispatcher's own TaskGroup.
-- ``watchdog``: slow-response and stalled-turn warnings, and one nudge per stall.
-- ``supervisor``: ends the group when any part calls :meth:`BridgedCall.finish`.
+The rules (turns, barge-in, playout gating, stalls, nudges) are
+:class:`callbridge.bridge.turns.TurnMachine`'s;
+the agent's side of the line is :class:`callbridge.bridge.line.AgentLine`. The tasks, all owned by
+one
+``asyncio.TaskGroup``: the caller pump (caller audio -> resample -> frames -> model, held back
+while a BLOCKING tool call is pending: Gemini closes the session (1008) on audio then), the
+model pump (events -> machine -> actions; it never awaits anything slow), AgentLine's playout
+and clearer, the tool dispatcher, the watchdog (ticks the machine, sends the nudges it asks
+for) and the supervisor (ends the group when :meth:`BridgedCall.finish` is called).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
-import structlog
-
+from callbridge.bridge import turns as t
 from callbridge.bridge.audio import Rechunker, StreamResampler, frame_bytes
 from callbridge.bridge.config import AudioSettings, WarningSettings
-from callbridge.bridge.errors import CallGone, CommandFailed, ModelUnavailable, PlaybackFull
-from callbridge.bridge.events import (
-    GenerationComplete,
-    Interrupted,
-    ModelAudio,
-    ModelEvent,
-    SessionNotice,
-    ToolCall,
-    ToolCallCancelled,
-    ToolRunByModelSide,
-    Transcript,
-    TurnComplete,
-    Usage,
-)
+from callbridge.bridge.errors import CallGone, ModelUnavailable
+from callbridge.bridge.gate import HeldAudio
+from callbridge.bridge.line import LINE_ACTIONS, AgentLine
+from callbridge.bridge.playout import CallStats
 from callbridge.bridge.ports import CallCommand, CallPort, ModelSession
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.speech import CallerActivity
-from callbridge.bridge.tools import HangUp, HumanLeg, ToolDispatcher
+from callbridge.bridge.tools import HangUp, HumanLeg, ToolDispatcher, run_command
+from callbridge.bridge.turns import TurnMachine
 from callbridge.bridge.warnings import CallWarner, WarningCode
 
-log = structlog.get_logger("callbridge.call")
-
-WARN_NOTICES = frozenset({"reconnected", "resume_rejected"})
-"""Session notices that mean the model connection failed (planned rotations do not warn)."""
+__all__ = ["NUDGE", "BridgedCall", "CallStats"]
 
 NUDGE = "(The caller is waiting for your spoken answer. Please answer now.)"
 """What the watchdog tells a stalled model."""
-
-PACE_S = 0.02
-"""The shortest playout nap (one 20 ms frame)."""
-PLAYOUT_BATCH_S = 0.5
-"""Once the send buffer is at its high-water mark, top it up in batches of this much audio."""
-
-
-@dataclass
-class CallStats:
-    """Measurements of one call, for the record, metrics and the demo."""
-
-    caller_frames: int = 0
-    caller_bytes_to_model: int = 0
-    agent_bytes_written: int = 0
-    agent_bytes_dropped_on_interrupt: int = 0
-    interrupts: int = 0
-    interrupt_to_clear_s: list[float] = field(default_factory=list)
-    interrupt_to_local_drop_s: list[float] = field(default_factory=list)
-    first_agent_audio_s: float | None = None
-    overflow_dropped_bytes: int = 0
-    nudges: int = 0
+TICK_S = 0.25
+"""Watchdog beat: a stall is noticed within its threshold + 0.25 s."""
 
 
 class _CallOver(Exception):
@@ -100,95 +61,54 @@ class BridgedCall:
         caller_activity: CallerActivity | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.call = call
-        self.session = session
-        self.record = record
-        self.warner = warner
+        self.call, self.session, self.record, self.warner = call, session, record, warner
         self.stats = CallStats()
-        self._audio = audio
-        self._thresholds = thresholds
-        self._greeting = greeting_prompt
-        self._human = human or HumanLeg()
-        self._clock = clock
         self.tools: ToolDispatcher | None = None
-
-        self._in_resampler = StreamResampler(
-            call.sample_rate, session.input_rate, audio.resample_quality
-        )
-        self._to_model = Rechunker(frame_bytes(session.input_rate, audio.frame_ms))
-        self._out_resampler = StreamResampler(
-            session.output_rate, call.sample_rate, audio.resample_quality
-        )
-        self._call_frame = frame_bytes(call.sample_rate, 20)
-        self._bytes_per_s = call.sample_rate * 2
-        self._high_water = int(audio.playout_high_water_s * self._bytes_per_s)
-        self._max_pending = int(audio.max_pending_agent_audio_s * self._bytes_per_s)
         self.caller = caller_activity or CallerActivity(call.sample_rate)
-
-        # Agent audio waiting for room in the call's send buffer: (generation, pcm).
-        self._pending: deque[tuple[int, bytes]] = deque()
-        self._pending_bytes = 0
-        self._turn_bytes = 0
-        self._audio_ready = asyncio.Event()
-        self._generation = 0
-        self._discard_until_turn_end = False
-        self._agent_audio_enabled = True
-        self._turn_active = False
-        self._turn_started_at: float | None = None
-        self._last_model_activity = clock()
-        self._playout_until = clock()
-        self._nudge_wanted = False
-        self._turn_had_content = False
-        self._tool_in_turn = False
-        self._nudged_for: float | None = -1.0
-
-        # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
-        gated_frames = int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms)
-        self._gated: deque[bytes] = deque(maxlen=max(gated_frames, 1))
-
-        self._kick = asyncio.Event()
-        self._batch_bytes = int(PLAYOUT_BATCH_S * self._bytes_per_s)
-        self._clear_wanted = asyncio.Event()
-        self._clear_idle = asyncio.Event()
-        self._clear_idle.set()
-        self._interrupted_at = 0.0
-
-        self._done = asyncio.Event()
         self.outcome = "in_progress"
+        self._audio, self._greeting, self._clock = audio, greeting_prompt, clock
+        self._human = human or HumanLeg()
+        self.turns = TurnMachine(
+            now=clock(),
+            model_turn_stall_s=thresholds.model_turn_stall_s,
+            slow_model_response_s=thresholds.slow_model_response_s,
+        )
+        self.agent_line = AgentLine(
+            call,
+            model_rate=session.output_rate,
+            audio=audio,
+            stats=self.stats,
+            record=record,
+            warner=warner,
+            clock=clock,
+            feed=self._feed,
+            gone=lambda: self.finish("caller_hangup"),
+        )
+        rate_in = session.input_rate
+        self._in_resampler = StreamResampler(call.sample_rate, rate_in, audio.resample_quality)
+        self._to_model = Rechunker(frame := frame_bytes(rate_in, audio.frame_ms))
+        # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
+        held_frames = max(int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms), 1)
+        self._held = HeldAudio[bytes](held_frames * frame, len)
+        self._done = asyncio.Event()
         self._hang_up: HangUp = "none"
-        self._agent_text: list[str] = []
-        self._caller_text: list[str] = []
-        self._log = log.bind(call_id=record.call_id, tenant=record.tenant)
-        call.on_call_error(self._on_call_error)
+        call.on_call_error(lambda code, message: self._feed(t.CallError(code, message)))
 
     # ── Public control (also the tools' CallControl) ─────────────────────────────────────
 
     def finish(self, outcome: str, hang_up: HangUp = "none") -> None:
         """End the call; the first outcome given wins."""
-        if self._done.is_set():
-            return
-        self.outcome = outcome
-        self._hang_up = hang_up
-        self._done.set()
-
-    def _on_call_error(self, error_code: str, message: str) -> None:
-        self.record.note("telephony_error", error_code=error_code, message=message)
-        self.warner.warn(
-            WarningCode.TELEPHONY_CALL_ERROR,
-            f"the telephony platform reported {error_code}: {message}",
-            error_code=error_code,
-        )
+        if not self._done.is_set():
+            self.outcome, self._hang_up = outcome, hang_up
+            self._done.set()
 
     def set_agent_audio(self, enabled: bool) -> None:
-        self._agent_audio_enabled = enabled
-        if not enabled:
-            self._drop_pending()
-        self.record.note("agent_audio", enabled=enabled)
+        self._feed(t.AgentAudio(enabled))
 
     async def wait_until_played(self, timeout_s: float) -> bool:
         deadline = self._clock() + timeout_s
         while self._clock() < deadline:
-            if not self._turn_active and not self._pending:
+            if not self.agent_speaking:
                 try:
                     if await self.call.buffered_bytes() == 0:
                         return True
@@ -199,21 +119,13 @@ class BridgedCall:
 
     @property
     def agent_speaking(self) -> bool:
-        return self._turn_active or bool(self._pending)
+        return self.turns.turn_active or bool(self.agent_line.queue)
 
     async def inject(self, text: str) -> bool:
         """Make the agent say something now, unless someone is speaking (then warn)."""
-        if self.caller.speaking:
-            self.warner.warn(
-                WarningCode.INJECT_MESSAGE_DURING_USER_SPEECH,
-                "injected message refused: the caller is speaking",
-            )
-            return False
-        if self.agent_speaking:
-            self.warner.warn(
-                WarningCode.INJECT_MESSAGE_DURING_AGENT_SPEECH,
-                "injected message refused: the agent is speaking",
-            )
+        refusal = self.turns.refuse_inject(audio_queued=bool(self.agent_line.queue))
+        if refusal is not None:
+            self._perform([refusal])
             return False
         self.record.note("inject", text=text)
         await self.session.send_text(
@@ -234,8 +146,8 @@ class BridgedCall:
                         tg.create_task(dispatcher.run(), name="tools")
                     tg.create_task(self._caller_pump(), name="caller-pump")
                     tg.create_task(self._model_pump(), name="model-pump")
-                    tg.create_task(self._playout(), name="playout")
-                    tg.create_task(self._clearer(), name="clearer")
+                    tg.create_task(self.agent_line.playout(), name="playout")
+                    tg.create_task(self.agent_line.clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
                     if self._greeting:
                         await self.session.send_text(self._greeting)
@@ -246,7 +158,7 @@ class BridgedCall:
             self.finish("shutdown", hang_up=self._hang_up_kind())
             raise
         finally:
-            self._flush_transcripts()
+            self._perform(self.turns.flush_transcripts())
             await asyncio.shield(self._hang_up_if_needed())
             self.record.finish(self.outcome)
         return self.outcome
@@ -255,33 +167,27 @@ class BridgedCall:
         await self._done.wait()
         raise _CallOver
 
-    async def _hang_up_if_needed(self) -> None:
-        if self._hang_up == "none":
-            return
-        command = CallCommand.DISCONNECT if self._hang_up == "disconnect" else CallCommand.CLOSE
-        try:
-            outcome = await self.call.command(command)
-        except CallGone:
-            return
-        self.record.command(command.value, outcome.ok, outcome.error_code)
-        if not outcome.ok:
-            self.warner.warn(
-                WarningCode.CALL_COMMAND_FAILED,
-                f"{command.value} at call end failed: {outcome.error_code}",
-                command=command.value,
-                error_code=outcome.error_code,
-            )
+    def _hang_up_kind(self) -> HangUp:
+        """With a human on the line only the agent leaves (close); otherwise end the call."""
+        return "close" if self._human.connected else "disconnect"
 
-    # ── Caller -> model ──────────────────────────────────────────────────────────────────
+    async def _hang_up_if_needed(self) -> None:
+        if self._hang_up != "none":
+            with contextlib.suppress(CallGone):
+                await run_command(self, CallCommand(self._hang_up))
+
+    # ── The tasks ────────────────────────────────────────────────────────────────────────
 
     async def _caller_pump(self) -> None:
         try:
             async for chunk in self.call.caller_audio():
                 self.stats.caller_frames += 1
+                was_speaking = self.caller.speaking
                 if self.caller.update(chunk):
-                    self.record.note("caller_stopped_speaking")
-                pcm = self._in_resampler.process(chunk)
-                for frame in self._to_model.push(pcm):
+                    self._feed(t.CallerStopped(), self.caller.stopped_at)
+                elif self.caller.speaking and not was_speaking:
+                    self._feed(t.CallerStarted())
+                for frame in self._to_model.push(self._in_resampler.process(chunk)):
                     await self._send_to_model(frame)
         except CallGone:
             pass
@@ -289,25 +195,22 @@ class BridgedCall:
 
     async def _send_to_model(self, frame: bytes) -> None:
         if self.tools is not None and self.tools.blocking_pending:
-            if len(self._gated) == self._gated.maxlen:
+            if self._held.hold(frame):
                 self.warner.warn(
                     WarningCode.CALLER_AUDIO_DROPPED,
                     f"caller audio held during a blocking tool call exceeded "
                     f"{self._audio.max_gated_caller_audio_s:.0f} s; the oldest is dropped",
                 )
-            self._gated.append(frame)
             return
-        while self._gated:
-            await self.session.send_audio(self._gated.popleft())
+        while self._held:
+            await self.session.send_audio(self._held.pop())
         await self.session.send_audio(frame)
         self.stats.caller_bytes_to_model += len(frame)
-
-    # ── Model -> caller ──────────────────────────────────────────────────────────────────
 
     async def _model_pump(self) -> None:
         try:
             async for event in self.session.events():
-                self._on_model_event(event)
+                self._feed(event)
         except ModelUnavailable as exc:
             self.warner.warn(
                 WarningCode.MODEL_REQUEST_FAILED,
@@ -318,335 +221,42 @@ class BridgedCall:
             return
         self.finish("model_ended", hang_up=self._hang_up_kind())
 
-    def _hang_up_kind(self) -> HangUp:
-        """With a human on the line only the agent leaves (close); otherwise end the call."""
-        return "close" if self._human.connected else "disconnect"
-
-    def _on_model_event(self, event: ModelEvent) -> None:
-        self._last_model_activity = self._clock()
-        match event:
-            case ModelAudio(pcm=pcm):
-                self._on_model_audio(pcm)
-            case Interrupted():
-                self._on_interrupted()
-            case GenerationComplete():
-                self._end_turn_audio()
-            case TurnComplete():
-                self._on_turn_complete()
-            case Transcript(speaker=speaker, text=text, finished=finished):
-                (self._agent_text if speaker == "agent" else self._caller_text).append(text)
-                if finished and speaker == "caller":
-                    # Real models finish the caller's transcript late; keep lines in order.
-                    self._flush_caller_transcript()
-            case ToolCall():
-                self._turn_had_content = True
-                self._tool_in_turn = True
-                self.record.note("tool_call", name=event.name)
-                self._flush_transcripts()
-                if self.tools is not None:
-                    self.tools.submit(event)
-            case ToolRunByModelSide(name=name):
-                self._turn_had_content = True
-                self._tool_in_turn = True
-                self.record.note("tool_call", name=name, run_by="model_side")
-            case ToolCallCancelled(call_ids=ids):
-                self.record.note("tool_call_cancelled", ids=list(ids))
-                if self.tools is not None:
-                    self.tools.cancel(ids)
-            case Usage():
-                self.record.add_usage(
-                    {
-                        "prompt_tokens": event.prompt_tokens,
-                        "response_tokens": event.response_tokens,
-                        "total_tokens": event.total_tokens,
-                        **{f"tokens_{k.lower()}": v for k, v in event.by_modality.items()},
-                    }
-                )
-            case SessionNotice(kind=kind, detail=detail, close_code=code):
-                self.record.note("model_session", kind=kind, detail=detail, close_code=code)
-                if kind in WARN_NOTICES:
-                    self.warner.warn(
-                        WarningCode.MODEL_REQUEST_FAILED, detail, close_code=code, action=kind
-                    )
-
-    def _on_model_audio(self, pcm: bytes) -> None:
-        if self._discard_until_turn_end:
-            return
-        if not self._turn_active:
-            self._turn_active = True
-            self._turn_started_at = self._clock()
-            self._flush_caller_transcript()
-            self.record.note("agent_turn_start")
-            if self.stats.first_agent_audio_s is None:
-                self.stats.first_agent_audio_s = self.record.elapsed()
-        self._turn_had_content = True
-        if not self._agent_audio_enabled:
-            return
-        self._enqueue(self._out_resampler.process(pcm))
-
-    def _enqueue(self, pcm: bytes) -> None:
-        if not pcm:
-            return
-        self._pending.append((self._generation, pcm))
-        self._pending_bytes += len(pcm)
-        self._turn_bytes += len(pcm)
-        while self._pending_bytes > self._max_pending and len(self._pending) > 1:
-            _, dropped = self._pending.popleft()
-            self._pending_bytes -= len(dropped)
-            self.stats.overflow_dropped_bytes += len(dropped)
-            self.warner.warn(
-                WarningCode.SEND_BUFFER_FULL,
-                f"agent audio queue over {self._audio.max_pending_agent_audio_s:.0f} s; "
-                f"{self.stats.overflow_dropped_bytes} bytes of the oldest audio dropped",
-            )
-        self._audio_ready.set()
-
-    def _end_turn_audio(self) -> None:
-        """Release the resampler's tail and pad to a whole frame so nothing sticks."""
-        if self._discard_until_turn_end:
-            return
-        tail = self._out_resampler.flush()
-        if self._agent_audio_enabled:
-            self._enqueue(tail)
-        partial = self._turn_bytes % self._call_frame
-        if partial and self._agent_audio_enabled:
-            self._enqueue(bytes(self._call_frame - partial))
-        self._turn_bytes = 0
-
-    def _on_turn_complete(self) -> None:
-        if not self._discard_until_turn_end and not self._turn_had_content:
-            self.warner.warn(
-                WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio; nudging"
-            )
-            self._nudge_wanted = True
-        # The turn after a tool call may be empty (2.5 models end the tool call's turn, then
-        # answer the result with nothing to add, e.g. after end_call): not a stall.
-        self._turn_had_content = self._tool_in_turn
-        self._tool_in_turn = False
-        self._end_turn_audio()
-        self._discard_until_turn_end = False
-        if self._turn_active:
-            self.record.note("agent_turn_end")
-        self._turn_active = False
-        self._turn_started_at = None
-        self._flush_agent_transcript()
-
-    def _on_interrupted(self) -> None:
-        """Barge-in: drop unplayed audio now; the buffer clear runs in the clearer task."""
-        self._interrupted_at = self._clock()
-        self.stats.interrupts += 1
-        self._generation += 1
-        self._playout_until = self._interrupted_at
-        self._discard_until_turn_end = True
-        dropped = self._drop_pending()
-        self._out_resampler.reset()
-        self._turn_bytes = 0
-        self._turn_active = False
-        self.stats.agent_bytes_dropped_on_interrupt += dropped
-        self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
-        self.record.note("barge_in", dropped_bytes=dropped)
-        self._flush_agent_transcript(interrupted=True)
-        self._clear_idle.clear()
-        self._clear_wanted.set()
-        self._kick.set()
-
-    def _drop_pending(self) -> int:
-        dropped = self._pending_bytes
-        self._pending.clear()
-        self._pending_bytes = 0
-        self._audio_ready.clear()
-        return dropped
-
-    async def _playout(self) -> None:
-        """Move agent audio into the call's send buffer without ever overfilling it."""
-        while True:
-            await self._audio_ready.wait()
-            if not self._clear_idle.is_set():
-                # A clear is on its way: writing now could be wiped by it, or play stale audio.
-                try:
-                    async with asyncio.timeout(self._audio.clear_hold_s):
-                        await self._clear_idle.wait()
-                except TimeoutError:
-                    pass
-            if not self._pending:
-                self._audio_ready.clear()
-                continue
-            generation = self._pending[0][0]
-            try:
-                buffered = await self.call.buffered_bytes()
-            except CallGone:
-                self.finish("caller_hangup")
-                return
-            room = self._high_water - buffered
-            batch = min(self._batch_bytes, self._pending_bytes, self._high_water // 4)
-            want = max(self._call_frame, batch)
-            if room < want:
-                # Sleep until the server has pulled enough to write a whole batch: a long
-                # answer costs two wake-ups a second instead of fifty. A barge-in wakes us.
-                await self._nap(max(PACE_S, (want - room) / self._bytes_per_s))
-                continue
-            chunk = self._take(room, generation)
-            if not chunk:
-                continue
-            try:
-                await self.call.write_audio(chunk)
-            except PlaybackFull:
-                # Nothing was written (all or nothing). Requeue as frames so a smaller write
-                # can succeed, and aim lower: the buffer is smaller than our high-water mark.
-                frames = range(0, len(chunk), self._call_frame)
-                self._pending.extendleft(
-                    (generation, chunk[i : i + self._call_frame]) for i in reversed(frames)
-                )
-                self._pending_bytes += len(chunk)
-                self._high_water = max(
-                    self._call_frame, min(self._high_water, buffered + len(chunk)) // 2
-                )
-                self.warner.warn(
-                    WarningCode.SEND_BUFFER_FULL,
-                    "the call's send buffer was full; agent audio is held and retried, "
-                    f"high-water mark lowered to {self._high_water / self._bytes_per_s:.2f} s",
-                )
-                await asyncio.sleep(PACE_S * 5)
-                continue
-            except CallGone:
-                self.finish("caller_hangup")
-                return
-            self.stats.agent_bytes_written += len(chunk)
-            # The server pulls in real time: this is when what we wrote will have played.
-            now = self._clock()
-            self._playout_until = max(now, self._playout_until) + len(chunk) / self._bytes_per_s
-
-    async def _nap(self, seconds: float) -> None:
-        self._kick.clear()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._kick.wait()
-        except TimeoutError:
-            pass
-
-    def _take(self, room: int, generation: int) -> bytes:
-        """Pop up to ``room`` bytes (whole chunks) of the current generation."""
-        parts: list[bytes] = []
-        size = 0
-        while self._pending and self._pending[0][0] == generation:
-            chunk_len = len(self._pending[0][1])
-            if parts and size + chunk_len > room:
-                break
-            _, chunk = self._pending.popleft()
-            parts.append(chunk)
-            size += chunk_len
-        while self._pending and self._pending[0][0] != self._generation:
-            _, stale = self._pending.popleft()
-            self._pending_bytes -= len(stale)
-        self._pending_bytes -= size
-        if not self._pending:
-            self._audio_ready.clear()
-        if generation != self._generation:
-            return b""
-        return b"".join(parts)
-
-    async def _clearer(self) -> None:
-        while True:
-            await self._clear_wanted.wait()
-            self._clear_wanted.clear()
-            started = self._interrupted_at
-            try:
-                cleared = await self.call.clear_audio()
-            except CommandFailed as exc:
-                self.warner.warn(
-                    WarningCode.CALL_COMMAND_FAILED,
-                    f"agent.interrupt failed with {exc.error_code}; the caller may hear up to "
-                    "the server's prefetch of stale audio",
-                    command="agent.interrupt",
-                    error_code=exc.error_code,
-                )
-                self.record.command("agent.interrupt", False, exc.error_code)
-            except CallGone:
-                self.finish("caller_hangup")
-                return
-            else:
-                took = self._clock() - started
-                self.stats.interrupt_to_clear_s.append(took)
-                self.record.note(
-                    "buffer_cleared", cleared_bytes=cleared, interrupt_to_clear_ms=took * 1000
-                )
-            finally:
-                if not self._clear_wanted.is_set():
-                    self._clear_idle.set()
-
-    # ── Watchdog ─────────────────────────────────────────────────────────────────────────
-
     async def _watchdog(self) -> None:
-        """Slow answers and stalled turns: warn, and nudge the model once per stall.
-
-        Checked four times a second, so a stall is noticed within its threshold + 0.25 s:
-        - the caller stopped speaking and no model turn started (``SLOW_MODEL_RESPONSE``;
-          after a barge-in this is a stall: ``MODEL_TURN_INCOMPLETE`` and a nudge);
-        - a turn started but nothing came for the stall threshold after its audio played;
-        - a turn ended without any audio (flagged by the model pump).
-        """
-        handled_stop: float | None = None
+        """Tick the machine; a nudge is the one action that waits (on the model)."""
         while True:
-            await asyncio.sleep(0.25)
-            now = self._clock()
-            limits = self._thresholds
-            stopped = self.caller.stopped_at
-            if (
-                stopped is not None
-                and stopped != handled_stop
-                and not self.caller.speaking
-                and not self._turn_active
-                and self._last_model_activity < stopped
-            ):
-                waited = now - stopped
-                after_barge_in = self._interrupted_at > 0 and self._interrupted_at < stopped
-                if after_barge_in and waited >= limits.model_turn_stall_s:
-                    handled_stop = stopped
-                    self.warner.warn(
-                        WarningCode.MODEL_TURN_INCOMPLETE,
-                        f"no answer {waited:.1f} s after the caller barged in; nudging the model",
-                    )
-                    self._nudge_wanted = True
-                elif not after_barge_in and waited >= limits.slow_model_response_s:
-                    handled_stop = stopped
-                    self.warner.warn(
-                        WarningCode.SLOW_MODEL_RESPONSE,
-                        f"no model audio {waited:.1f} s after the caller stopped speaking",
-                    )
-            quiet_since = max(self._last_model_activity, self._playout_until)
-            if (
-                self._turn_active
-                and not self._pending
-                and now - quiet_since >= limits.model_turn_stall_s
-            ):
-                self._last_model_activity = now
-                self.warner.warn(
-                    WarningCode.MODEL_TURN_INCOMPLETE,
-                    f"model turn stalled: nothing for {limits.model_turn_stall_s:.1f} s; nudging",
-                )
-                self._nudge_wanted = True
-            if self._nudge_wanted:
-                self._nudge_wanted = False
-                if self._nudged_for == self.caller.stopped_at:
-                    continue  # one nudge per caller utterance: never a nudge loop
-                self._nudged_for = self.caller.stopped_at
-                self.stats.nudges += 1
-                self.record.note("model_nudged")
-                await self.session.send_text(NUDGE)
+            await asyncio.sleep(TICK_S)
+            for action in self.turns.handle(t.Tick(bool(self.agent_line.queue)), self._clock()):
+                if isinstance(action, t.Nudge):
+                    self.stats.nudges += 1
+                    self.record.note("model_nudged")
+                    await self.session.send_text(NUDGE)
+                else:
+                    self._perform([action])
 
-    # ── Transcripts ──────────────────────────────────────────────────────────────────────
+    # ── Performing the machine's actions (never awaits: this runs in the audio pumps) ────
 
-    def _flush_caller_transcript(self) -> None:
-        if self._caller_text:
-            self.record.transcript("caller", "".join(self._caller_text).strip())
-            self._caller_text.clear()
+    def _feed(self, event: t.TurnEvent, at: float | None = None) -> None:
+        self._perform(self.turns.handle(event, self._clock() if at is None else at))
 
-    def _flush_agent_transcript(self, interrupted: bool = False) -> None:
-        if self._agent_text:
-            text = "".join(self._agent_text).strip()
-            self.record.transcript("agent", text + (" [interrupted]" if interrupted else ""))
-            self._agent_text.clear()
-
-    def _flush_transcripts(self) -> None:
-        self._flush_caller_transcript()
-        self._flush_agent_transcript()
+    def _perform(self, actions: Iterable[t.Action]) -> None:
+        for action in actions:
+            if isinstance(action, LINE_ACTIONS):
+                self.agent_line.perform(action)
+                continue
+            match action:
+                case t.Warn(code=code, message=message, details=details):
+                    self.warner.warn(code, message, **details)
+                case t.Note(event=event, data=data):
+                    self.record.note(event, **data)
+                case t.RecordCommand(command=command, ok=ok, error_code=error_code):
+                    self.record.command(command, ok, error_code)
+                case t.Transcribe(speaker=speaker, text=text):
+                    self.record.transcript(speaker, text)
+                case t.RecordUsage(usage=usage):
+                    self.record.add_usage(dict(usage))
+                case t.SubmitTool(call=tool_call):
+                    if self.tools is not None:
+                        self.tools.submit(tool_call)
+                case t.CancelTools(call_ids=ids):
+                    if self.tools is not None:
+                        self.tools.cancel(ids)

@@ -8,32 +8,50 @@ Every invalid field is reported at once, each with its dotted path.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from callbridge.bridge.audio import Quality
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.models import (
+    DEFAULT_MODEL,
+    OVERRIDABLE,
+    Capabilities,
+    Provider,
+    capabilities,
+    setup_problems,
+)
 
 CallRate = Literal[8000, 16000, 24000]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A field's docstring is its description: docs/config.md is generated from them.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class TelcoflowSettings(_Strict):
     """How to reach the Telcoflow platform: API key + connector, or mTLS cert + key."""
 
     base_url: str | None = None
+    """Telcoflow endpoint (`wss://...`); default: the SDK's production endpoint. Env
+    `TELCOFLOW_BASE_URL`."""
     connector_uuid: str | None = None
+    """The connector whose calls this tenant answers. Env `TELCOFLOW_CONNECTOR_UUID`."""
     api_key: SecretStr | None = None
+    """Telcoflow API key (secret: env `TELCOFLOW_API_KEY` only)."""
     cert_path: Path | None = None
+    """Client certificate (PEM) for mTLS instead of the API key."""
     key_path: Path | None = None
+    """Private key (PEM) of `cert_path`."""
 
     @model_validator(mode="after")
     def _one_auth_mode(self) -> TelcoflowSettings:
@@ -56,41 +74,98 @@ class AudioSettings(_Strict):
     """The audio path. Defaults favour low latency at good quality (see README)."""
 
     call_rate: CallRate = 16000
+    """Sample rate of the Telcoflow leg (Hz); 16000 needs no resampling toward the model."""
     model_input_rate: Literal[16000, 24000] = 16000
+    """Sample rate of the audio sent to the model (Hz)."""
     frame_ms: Annotated[int, Field(ge=10, le=200)] = 20
+    """Caller audio goes to the model in frames of this many milliseconds."""
     resample_quality: Quality = "HQ"
+    """soxr quality: HQ (about 21 ms delay 24 to 16 kHz), LQ (half), QQ (none, no anti-aliasing)."""
     playout_high_water_s: Annotated[float, Field(gt=0.1, le=30)] = 4.0
+    """Agent audio is written into the SDK's send buffer only while it holds less than this."""
     max_pending_agent_audio_s: Annotated[float, Field(ge=5, le=600)] = 120.0
+    """Agent audio queued beyond this is dropped, oldest first (`SEND_BUFFER_FULL`)."""
     clear_hold_s: Annotated[float, Field(ge=0.0, le=5)] = 0.5
+    """After a barge-in, new agent audio waits at most this long for the buffer clear."""
     max_gated_caller_audio_s: Annotated[float, Field(ge=1, le=120)] = 20.0
+    """Caller audio held while a BLOCKING tool runs; beyond it the oldest is dropped
+    (`CALLER_AUDIO_DROPPED`)."""
 
 
 class ModelSettings(_Strict):
+    """The model, where it is served, and how a session is set up.
+
+    ``provider`` is the Gemini Developer API (an API key) or Vertex AI (``project``,
+    ``location``, and Application Default Credentials or ``credentials_file``, a service
+    account key file). What the model accepts comes from :mod:`callbridge.bridge.models`;
+    ``capabilities`` overrides single fields of it for a model the table does not know.
+    """
+
     backend: Literal["gemini", "adk"] = "gemini"
-    model: str = "gemini-2.5-flash-native-audio-preview-12-2025"
+    """`gemini`: Gemini Live directly; `adk`: your ADK agent (`adk_agent`) through
+    `Runner.run_live`."""
+    model: str = DEFAULT_MODEL
+    """Gemini Live model name; what it accepts is the table in `callbridge.bridge.models`."""
     fallback_model: str | None = None
+    """Model used when `model` cannot be connected at call start (`FALLBACK_MODEL_USED`)."""
+    provider: Provider = "gemini_api"
+    """`gemini_api` (the Gemini Developer API, an API key) or `vertex` (Vertex AI)."""
+    project: str | None = None
+    """Google Cloud project of the Vertex AI endpoint (required with `provider = "vertex"`)."""
+    location: str = "us-central1"
+    """Vertex AI region of the endpoint."""
+    credentials_file: Path | None = None
+    """Service account key file for Vertex AI; unset: Application Default Credentials."""
+    capabilities: dict[str, bool | int | str] = Field(default_factory=dict)
+    """Override single fields of the model table, for a model the table does not know."""
+    proactive_audio: bool | None = None
+    """Proactive audio (the model may choose not to answer); unset: the model's default."""
+    affective_dialog: bool = False
+    """Affective dialog (the model adapts to the caller's tone), where the model supports it."""
     api_key: SecretStr | None = None
+    """Gemini API key (secret: env `GEMINI_API_KEY` only)."""
     fallback_api_key: SecretStr | None = None
+    """Key for `fallback_model` (secret: env `GEMINI_FALLBACK_API_KEY`); default: `api_key`."""
     base_url: str | None = None
+    """Gemini endpoint override (the emulator, a proxy); default: Google's."""
     ca_file: Path | None = None
+    """A CA bundle (PEM) to trust for `base_url` (the emulator's `ca.pem`)."""
     voice: str | None = "Puck"
+    """Prebuilt voice name; unset: the model's default."""
     language: str | None = None
+    """BCP-47 language code for speech; unset: the model decides."""
     system_instruction: str = "You are a helpful, concise phone agent."
+    """The system instruction (prompt)."""
     system_instruction_file: Path | None = None
+    """Read the system instruction from this file instead."""
     greeting_prompt: str | None = "The caller has just been connected. Greet them briefly."
+    """Sent when the call is answered so the model greets first; unset: wait for the caller."""
     input_transcription: bool = True
+    """Ask for transcripts of the caller (call record, logs)."""
     output_transcription: bool = True
+    """Ask for transcripts of the agent."""
     session_resumption: bool = True
+    """Resume the model session on goAway and drops (keeps long calls up)."""
     context_compression: bool = True
+    """Sliding-window context compression (long calls)."""
     compression_trigger_tokens: Annotated[int, Field(ge=1000)] = 25600
+    """Compress when the context reaches this many tokens."""
     compression_target_tokens: Annotated[int, Field(ge=500)] = 12800
+    """...down to this many."""
     non_blocking_tools: bool | None = None
+    """Declare tools NON_BLOCKING; unset: where the model table says the model has them."""
     adk_agent: str | None = None
+    """`module:attribute` of an ADK `Agent` or `App` (with `backend = "adk"`)."""
     adk_session_db: str = "sqlite+aiosqlite:///callbridge-adk.sqlite"
+    """SQLAlchemy URL of ADK's session store (conversations survive a restart)."""
     connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+    """Give up connecting to the model after this long."""
     keepalive_interval_s: Annotated[float, Field(gt=0, le=300)] = 20.0
+    """WebSocket ping interval to the model."""
     keepalive_timeout_s: Annotated[float, Field(gt=0, le=300)] = 60.0
+    """A ping unanswered this long drops the connection (then it reconnects)."""
     max_reconnect_attempts: Annotated[int, Field(ge=0, le=20)] = 5
+    """Reconnect attempts after an unplanned drop before the call ends."""
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:
@@ -100,18 +175,49 @@ class ModelSettings(_Strict):
             raise ValueError(
                 "model.compression_target_tokens must be below model.compression_trigger_tokens"
             )
+        problems = []
+        unknown = sorted(set(self.capabilities) - OVERRIDABLE)
+        if unknown:
+            problems.append(
+                f"model.capabilities: unknown fields {unknown}; choose from {sorted(OVERRIDABLE)}"
+            )
+        if self.provider == "vertex" and not self.project:
+            problems.append(
+                "model.project: Vertex AI needs the Google Cloud project "
+                "(set model.project, or model.provider = 'gemini_api')"
+            )
+        if self.provider != "vertex" and self.credentials_file is not None:
+            problems.append(
+                "model.credentials_file: only used with model.provider = 'vertex'; remove it"
+            )
+        if not unknown:
+            for name in filter(None, (self.model, self.fallback_model)):
+                problems += setup_problems(
+                    self.caps(name),
+                    model=name,
+                    provider=self.provider,
+                    proactive_audio=self.proactive_audio,
+                    affective_dialog=self.affective_dialog,
+                )
+        if problems:
+            raise ValueError("\n".join(dict.fromkeys(problems)))
         return self
+
+    def caps(self, model: str | None = None) -> Capabilities:
+        """What ``model`` (default: ``model.model``) accepts on this provider."""
+        return capabilities(model or self.model, self.provider, self.capabilities)
 
     def resolved_instruction(self) -> str:
         if self.system_instruction_file is not None:
             return self.system_instruction_file.read_text(encoding="utf-8")
         return self.system_instruction
 
-    def tools_non_blocking(self) -> bool:
-        """NON_BLOCKING declarations where the model family supports them (2.5 does, 3.x not)."""
+    def tools_non_blocking(self, model: str | None = None) -> bool:
+        """NON_BLOCKING declarations where the model honours them (:mod:`callbridge.bridge.models`);
+        ``model.non_blocking_tools`` forces the choice."""
         if self.non_blocking_tools is not None:
             return self.non_blocking_tools
-        return "gemini-3" not in self.model
+        return self.caps(model).tools_non_blocking()
 
 
 TransferMode = Literal["leave", "whisper", "spy"]
@@ -119,36 +225,65 @@ TransferMode = Literal["leave", "whisper", "spy"]
 
 class ToolsSettings(_Strict):
     transfer_to_human: bool = True
+    """Offer the `transfer_to_human` tool."""
     end_call: bool = True
+    """Offer the `end_call` tool."""
     set_agent_mode: bool = True
+    """Offer the `set_agent_mode` tool (whisper, barge, spy after a transfer)."""
     ring_time_s: Annotated[int, Field(ge=1, le=120)] = 30
+    """How long the human's phone rings on a transfer."""
     after_transfer: TransferMode = "leave"
+    """What the agent does once a human answers: `leave`, `whisper` or `spy`."""
     farewell_drain_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    """`end_call` waits at most this long for the farewell to play."""
     default_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+    """A custom tool running longer is cancelled and fails (`TOOL_CALL_FAILED`)."""
     custom: dict[str, str] = Field(
         default_factory=dict,
         description="name -> 'module:function' of user async tools",
     )
     custom_timeouts_s: dict[str, float] = Field(default_factory=dict)
+    """Per-tool timeouts (seconds) for `custom` tools, by tool name."""
 
 
 class WarningSettings(_Strict):
     slow_model_response_s: Annotated[float, Field(gt=0)] = 3.0
+    """`SLOW_MODEL_RESPONSE` when no model audio comes this long after the caller stopped."""
     slow_tool_call_s: Annotated[float, Field(gt=0)] = 5.0
+    """`SLOW_TOOL_CALL` when a tool runs longer than this."""
     model_turn_stall_s: Annotated[float, Field(gt=0)] = 2.0
+    """`MODEL_TURN_INCOMPLETE` when a started turn sends nothing this long."""
     min_interval_s: Annotated[float, Field(ge=0)] = 1.0
+    """At most one warning of a code per call per interval (the rest are counted)."""
     webhook_url: str | None = None
+    """POST every warning here (signed with `webhook_secret`)."""
     webhook_secret: SecretStr | None = None
+    """HMAC secret for webhook signatures (secret: env `CALLBRIDGE_WEBHOOK_SECRET`)."""
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="allow a webhook on a loopback, private or link-local address",
+    )
     webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    """Each webhook attempt gives up after this long."""
     webhook_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Warnings waiting for delivery; the oldest is dropped when full."""
 
 
 class LimitSettings(_Strict):
     max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 50
+    """This process never claims more calls; other replicas take the rest."""
     model_connects_per_minute: Annotated[int, Field(ge=1)] = 600
+    """New model connections per minute for the tenant; over it calls wait."""
     admission_wait_s: Annotated[float, Field(ge=0, le=30)] = 3.0
+    """A call waits at most this long for the connect rate limit (`CALL_ADMISSION_DELAYED`)."""
     max_prompt_chars: Annotated[int, Field(ge=100)] = 25_000
+    """Longer system instructions are truncated (`PROMPT_TOO_LONG`)."""
     drain_grace_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    """On SIGTERM live calls get this long to finish before they are hung up."""
+    model_failures_unready: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Model connects failing in a row before ``/readyz`` says ``model_unavailable``."""
+    model_retry_after_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    """How long an unreachable model keeps the replica unready before it tries again."""
     model_connects_burst: Annotated[int, Field(ge=1)] | None = Field(
         default=None,
         description="connects allowed back to back; default: 10 seconds' worth of the rate",
@@ -162,12 +297,44 @@ class LimitSettings(_Strict):
 
 
 class ServiceSettings(_Strict):
+    """Listeners, records and logs. Probes+metrics bind every interface (the kubelet and
+    Prometheus reach them); the admin API binds loopback unless told otherwise."""
+
     http_host: str = "0.0.0.0"
+    """Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`, admin API)."""
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    """Its port (0: any free port)."""
+    admin_host: str = "127.0.0.1"
+    """Address of the admin listener (admin API, console); loopback unless told otherwise."""
+    admin_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    """Port of the admin listener (0: any free port); must differ from `http_port`."""
     admin_token: SecretStr | None = None
+    """Bearer token for the admin API, at least 16 characters (secret: env
+    `CALLBRIDGE_ADMIN_TOKEN`)."""
+    http_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
+    """Open HTTP connections per listener; one more is closed before anything is read."""
+    http_read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    """A request (headers and body) not fully read in this long closes the connection."""
+    http_max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    """Larger request bodies are refused with 413."""
     records_url: str = "sqlite+aiosqlite:///callbridge-records.sqlite"
+    """SQLAlchemy URL of the call-record store (SQLite or PostgreSQL); migrated at start."""
+    records_flush_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    """At shutdown, give the record store this long to write what is queued (the rest is
+    logged as lost)."""
     log_full_numbers: bool = False
+    """Log and store phone numbers unmasked (default: last four digits only)."""
     log_format: Literal["auto", "json", "console"] = "auto"
+    """`json`, `console`, or `auto` (JSON when stderr is not a terminal)."""
+
+    @model_validator(mode="after")
+    def _distinct_listeners(self) -> ServiceSettings:
+        if self.admin_port and self.admin_port == self.http_port:
+            raise ValueError(
+                "service.admin_port must differ from service.http_port: the admin API has "
+                "its own listener, apart from probes and metrics"
+            )
+        return self
 
 
 class TenantConfig(BaseSettings):
@@ -242,7 +409,11 @@ def format_validation_error(err: ValidationError) -> list[str]:
     for item in err.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{path}: {message}".replace("\n", " "))
+        # A validator that checks several fields reports one problem per line, each
+        # already naming its own (deeper) field.
+        for line in message.split("\n"):
+            named = re.match(rf"{re.escape(path)}\.[\w.]+: ", line) is not None
+            lines.append(line if named else f"{path}: {line}")
     return lines
 
 
@@ -268,6 +439,7 @@ _FILE_FIELDS = (
     ("telcoflow", "cert_path"),
     ("telcoflow", "key_path"),
     ("model", "ca_file"),
+    ("model", "credentials_file"),
     ("model", "system_instruction_file"),
 )
 
@@ -289,7 +461,12 @@ def service_problems(data: dict[str, Any], env: dict[str, str]) -> list[str]:
     """
     problems = []
     backend = _effective(data, env, "model", "backend") or "gemini"
-    if backend == "gemini" and not _effective(data, env, "model", "api_key"):
+    provider = _effective(data, env, "model", "provider") or "gemini_api"
+    if (
+        backend == "gemini"
+        and provider != "vertex"
+        and not _effective(data, env, "model", "api_key")
+    ):
         problems.append(
             "model.api_key: not set; set GEMINI_API_KEY in the environment "
             "(the Gemini Live back end needs it)"
@@ -308,12 +485,80 @@ def service_problems(data: dict[str, Any], env: dict[str, str]) -> list[str]:
     if backend == "adk" and isinstance(agent, str) and agent.count(":") != 1:
         problems.append(f"model.adk_agent: expected 'module:attribute', got {agent!r}")
     token = _effective(data, env, "service", "admin_token")
-    if isinstance(token, str) and 0 < len(token) < MIN_ADMIN_TOKEN_CHARS:
-        problems.append(
-            f"service.admin_token: too short ({len(token)} characters; at least "
-            f"{MIN_ADMIN_TOKEN_CHARS}); set a random CALLBRIDGE_ADMIN_TOKEN"
-        )
+    if isinstance(token, str) and token:
+        weakness = token_weakness(token)
+        if weakness:
+            problems.append(
+                f"service.admin_token: {weakness}; set a random CALLBRIDGE_ADMIN_TOKEN "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    webhook = _effective(data, env, "warnings", "webhook_url")
+    if isinstance(webhook, str) and webhook:
+        allow = _effective(data, env, "warnings", "webhook_allow_private")
+        allowed = allow is True or (isinstance(allow, str) and allow.lower() in ("1", "true"))
+        problem = webhook_url_problem(webhook, allow_private=allowed)
+        if problem:
+            problems.append(f"warnings.webhook_url: {problem}")
+        if not _effective(data, env, "warnings", "webhook_secret"):
+            problems.append(
+                "warnings.webhook_secret: not set; webhooks are signed, so set "
+                "CALLBRIDGE_WEBHOOK_SECRET in the environment (or unset warnings.webhook_url)"
+            )
     return problems
+
+
+MIN_TOKEN_DISTINCT = 8
+"""A token of at least 16 characters drawn from fewer than 8 distinct ones is a pattern."""
+
+
+def token_weakness(token: str) -> str | None:
+    """Why ``token`` is too weak for the admin API (which can end calls), or ``None``."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return f"too short ({len(token)} characters; at least {MIN_ADMIN_TOKEN_CHARS})"
+    if token != token.strip() or any(ch.isspace() for ch in token):
+        return "contains whitespace"
+    if not token.isprintable() or not token.isascii():
+        return "contains non-printable or non-ASCII characters"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        distinct = len(set(token))
+        return f"too little variety ({distinct} distinct characters; at least {MIN_TOKEN_DISTINCT})"
+    return None
+
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "metadata.google.internal")
+
+
+def webhook_url_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why ``url`` may not receive warnings, or ``None``: http(s) only, and no internal target.
+
+    Loopback, private, link-local (``169.254.169.254``: the cloud metadata service) and other
+    non-global addresses are refused unless ``warnings.webhook_allow_private`` is set: the
+    bridge runs inside the cluster, and its POSTs must not become a way in. Names are checked
+    as written (no DNS lookup here: ``check-config`` never touches the network).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"expected an http(s) URL, got scheme {parts.scheme or '(none)'!r}"
+    if allow_private:
+        return None
+    internal = host.lower().rstrip(".") in _LOCAL_NAMES or host.lower().endswith(".localhost")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        internal = not address.is_global
+    if internal:
+        return (
+            f"{host} is a loopback, private or link-local address; set "
+            "warnings.webhook_allow_private = true if that is really the receiver"
+        )
+    return None
 
 
 def load_config(

@@ -19,6 +19,12 @@ class CallGone(BridgeError):
     """The caller is gone (hung up, call terminated, voice connection closed)."""
 
 
+class CallNotServed(BridgeError):
+    """This process could not take the call (its voice socket would not open here: e.g. out of
+    descriptors); the caller is still waiting. Never a caller hang-up: the call must be released
+    so the platform, another replica or this one later can serve it."""
+
+
 class PlaybackFull(BridgeError):
     """The call's outgoing audio buffer has no room for this write."""
 

@@ -11,10 +11,13 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from callbridge.bridge.events import ModelEvent, ToolResult
 from callbridge.bridge.speech import CallerActivity
+
+if TYPE_CHECKING:  # callbridge.bridge.tools imports this module
+    from callbridge.bridge.tools import ToolContext
 
 
 class CallCommand(enum.StrEnum):
@@ -141,6 +144,14 @@ class ModelSession(Protocol):
         ...
 
     async def send_tool_result(self, result: ToolResult) -> None: ...
+
+    def bind_call(self, ctx: ToolContext) -> None:
+        """The bridged call's tool context, once the call is bridged.
+
+        A back end that runs tools itself (ADK) gives it to them so they act on this call;
+        one whose tool calls come back as :class:`~callbridge.bridge.events.ToolCall` ignores it.
+        """
+        ...
 
     def events(self) -> AsyncIterator[ModelEvent]: ...
 

@@ -19,7 +19,7 @@ import structlog
 
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.config import TenantConfig
-from callbridge.bridge.errors import CallGone, ModelUnavailable
+from callbridge.bridge.errors import CallGone, CallNotServed, ModelUnavailable
 from callbridge.bridge.ports import (
     CallCommand,
     CallPort,
@@ -114,14 +114,31 @@ class CallRunner:
             min_interval_s=self.config.warnings.min_interval_s,
         )
         bridged: BridgedCall | None = None
+        log.info(
+            "call_started",
+            call_id=call.call_id,
+            caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
+        )
         try:
             bridged = await self._bridge(call, record, warner)
+        except CallNotServed as exc:
+            # Our failure, not the caller's: the source releases the call for another taker.
+            record.note("call_not_served", error=str(exc))
+            record.finish("bridge_error")
+            log.error("call_not_served", call_id=call.call_id, error=str(exc))
         except CallGone:
             record.finish("caller_hangup")
         except asyncio.CancelledError:
             record.finish("shutdown")
             raise
+        except Exception as exc:
+            record.finish("bridge_error")
+            log.exception("call_bridge_error", call_id=call.call_id, error=repr(exc))
         finally:
+            if record.ended_at is None:
+                record.finish("bridge_error")  # no path may leave a call in_progress
+            if bridged is None:
+                log.info("call_ended", call_id=call.call_id, outcome=record.outcome)
             warner.flush_suppressed()
             self.live.pop(call.call_id, None)
             if self._on_finished is not None:
@@ -146,6 +163,8 @@ class CallRunner:
                 async with asyncio.TaskGroup() as group:
                     answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
                     session = await self._open_model(stack, request, record, warner)
+            except* CallNotServed as failed:  # our voice socket would not open
+                raise failed.exceptions[0] from None
             except* CallGone as gone:  # the caller hung up while we answered
                 raise gone.exceptions[0] from None
             answered = answering.result()
@@ -180,9 +199,7 @@ class CallRunner:
                 human=human,
             )
             # Back ends that run tools themselves (ADK) reach the call through this context.
-            bind = getattr(session, "bind_call", None)
-            if bind is not None:
-                bind(ctx)
+            session.bind_call(ctx)
             dispatcher = ToolDispatcher(
                 self._tools,
                 ctx,
@@ -216,6 +233,7 @@ class CallRunner:
             except ModelUnavailable as exc:
                 failures.append(f"{named.model}: {exc}")
                 record.note("model_connect_failed", model=named.model, error=str(exc))
+                log.warning("model_connect_failed", model=named.model, error=str(exc))
                 continue
             if index > 0:
                 warner.warn(

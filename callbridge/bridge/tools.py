@@ -20,9 +20,9 @@ the ADK tools (``callbridge.adapters.adk.tools``): one implementation, two front
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
+import pkgutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +35,8 @@ from callbridge.bridge.errors import CallGone, CommandFailed, ConfigError
 from callbridge.bridge.events import ToolCall, ToolResult
 from callbridge.bridge.ports import CallCommand, CallPort, CommandOutcome, FunctionSpec
 from callbridge.bridge.record import CallRecord
+from callbridge.bridge.scheduling import result_scheduling
+from callbridge.bridge.tool_declarations import declare_function
 from callbridge.bridge.warnings import CallWarner, WarningCode
 
 log = structlog.get_logger("callbridge.tools")
@@ -101,10 +103,23 @@ class Tool:
 # ── Call-control tools ──────────────────────────────────────────────────────────────────────
 
 
+class CommandSite(Protocol):
+    """Where a call command is run from: a tool's context, or the call itself at its end."""
+
+    @property
+    def call(self) -> CallPort: ...
+
+    @property
+    def record(self) -> CallRecord: ...
+
+    @property
+    def warner(self) -> CallWarner: ...
+
+
 async def run_command(
-    ctx: ToolContext, command: CallCommand, *, ring_time_s: int | None = None
+    ctx: CommandSite, command: CallCommand, *, ring_time_s: int | None = None
 ) -> CommandOutcome:
-    """Run a call command, record it, and warn when it failed."""
+    """Run a call command, record it, and warn when it failed (raises ``CallGone``)."""
     outcome = await ctx.call.command(command, ring_time_s=ring_time_s)
     ctx.record.command(
         command.value,
@@ -314,35 +329,28 @@ _CALL_CONTROL: Mapping[str, tuple[FunctionSpec, ToolHandler]] = {
 }
 
 
-def _json_type(annotation: Any) -> str:
-    return {int: "integer", float: "number", bool: "boolean"}.get(annotation, "string")
-
-
 def _user_tool(name: str, target: str, timeout_s: float, non_blocking: bool) -> Tool:
-    """Wrap ``module:function`` (a plain async function taking keyword args) as a tool."""
-    module_name, _, attr = target.partition(":")
+    """Wrap ``module:function`` (a plain async function taking keyword args) as a tool.
+
+    The declaration and the argument check come from the signature
+    (``callbridge.bridge.tool_declarations``): arguments that do not fit never reach the function.
+    """
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        fn = pkgutil.resolve_name(target)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"tools.custom.{name}: cannot load {target!r}: {exc}") from None
     if not inspect.iscoroutinefunction(fn):
         raise ConfigError(f"tools.custom.{name}: {target!r} must be an async function")
-    signature = inspect.signature(fn)
-    properties = {
-        p.name: {"type": _json_type(p.annotation)}
-        for p in signature.parameters.values()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
-    required = [p.name for p in signature.parameters.values() if p.default is p.empty]
+    declared = declare_function(name, fn)
     spec = FunctionSpec(
         name=name,
-        description=inspect.getdoc(fn) or name,
-        parameters={"type": "object", "properties": properties, "required": required},
+        description=declared.description,
+        parameters=declared.parameters,
         non_blocking=non_blocking,
     )
 
     async def handler(_ctx: ToolContext, args: Mapping[str, Any]) -> Mapping[str, Any]:
-        result = await fn(**args)
+        result = await fn(**declared.validate(args))
         return result if isinstance(result, Mapping) else {"result": result}
 
     return Tool(spec, handler, timeout_s)
@@ -359,7 +367,7 @@ def build_tools(
     for name, (spec, handler) in _CALL_CONTROL.items():
         if getattr(settings, name):
             declared = FunctionSpec(spec.name, spec.description, spec.parameters, non_blocking)
-            timeout = settings.ring_time_s + 30.0 if name == "transfer_to_human" else 60.0
+            timeout = call_control_timeout_s(name, settings)
             # A ringing connect cannot be cancelled at the platform: withdraw, never cancel.
             cancellable = name != "transfer_to_human"
             tools[name] = Tool(declared, handler, timeout, cancellable=cancellable)
@@ -369,6 +377,71 @@ def build_tools(
     for tool in extra:
         tools[tool.spec.name] = tool
     return tools
+
+
+# ── Execution policy: the same for every back end ──────────────────────────────────────
+#
+# ``ToolDispatcher`` (raw Gemini) and the ADK front door (``callbridge.adapters.adk.tools`` for the
+# call-control tools, ``callbridge.adapters.adk.plugin`` for every tool ADK runs) apply these, so a
+# tool
+# times out, fails, is slow and is answered the same way whichever back end runs it.
+
+CALL_CONTROL_TIMEOUT_S = 60.0
+"""How long a call-control tool may run, except a transfer (which rings first)."""
+
+
+def call_control_timeout_s(name: str, settings: ToolsSettings) -> float:
+    """A transfer may ring for ``ring_time_s``, plus time to connect; others get a minute."""
+    return settings.ring_time_s + 30.0 if name == "transfer_to_human" else CALL_CONTROL_TIMEOUT_S
+
+
+def tool_failed(warner: CallWarner, name: str, error: str, **log_data: Any) -> dict[str, Any]:
+    """A failed tool: warn (``TOOL_CALL_FAILED``), log, and give the model an error result."""
+    warner.warn(WarningCode.TOOL_CALL_FAILED, f"tool {name} failed: {error}", tool=name)
+    log.warning("tool_failed", tool=name, error=error, **log_data)
+    return {"error": error}
+
+
+def tool_slow(warner: CallWarner, name: str, after_s: float) -> None:
+    """A tool is still running ``after_s`` after it started (``SLOW_TOOL_CALL``)."""
+    warner.warn(
+        WarningCode.SLOW_TOOL_CALL, f"tool {name} still running after {after_s:.1f} s", tool=name
+    )
+
+
+def warn_slow(warner: CallWarner, name: str, after_s: float) -> asyncio.TimerHandle:
+    """Arm :func:`tool_slow` for a tool starting now; cancel the handle when it ends."""
+    return asyncio.get_running_loop().call_later(after_s, tool_slow, warner, name, after_s)
+
+
+async def invoke(
+    handler: ToolHandler, ctx: ToolContext, args: Mapping[str, Any], *, name: str, timeout_s: float
+) -> ToolReply:
+    """Run one tool handler under the shared rules; it never fails the call.
+
+    A handler that raises, times out or answers something that is not JSON gives the model an
+    error result (and a ``TOOL_CALL_FAILED`` warning). ``CallGone`` (the caller left) and
+    cancellation propagate: what to do then is the caller's decision.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await handler(ctx, args)
+    except CallGone:
+        raise
+    except TimeoutError:
+        error = f"timed out after {timeout_s:.0f} s"
+        return ToolReply(tool_failed(ctx.warner, name, error, call_id=ctx.record.call_id))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        return ToolReply(tool_failed(ctx.warner, name, error, call_id=ctx.record.call_id))
+    reply = raw if isinstance(raw, ToolReply) else ToolReply(raw)
+    try:
+        json.dumps(reply.response, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        # Sending it would fail inside the model client and take the whole call down.
+        error = f"returned a result that is not JSON ({exc})"
+        return ToolReply(tool_failed(ctx.warner, name, error, call_id=ctx.record.call_id))
+    return reply
 
 
 # ── Dispatch ────────────────────────────────────────────────────────────────────────────────
@@ -466,8 +539,7 @@ class ToolDispatcher:
         tool = self._tools.get(call.name)
         started = time.monotonic()
         self._ctx.record.tool(call.name, call.call_id, "started", args=dict(call.args))
-        loop = asyncio.get_running_loop()
-        slow_timer = loop.call_later(self._slow_after_s, self._warn_slow, call)
+        slow_timer = warn_slow(self._ctx.warner, call.name, self._slow_after_s)
         reply: ToolReply
         try:
             if call.call_id in self._overloaded:
@@ -480,30 +552,21 @@ class ToolDispatcher:
                     tool=call.name,
                 )
             else:
-                async with asyncio.timeout(tool.timeout_s):
-                    raw = await tool.handler(self._ctx, call.args)
-                reply = raw if isinstance(raw, ToolReply) else ToolReply(raw)
+                reply = await invoke(
+                    tool.handler, self._ctx, call.args, name=call.name, timeout_s=tool.timeout_s
+                )
         except asyncio.CancelledError:
             if call.call_id in self._cancelled:
                 self._ctx.record.tool(call.name, call.call_id, "cancelled_by_model")
                 self._finish(call)
                 return
             raise
-        except TimeoutError:
-            reply = self._failed(call, f"timed out after {tool.timeout_s if tool else 0:.0f} s")
         except CallGone:
             self._finish(call)
             self._ctx.control.finish("caller_hangup")
             return
-        except Exception as exc:
-            reply = self._failed(call, f"{type(exc).__name__}: {exc}")
         finally:
             slow_timer.cancel()
-        try:
-            json.dumps(reply.response, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            # Sending it would fail inside the model client and take the whole call down.
-            reply = self._failed(call, f"returned a result that is not JSON ({exc})")
         elapsed = time.monotonic() - started
         withdrawn = call.call_id in self._withdrawn
         self._ctx.record.tool(
@@ -522,7 +585,9 @@ class ToolDispatcher:
                     call.call_id,
                     call.name,
                     reply.response,
-                    scheduling="WHEN_IDLE" if non_blocking else None,
+                    scheduling=result_scheduling(call.name, reply.response)
+                    if non_blocking
+                    else None,
                 )
             )
         if reply.then is not None:
@@ -538,17 +603,3 @@ class ToolDispatcher:
         self._overloaded.discard(call.call_id)
         self._uncancellable.discard(call.call_id)
         self._withdrawn.discard(call.call_id)
-
-    def _failed(self, call: ToolCall, error: str) -> ToolReply:
-        self._ctx.warner.warn(
-            WarningCode.TOOL_CALL_FAILED, f"tool {call.name} failed: {error}", tool=call.name
-        )
-        log.warning("tool_failed", tool=call.name, error=error)
-        return ToolReply({"error": error})
-
-    def _warn_slow(self, call: ToolCall) -> None:
-        self._ctx.warner.warn(
-            WarningCode.SLOW_TOOL_CALL,
-            f"tool {call.name} still running after {self._slow_after_s:.1f} s",
-            tool=call.name,
-        )

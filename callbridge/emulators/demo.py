@@ -19,10 +19,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from callbridge.bridge.models import DEFAULT_MODEL
 from callbridge.bridge.record import CallRecord, RecordEntry
 from callbridge.bridge.warnings import BridgeWarning
 from callbridge.emulators.demo_agents import DEMOS
 from callbridge.emulators.gemini_live import CallTool, Script, Speak, Turn
+from callbridge.emulators.scenario import (
+    ScenarioError,
+    declared_tools,
+    default_scenario,
+    load_scenario,
+)
 from callbridge.emulators.stack import LocalStack
 from callbridge.emulators.telcoflow import (
     CallerScript,
@@ -130,10 +137,28 @@ class TimelinePrinter:
         return ""
 
 
-async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
+def agent_conversation(
+    agent: str, scenario: Path | None, rate: int
+) -> tuple[Script, CallerScript, list[ConnectOutcome]]:
+    """The scripted call for ``--agent``: the bundled example's, or a scenario's.
+
+    A bundled example (``examples.NAME``) has its own conversation; any other agent
+    (``module:attr``) plays ``--scenario`` (or a short default) with its own tools.
+    """
+    demo = DEMOS.get(agent)
+    if demo is not None and scenario is None:
+        return demo.script(), demo.caller(rate), list(demo.connect_outcomes)
+    played = default_scenario() if scenario is None else load_scenario(scenario)
+    return played.script(), played.caller(rate), [ConnectOutcome.answered(after_s=1.0)]
+
+
+async def run_demo(
+    wav_path: Path, rate: int, agent: str | None = None, scenario: Path | None = None
+) -> int:
     printer = TimelinePrinter()
     warnings: list[BridgeWarning] = []
     overrides: dict[str, Any] = {
+        "model": {"model": DEFAULT_MODEL},
         "audio": {"call_rate": rate},
         "tools": {"ring_time_s": 3, "after_transfer": "leave"},
     }
@@ -141,17 +166,18 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
     outcomes = [ConnectOutcome.unanswered(), ConnectOutcome.answered(after_s=1.0)]
     data = tempfile.TemporaryDirectory(prefix="callbridge-demo-")
     if agent is not None:
-        demo = DEMOS.get(agent)
-        if demo is None:
-            print(f"unknown --agent {agent!r}; choose one of: {', '.join(sorted(DEMOS))}")
+        try:
+            script, caller, outcomes = agent_conversation(agent, scenario, rate)
+        except ScenarioError as exc:
+            print(f"callbridge demo: {exc}")
             return 2
         os.environ["CALLBRIDGE_EXAMPLES_DATA"] = data.name
         overrides["model"] = {
+            "model": DEFAULT_MODEL,
             "backend": "adk",
             "adk_agent": agent,
             "adk_session_db": f"sqlite+aiosqlite:///{data.name}/adk-sessions.sqlite",
         }
-        script, caller, outcomes = demo.script(), demo.caller(rate), list(demo.connect_outcomes)
     who = f"the ADK agent {agent}" if agent else "Gemini Live"
     print(f"callbridge demo: a {rate} Hz call through both emulators, answered by {who}\n")
     with data:
@@ -164,7 +190,11 @@ async def run_demo(wav_path: Path, rate: int, agent: str | None = None) -> int:
             call = stack.place_call(caller, connect_outcomes=outcomes)
             record = await call.ended(timeout=120)
         if agent is not None:
-            print("\nWhat the agent's tools returned to the model:")
+            declared = (
+                declared_tools(stack.gemini.sessions[0].setup) if stack.gemini.sessions else []
+            )
+            print(f"\nTools the agent declared to the model: {', '.join(declared) or 'none'}")
+            print("What the agent's tools returned to the model:")
             for session in stack.gemini.sessions:
                 for response in session.tool_responses:
                     print(f"  {response}")
@@ -188,11 +218,25 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rate", type=int, choices=[8000, 16000, 24000], default=16000)
     parser.add_argument("--log-level", default="ERROR")
     parser.add_argument(
-        "--agent", default=None, help=f"an example ADK agent: {', '.join(sorted(DEMOS))}"
+        "--agent",
+        default=None,
+        help="your ADK agent as module:attribute (an Agent or an App; the current directory "
+        f"is importable), or a bundled example: {', '.join(sorted(DEMOS))}",
+    )
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        default=None,
+        help="a TOML file scripting the call for --agent: what the caller says, which of the "
+        "agent's tools the emulated model calls with which arguments (see emulators/scenario.py)",
     )
     args = parser.parse_args(argv)
+    if args.scenario is not None and args.agent is None:
+        parser.error("--scenario needs --agent")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: your agent's package is here
     configure_logging("console", level=getattr(logging, args.log_level))
-    return loop.run(run_demo(args.wav, args.rate, args.agent))
+    return loop.run(run_demo(args.wav, args.rate, args.agent, args.scenario))
 
 
 async def booked() -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from callbridge.bridge.config import TenantConfig, load_config
@@ -24,6 +25,9 @@ from callbridge.service.app import BridgeApp
 from callbridge.service.delivery import WarningHandler, log_warning
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
+"""The model most of the test suite was written against (the demo runs the product default,
+``callbridge.bridge.models.DEFAULT_MODEL``; the model matrix in tests/e2e runs every family)."""
+VERTEX_PROJECT = "callbridge-local"
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,7 +78,18 @@ class LocalStack:
                 "ca_file": str(self.gemini.ca_file),
             },
         }
-        return load_config(overrides=_merge(base, self._overrides), env={})
+        merged = _merge(base, self._overrides)
+        model = merged["model"]
+        if model.get("provider") == "vertex":
+            # Vertex AI: no API key; a service-account key whose token endpoint is the
+            # emulator's, so google-auth's real JWT exchange runs (see emulators/gemini_live/oauth).
+            model.pop("api_key", None)
+            model.setdefault("project", VERTEX_PROJECT)
+            if "credentials_file" not in model:
+                path = Path(self.gemini.ca_file).parent / "service-account.json"
+                self.gemini.oauth.service_account_key(path, model["project"])
+                model["credentials_file"] = str(path)
+        return load_config(overrides=merged, env={})
 
     async def __aenter__(self) -> LocalStack:
         await self.gemini.__aenter__()

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 
+import structlog
+
 from callbridge.adapters.telcoflow.source import TelcoflowCallSource
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.config import TenantConfig
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.models import unknown_model_hint
 from callbridge.bridge.record import CallRecord, RecordListener
 from callbridge.bridge.runner import CallRunner, NamedConnector
 from callbridge.bridge.tools import Tool
@@ -23,10 +26,26 @@ from callbridge.service.housekeeping import (
     release_frozen_objects,
 )
 
+log = structlog.get_logger("callbridge.app")
+
+
+def warn_unknown_models(config: TenantConfig) -> list[str]:
+    """Start-up warnings for model names the capability table does not know (logged)."""
+    model = config.model
+    hints = [
+        unknown_model_hint(name)
+        for name in filter(None, (model.model, model.fallback_model))
+        if not model.caps(name).known
+    ]
+    for hint in hints:
+        log.warning("model_unknown", detail=hint)
+    return hints
+
 
 def build_connectors(config: TenantConfig) -> list[NamedConnector]:
     """Primary model first, then the fallback (if configured)."""
     model = config.model
+    warn_unknown_models(config)
     if model.backend == "adk":
         from callbridge.adapters.adk.connector import AdkConnector
 
@@ -71,6 +90,7 @@ class BridgeApp:
         record_listeners: Iterable[RecordListener] = (),
         extra_tools: Iterable[Tool] = (),
         on_call_finished: Callable[[CallRecord, BridgedCall | None], None] | None = None,
+        unready: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.config = config
         self.warnings = WarningHub(list(warning_handlers))
@@ -89,6 +109,7 @@ class BridgeApp:
             sample_rate=config.audio.call_rate,
             handle_call=self.runner.handle,
             max_concurrent_calls=config.limits.max_concurrent_calls,
+            unready=unready,
         )
 
     def _call_finished(self, record: CallRecord, bridged: BridgedCall | None) -> None:

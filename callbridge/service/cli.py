@@ -1,4 +1,4 @@
-"""``callbridge`` command line: demo, serve, check-config, calls, bench, soak.
+"""``callbridge`` command line: demo, emulators, serve, check-config, calls, bench, soak.
 
 Each subcommand's work lives in its own module, imported only when that subcommand runs,
 so ``callbridge check-config`` stays fast and never touches the network.
@@ -7,12 +7,15 @@ so ``callbridge check-config`` stays fast and never touches the network.
 from __future__ import annotations
 
 import argparse
-import importlib
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
+from callbridge import __version__
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("callbridge.emulators.demo:main", "run a whole bridged call on the local emulators"),
+    "emulators": ("callbridge.emulators.local:main", "run both emulators for your own `serve`"),
     "serve": ("callbridge.service.serve:main", "serve calls for one tenant (real endpoints)"),
     "check-config": (
         "callbridge.service.config_cli:main",
@@ -25,8 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _load(target: str) -> Callable[[Sequence[str]], int]:
-    module_name, _, attr = target.partition(":")
-    function: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), attr)
+    function: Callable[[Sequence[str]], int] = pkgutil.resolve_name(target)
     return function
 
 
@@ -37,9 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Bridge Telcoflow phone calls to Gemini Live or a Google ADK agent.",
     )
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
+    parser.add_argument("--version", action="version", version=f"callbridge {__version__}")
     epilog = "\n".join(f"  {name:<13} {text}" for name, (_, text) in sorted(COMMANDS.items()))
     parser.epilog = "commands:\n" + epilog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if argv[:1] == ["--version"]:
+        print(f"callbridge {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2

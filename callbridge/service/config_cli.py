@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from callbridge.bridge.config import SECRET_ENV, TenantConfig, config_problems, load_config
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.models import unknown_model_hint
+from callbridge.bridge.tools import build_tools
+
+ADK_AGENT_LOADER = "callbridge.adapters.adk.agent:load_agent"
+"""What ``serve`` uses to import ``model.adk_agent`` (named, so ``bridge`` imports no SDK)."""
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -27,17 +33,57 @@ PLACEHOLDERS = {
 """What ``--without-secrets`` assumes; only secrets every deployment needs are filled."""
 
 
+def target_problems(config: TenantConfig) -> list[str]:
+    """Import every configured code target with the loaders ``serve`` uses; one line each.
+
+    ``tools.custom`` through :func:`~callbridge.bridge.tools.build_tools`, ``model.adk_agent``
+    through
+    the ADK adapter's ``load_agent``: so a target ``serve`` would refuse is refused here.
+    """
+    problems: list[str] = []
+    try:
+        build_tools(config.tools, non_blocking=config.model.tools_non_blocking())
+    except ConfigError as exc:
+        problems += config_problems(exc)
+    except Exception as exc:  # importing runs user code: anything can go wrong
+        problems.append(f"tools.custom: {type(exc).__name__}: {exc}")
+    if config.model.backend == "adk" and config.model.adk_agent:
+        try:
+            pkgutil.resolve_name(ADK_AGENT_LOADER)(config.model.adk_agent)
+        except ConfigError as exc:
+            problems += config_problems(exc)
+        except Exception as exc:
+            problems.append(f"model.adk_agent: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def bind_addresses(config: TenantConfig) -> str:
+    """Where the listeners bind (shown so nobody discovers ``0.0.0.0`` in production)."""
+    service = config.service
+    admin = (
+        f"admin API on {service.admin_host}:{service.admin_port}"
+        if service.admin_token
+        else "admin API off"
+    )
+    return f"probes+metrics {service.http_host}:{service.http_port}, {admin}"
+
+
 def summary(path: str, config: TenantConfig) -> str:
     """One line describing what would run (never a secret)."""
     model = config.model
-    admin = "on" if config.service.admin_token else "off"
     fallback = f" (fallback {model.fallback_model})" if model.fallback_model else ""
+    where = (
+        f"Vertex AI {model.project}/{model.location}"
+        if model.provider == "vertex"
+        else "Gemini Developer API"
+    )
     return (
-        f"{path}: OK: tenant {config.tenant}, {model.backend} model {model.model}{fallback}, "
+        f"{path}: OK: tenant {config.tenant}, {model.backend} model {model.model}{fallback} "
+        f"on {where}, "
         f"up to {config.limits.max_concurrent_calls} calls, "
         f"{config.limits.model_connects_per_minute} model connects/min, "
         f"drain grace {config.limits.drain_grace_s:g} s, "
-        f"http :{config.service.http_port}, admin API {admin}"
+        f"{bind_addresses(config)}"
     )
 
 
@@ -64,6 +110,14 @@ def main(argv: Sequence[str]) -> int:
         config = load_config(args.file, env=env, service=True)
     except ConfigError as exc:
         for line in config_problems(exc):
+            print(f"{args.file}: {line}", file=sys.stderr)
+        return EXIT_INVALID
+    for name in filter(None, (config.model.model, config.model.fallback_model)):
+        if not config.model.caps(name).known:
+            print(f"{args.file}: warning: {unknown_model_hint(name)}", file=sys.stderr)
+    problems = target_problems(config)
+    if problems:
+        for line in problems:
             print(f"{args.file}: {line}", file=sys.stderr)
         return EXIT_INVALID
     print(summary(args.file, config))

@@ -10,17 +10,38 @@ Series (all prefixed ``callbridge_``): ``active_calls`` (what the HorizontalPodA
 scales on), ``max_concurrent_calls``, ``ready``, ``draining``, ``telcoflow_connected``,
 ``calls_total{outcome}``, ``first_agent_audio_seconds``, ``interrupt_to_clear_seconds``,
 ``model_reconnects_total{kind}``, ``warnings_total{code}``, ``model_tokens_total{direction,
-modality}``, ``admission_*``.
+modality}``, ``admission_delayed_calls_total``, ``admission_refused_calls_total``,
+``build_info{version}``; plus the standard ``process_*`` (RSS, open descriptors, CPU seconds),
+``python_gc_*`` and ``python_info`` series, which the soak's leak checks watch in production.
+
+Conventions (Prometheus naming): counters end in ``_total``, durations are in seconds with a
+``_seconds`` suffix, ``*_info`` series are constant 1 with the facts in labels. Counts kept by
+another object (the admission limiter) are read at scrape time as counters, not gauges, so
+``rate()`` and ``increase()`` work on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import platform
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
+from callbridge import __version__
 from callbridge.bridge.record import CallRecord, RecordEntry
 from callbridge.bridge.warnings import BridgeWarning
 
@@ -36,6 +57,24 @@ CLEAR_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 __all__ = ["CONTENT_TYPE_LATEST", "BridgeMetrics"]
 
 
+class ScrapedCounters(Collector):
+    """Counters whose value another object keeps, read at scrape time (never stale).
+
+    ``prometheus_client.Counter`` can only be incremented; a count the admission limiter
+    already keeps is exposed through this collector instead, typed as a counter.
+    """
+
+    def __init__(self) -> None:
+        self._counters: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def add(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._counters[name] = (documentation, read)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (documentation, read) in self._counters.items():
+            yield CounterMetricFamily(name, documentation, value=float(read()))
+
+
 class BridgeMetrics:
     """The metric families, and the listeners that feed them."""
 
@@ -47,6 +86,17 @@ class BridgeMetrics:
             "callbridge_info", "Always 1; labels describe the process.", ["tenant"], registry=r
         )
         self.info.labels(tenant=tenant).set(1)
+        self.build_info = Gauge(
+            "callbridge_build_info",
+            "Always 1; the running callbridge and Python versions.",
+            ["version", "python_version"],
+            registry=r,
+        )
+        self.build_info.labels(version=__version__, python_version=platform.python_version()).set(1)
+        if r is not REGISTRY:  # the default registry has these already
+            ProcessCollector(registry=r)
+            GCCollector(registry=r)
+            PlatformCollector(registry=r)
         self.active_calls = Gauge(
             "callbridge_active_calls", "Calls claimed and not yet finished.", registry=r
         )
@@ -89,16 +139,9 @@ class BridgeMetrics:
             ["direction", "modality"],
             registry=r,
         )
-        self.admission_delayed = Gauge(
-            "callbridge_admission_delayed_calls",
-            "Calls that waited for the model-connect rate limit (since start).",
-            registry=r,
-        )
-        self.admission_refused = Gauge(
-            "callbridge_admission_refused_calls",
-            "Calls refused by the model-connect rate limit (since start).",
-            registry=r,
-        )
+        self._scraped = ScrapedCounters()
+        r.register(self._scraped)
+        self._track_admission(lambda: 0, lambda: 0)
 
     # ── Live gauges ──────────────────────────────────────────────────────────────────
 
@@ -119,8 +162,19 @@ class BridgeMetrics:
         self.ready.set_function(lambda: float(ready()))
         self.draining.set_function(lambda: float(draining()))
         self.connected.set_function(lambda: float(connected()))
-        self.admission_delayed.set_function(admission_delayed)
-        self.admission_refused.set_function(admission_refused)
+        self._track_admission(admission_delayed, admission_refused)
+
+    def _track_admission(self, delayed: Callable[[], float], refused: Callable[[], float]) -> None:
+        self._scraped.add(
+            "callbridge_admission_delayed_calls",
+            "Calls that waited for the model-connect rate limit.",
+            delayed,
+        )
+        self._scraped.add(
+            "callbridge_admission_refused_calls",
+            "Calls refused by the model-connect rate limit.",
+            refused,
+        )
 
     # ── Feeds ────────────────────────────────────────────────────────────────────────
 

@@ -13,7 +13,15 @@ Shutdown (what Kubernetes does on a rollout or scale-down):
 3. Then whatever remains is cancelled, which hangs each call up cleanly (``disconnect``),
    and the process exits 0. ``terminationGracePeriodSeconds`` must exceed the grace.
 
-A second SIGINT exits immediately (status 130), for a developer at a terminal.
+A second signal during a drain (SIGINT or SIGTERM, in any order) exits at once (status 130).
+
+After the calls, the record writer gets ``service.records_flush_timeout_s`` for its final
+flush; whatever it cannot write by then (database down, disk full) is logged
+(``record_entries_lost_at_shutdown``) and the process still exits 0 within the grace.
+
+Two listeners: probes and metrics on ``service.http_host:http_port``; the admin API on
+``service.admin_host:admin_port`` (loopback by default), each bounded by
+``callbridge.service.http_guard``.
 
 Exit status: 0 after a drain, 1 when the bridge fails (e.g. Telcoflow refused the
 credentials), 2 for a configuration problem (one line per problem, naming the setting).
@@ -29,14 +37,23 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from urllib.parse import urlsplit
 
 import structlog
 import uvicorn
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
 
-from callbridge.bridge.config import TenantConfig, config_problems, load_config
+from callbridge.bridge.config import (
+    SECRET_FIELDS,
+    ServiceSettings,
+    TenantConfig,
+    config_problems,
+    load_config,
+)
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.model_health import ModelHealth
 from callbridge.bridge.record import RecordListener
 from callbridge.bridge.runner import NamedConnector
 from callbridge.bridge.warnings import BridgeWarning, WarningSink
@@ -45,8 +62,16 @@ from callbridge.service.admission import AdmissionStats, admit_all
 from callbridge.service.app import BridgeApp, build_connectors
 from callbridge.service.console import CONSOLE_PATH, ConsoleDeps, ConsoleHub, create_console_app
 from callbridge.service.delivery import WarningHandler, log_warning
-from callbridge.service.http import HttpDeps, create_http_app, readiness
-from callbridge.service.logs import configure_logging
+from callbridge.service.health_metrics import register_gauges
+from callbridge.service.http import (
+    AdminGate,
+    HttpDeps,
+    create_admin_app,
+    create_http_app,
+    readiness,
+)
+from callbridge.service.http_guard import BodyLimit, GuardStats, HttpLimits, guarded_protocol
+from callbridge.service.logs import configure_logging, register_secrets, safe_url
 from callbridge.service.metrics import BridgeMetrics
 from callbridge.service.store import RecordStore
 from callbridge.service.webhook import WebhookDelivery
@@ -57,6 +82,12 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+
+STORE_OPEN_TIMEOUT_S = 15.0
+"""Opening (or disposing of) the record store: a database that never answers is an error."""
+
+STALE_CALL_AFTER_S = 900.0
+"""An ``in_progress`` row not written for this long, found at start, is ``abandoned``."""
 
 
 class _LateSink:
@@ -91,11 +122,16 @@ class Service:
         warning_handlers: Iterable[WarningHandler] = (),
         record_listeners: Iterable[RecordListener] = (),
         store: RecordStore | None = None,
+        admin_routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.config = config
         self.store = store
         limits = config.limits
         self.metrics = BridgeMetrics(config.tenant)
+        self.model_health = ModelHealth(
+            failures_unready=limits.model_failures_unready,
+            retry_after_s=limits.model_retry_after_s,
+        )
         named = list(connectors) if connectors is not None else build_connectors(config)
         late = _LateSink()
         self.console_hub = ConsoleHub()
@@ -117,35 +153,40 @@ class Service:
             ],
             record_listeners=[
                 self.metrics,
+                self.model_health,
                 self.console_hub,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
             ],
             on_call_finished=self.metrics.on_finished,
+            unready=self.model_health.reason,
         )
         late.target = self.app.warnings
         source = self.app.source
         admission: AdmissionStats = self.admission
+        unready = [self.model_health.reason]
         self.metrics.track(
             active_calls=lambda: source.active_calls,
             max_calls=limits.max_concurrent_calls,
-            ready=lambda: readiness(source) is None,
+            ready=lambda: readiness(source, unready) is None,
             draining=lambda: source.draining,
             connected=lambda: source.connected,
             admission_delayed=lambda: admission.delayed,
             admission_refused=lambda: admission.refused,
         )
         admin = config.service.admin_token
-        self.http = create_http_app(
-            HttpDeps(
-                source=source,
-                live=self.app.runner.live,
-                metrics=self.metrics,
-                admin_token=admin.get_secret_value() if admin else None,
-                max_concurrent_calls=limits.max_concurrent_calls,
-                full_numbers=config.service.log_full_numbers,
-            )
+        deps = HttpDeps(
+            source=source,
+            live=self.app.runner.live,
+            metrics=self.metrics,
+            admin_token=admin.get_secret_value() if admin else None,
+            max_concurrent_calls=limits.max_concurrent_calls,
+            full_numbers=config.service.log_full_numbers,
+            unready=unready,
+            store_health=store.health if store is not None else None,
         )
+        self.gate = AdminGate(deps.admin_token)
+        self.http = create_http_app(deps)
         # The operator console is mounted wherever the admin API is served.
         self.http.router.routes.append(
             Mount(
@@ -154,7 +195,7 @@ class Service:
                     ConsoleDeps(
                         live=self.app.runner.live,
                         hub=self.console_hub,
-                        admin_token=admin.get_secret_value() if admin else None,
+                        admin_token=deps.admin_token,
                         tenant=config.tenant,
                         tools=config.tools,
                         full_numbers=config.service.log_full_numbers,
@@ -164,11 +205,52 @@ class Service:
                 ),
             )
         )
+        self.admin_http = create_admin_app(deps, gate=self.gate, extra_routes=admin_routes)
+        svc = config.service
+        self.http_limits = HttpLimits(
+            max_connections=svc.http_max_connections,
+            read_timeout_s=svc.http_read_timeout_s,
+            max_body_bytes=svc.http_max_body_bytes,
+        )
+        self.guards = {"http": GuardStats("http"), "admin": GuardStats("admin")}
+        self._register_health_gauges()
         self.port: int | None = None
+        self.admin_port: int | None = None
         self.started = asyncio.Event()
         self._drain = asyncio.Event()
         self._interrupts = 0
         self.hung_up_at_grace = 0
+
+    def _register_health_gauges(self) -> None:
+        store, health, gate = self.store, self.model_health, self.gate
+        gauges = {
+            "model_available": ("0 while the model is unreachable.", lambda: float(health.ready())),
+            "model_failures_in_a_row": (
+                "Calls in a row that found no model.",
+                lambda: float(health.failures_in_a_row),
+            ),
+            "admin_auth_failures": (
+                "Failed admin authentications since start.",
+                lambda: float(gate.throttle.failures),
+            ),
+        }
+        for name, stats in self.guards.items():
+            gauges |= _guard_gauges(name, stats)
+        if store is not None:
+            gauges |= {
+                "records_store_ok": (
+                    "1 while the record writer's last write succeeded.",
+                    lambda: float(store.healthy),
+                ),
+                "records_pending": ("Record entries not yet written.", lambda: store.pending),
+                "records_dropped": ("Entries dropped from a full queue.", lambda: store.dropped),
+                "records_lost": (
+                    "Entries the store rejected or shutdown lost.",
+                    lambda: store.lost,
+                ),
+                "records_errors": ("Failed record writes.", lambda: store.errors),
+            }
+        register_gauges(self.metrics.registry, gauges)
 
     # ── Control ──────────────────────────────────────────────────────────────────────
 
@@ -190,14 +272,18 @@ class Service:
         return self._drain.is_set()
 
     def _on_sigterm(self) -> None:
-        self.request_drain("SIGTERM")
+        self._on_signal("SIGTERM")
 
     def _on_sigint(self) -> None:
+        self._on_signal("SIGINT")
+
+    def _on_signal(self, name: str) -> None:
+        """The first SIGTERM or SIGINT drains; a second one, of either kind, exits at once."""
         self._interrupts += 1
         if self._interrupts == 1:
-            self.request_drain("SIGINT (press Ctrl-C again to exit at once)")
+            self.request_drain(f"{name} (send it again, or press Ctrl-C, to exit at once)")
             return
-        log.warning("forced_exit", active_calls=self.app.source.active_calls)
+        log.warning("forced_exit", signal=name, active_calls=self.app.source.active_calls)
         with contextlib.suppress(Exception):
             sys.stderr.flush()
             sys.stdout.flush()
@@ -205,8 +291,7 @@ class Service:
 
     # ── Running ──────────────────────────────────────────────────────────────────────
 
-    def _bind(self) -> socket.socket:
-        host, port = self.config.service.http_host, self.config.service.http_port
+    def _bind(self, host: str, port: int, setting: str = "service.http_port") -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,7 +300,7 @@ class Service:
         except OSError as exc:
             sock.close()
             raise ConfigError(
-                f"service.http_port: cannot listen on {host}:{port}: {exc.strerror}"
+                f"{setting}: cannot listen on {host}:{port}: {exc.strerror}"
             ) from None
         # Listening now (not when uvicorn starts) so the port is reachable the moment it is
         # logged: connections wait in the backlog until the server accepts them.
@@ -223,19 +308,35 @@ class Service:
         sock.setblocking(False)
         return sock
 
-    async def run(self, *, install_signals: bool = False) -> int:
-        """Serve until drained; returns the exit status."""
-        sock = self._bind()
-        self.port = int(sock.getsockname()[1])
-        server = _EmbeddedServer(
+    def _server(self, app: ASGIApp, name: str) -> _EmbeddedServer:
+        limits, stats = self.http_limits, self.guards[name]
+        return _EmbeddedServer(
             uvicorn.Config(
-                self.http,
+                BodyLimit(app, max_bytes=limits.max_body_bytes, stats=stats),
+                http=guarded_protocol(limits, stats),
+                ws="none",
                 log_config=None,
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=5,
+                timeout_keep_alive=5,
+                limit_concurrency=limits.max_connections,
             )
         )
+
+    async def run(self, *, install_signals: bool = False) -> int:
+        """Serve until drained; returns the exit status."""
+        svc = self.config.service
+        sock = self._bind(svc.http_host, svc.http_port)
+        self.port = int(sock.getsockname()[1])
+        try:
+            admin_sock = self._bind(svc.admin_host, svc.admin_port, "service.admin_port")
+        except ConfigError:
+            sock.close()
+            raise
+        self.admin_port = int(admin_sock.getsockname()[1])
+        server = self._server(self.http, "http")
+        admin_server = self._server(self.admin_http, "admin")
         loop = asyncio.get_running_loop()
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
@@ -244,6 +345,7 @@ class Service:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(server.serve(sockets=[sock]), name="http")
+                group.create_task(admin_server.serve(sockets=[admin_sock]), name="admin-http")
                 writer = (
                     group.create_task(self.store.run(), name="record-writer")
                     if self.store is not None
@@ -253,17 +355,20 @@ class Service:
                 guard = group.create_task(self._drain_guard(bridge), name="drain-guard")
                 log.info(
                     "service_started",
-                    http_host=self.config.service.http_host,
+                    http_host=svc.http_host,
                     http_port=self.port,
+                    admin_host=svc.admin_host,
+                    admin_port=self.admin_port,
                     max_concurrent_calls=self.config.limits.max_concurrent_calls,
-                    admin_api=self.config.service.admin_token is not None,
+                    admin_api=svc.admin_token is not None,
                 )
                 self.started.set()
                 await asyncio.wait([bridge])
                 guard.cancel()
                 server.should_exit = True
+                admin_server.should_exit = True
                 if self.store is not None and writer is not None:
-                    self.store.stop()
+                    await self._stop_writer(writer)
         except ExceptionGroup as group_error:
             failure = group_error
         finally:
@@ -271,10 +376,25 @@ class Service:
                 loop.remove_signal_handler(signal.SIGTERM)
                 loop.remove_signal_handler(signal.SIGINT)
             sock.close()
+            admin_sock.close()
         if failure is not None:
             return _report(failure)
         log.info("service_stopped", hung_up_at_grace=self.hung_up_at_grace)
         return EXIT_OK
+
+    async def _stop_writer(self, writer: asyncio.Task[None]) -> None:
+        """Let the writer commit what is queued, for at most the flush deadline."""
+        assert self.store is not None
+        self.store.stop()
+        deadline = self.config.service.records_flush_timeout_s
+        await asyncio.wait([writer], timeout=deadline)
+        if not writer.done():
+            log.warning(
+                "record_writer_stopped_at_deadline",
+                deadline_s=deadline,
+                pending=self.store.pending,
+            )
+            writer.cancel()
 
     async def _drain_guard(self, bridge: asyncio.Task[None]) -> None:
         """After a drain request, give live calls the grace period, then hang up the rest."""
@@ -284,6 +404,23 @@ class Service:
             self.hung_up_at_grace = self.app.source.active_calls
             log.warning("drain_grace_over", hanging_up=self.hung_up_at_grace)
             bridge.cancel()
+
+
+def _guard_gauges(name: str, stats: GuardStats) -> dict[str, tuple[str, Callable[[], float]]]:
+    return {
+        f"{name}_connections_refused": (
+            f"{name} listener: connections closed at the cap.",
+            lambda: float(stats.refused_connections),
+        ),
+        f"{name}_read_timeouts": (
+            f"{name} listener: requests not received in time.",
+            lambda: float(stats.read_timeouts),
+        ),
+        f"{name}_bodies_refused": (
+            f"{name} listener: bodies over the limit.",
+            lambda: float(stats.bodies_refused),
+        ),
+    }
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
@@ -336,6 +473,7 @@ def main(argv: Sequence[str]) -> int:
         _print_problems(config_problems(exc))
         return EXIT_CONFIG
     configure_logging(config.service.log_format, getattr(logging, args.log_level.upper()))
+    register_secrets(_secret_values(config))
     structlog.contextvars.bind_contextvars(tenant=config.tenant)
     try:
         return loop.run(_serve(config))
@@ -346,11 +484,60 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_INTERRUPTED
 
 
+def _secret_values(config: TenantConfig) -> list[str | None]:
+    """Every configured secret's value, and passwords in configured URLs (for redaction)."""
+    values: list[str | None] = []
+    for section, key in SECRET_FIELDS:
+        value = getattr(getattr(config, section), key)
+        values.append(value.get_secret_value() if value is not None else None)
+    for url in (
+        config.warnings.webhook_url,
+        config.service.records_url,
+        config.model.adk_session_db,
+        config.telcoflow.base_url,
+    ):
+        if url:
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(url).password)
+    return values
+
+
+async def _open_store(service_settings: ServiceSettings) -> RecordStore:
+    """The record store, or one clear line naming the setting (no 100-line traceback)."""
+    store = RecordStore(
+        service_settings.records_url,
+        full_numbers=service_settings.log_full_numbers,
+    )
+    try:
+        async with asyncio.timeout(STORE_OPEN_TIMEOUT_S):
+            return await store.__aenter__()
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "timed out"
+        raise ConfigError(
+            f"service.records_url: cannot open the record store at "
+            f"{safe_url(service_settings.records_url)}: {type(exc).__name__}: {reason}"
+        ) from None
+
+
 async def _serve(config: TenantConfig) -> int:
     service = config.service
     # Records are written as the call goes, so a crash loses nothing already known.
-    async with RecordStore(service.records_url, full_numbers=service.log_full_numbers) as store:
-        return await Service(config, store=store).run(install_signals=True)
+    store = await _open_store(service)
+    status = EXIT_FAILED
+    try:
+        try:
+            await store.abandon_stale(config.tenant, older_than_s=STALE_CALL_AFTER_S)
+        except Exception as exc:  # a sweep that fails must not stop the service
+            log.warning("stale_call_sweep_failed", error=repr(exc))
+        status = await Service(config, store=store).run(install_signals=True)
+    finally:
+        lost = await store.close_within(service.records_flush_timeout_s)
+        try:
+            async with asyncio.timeout(STORE_OPEN_TIMEOUT_S):
+                await store.__aexit__(None, None, None)
+        except Exception as exc:
+            log.error("record_store_close_failed", error=repr(exc), entries_lost=lost)
+    return status
 
 
 def _webhook(config: TenantConfig) -> list[WarningHandler]:

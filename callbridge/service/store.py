@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from callbridge.bridge.record import CallRecord, EntryKind, RecordEntry, mask_number
+from callbridge.service import migrate
 
 
 def _log() -> Any:
@@ -88,7 +90,11 @@ call_entries = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
 )
 
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+_TRANSIENT_TYPES = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""Connection exception, transaction rollback (serialization, deadlock), insufficient
+resources (disk full, too many connections), operator intervention (server shutting down or
+restarting, query cancelled), system error: the same batch can succeed later."""
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
 _CANCEL_GRACE_S = 5.0
@@ -252,14 +258,34 @@ class RecordStore:
         self._stopping = False
         self.lost = 0
         """Entries the database rejected (not counting queue drops)."""
+        self.errors = 0
+        """Failed write attempts (database unreachable, disk full...), retried or not."""
+        self.healthy = True
+        """False from a failed write until the next successful one."""
+
+    @property
+    def pending(self) -> int:
+        """Entries waiting to be written (queued, or in a batch being retried)."""
+        return len(self._listener) + len(self._retry)
+
+    def health(self) -> dict[str, Any]:
+        """For ``/readyz`` and metrics: is the writer keeping up, and what did it lose."""
+        return {
+            "ok": self.healthy,
+            "pending": self.pending,
+            "dropped": self.dropped,
+            "lost": self.lost,
+            "errors": self.errors,
+        }
 
     async def __aenter__(self) -> Self:
+        _create_private_sqlite_file(self.url)
         engine = create_async_engine(self.url, json_serializer=_dumps)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(migrate.upgrade)  # in place; creates a fresh store
         except BaseException:
             await engine.dispose()
             raise
@@ -313,7 +339,11 @@ class RecordStore:
                     pass
             try:
                 await self._write_next()
-            except _TRANSIENT as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self.errors += 1
+                self.healthy = False
                 _log().warning(
                     "record_store_unavailable",
                     error=repr(error),
@@ -324,6 +354,7 @@ class RecordStore:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
             else:
                 backoff = _FIRST_BACKOFF_S
+                self.healthy = True
 
     def stop(self) -> None:
         """Ask :meth:`run` to commit what is queued and return.
@@ -339,6 +370,53 @@ class RecordStore:
         while self._retry or len(self._listener):
             await self._write_next()
 
+    async def close_within(self, deadline_s: float) -> int:
+        """The final flush, bounded: returns how many entries could not be written.
+
+        For shutdown: a database that is down (or a full disk) must not hold the process past
+        its grace period. What is lost is logged (``record_entries_lost_at_shutdown``) with
+        the calls it belonged to, and the engine is disposed of either way.
+        """
+        pending_ids = sorted({p.row["call_id"] for p in [*self._retry, *self._listener._queue]})
+        try:
+            async with asyncio.timeout(deadline_s):
+                await self.flush()
+        except (TimeoutError, Exception) as error:
+            lost = self.pending
+            self.lost += lost
+            _log().error(
+                "record_entries_lost_at_shutdown",
+                entries_lost=lost,
+                call_ids=pending_ids[:50],
+                error=repr(error) if not isinstance(error, TimeoutError) else "timed out",
+                deadline_s=deadline_s,
+            )
+            self._retry = []
+            self._listener.take(len(self._listener))
+        else:
+            lost = 0
+        return lost
+
+    async def abandon_stale(self, tenant: str, *, older_than_s: float) -> int:
+        """Mark ``tenant``'s calls still ``in_progress`` but silent for ``older_than_s`` as
+        ``abandoned``, ended when last heard of. A process killed with SIGKILL leaves such
+        rows; a live call refreshes its row with every batch, and a later write from a call
+        that was only quiet puts its own outcome back. Returns how many rows changed."""
+        cutoff = time.time() - older_than_s
+        query = (
+            sa.update(calls)
+            .where(calls.c.tenant == tenant)
+            .where(calls.c.outcome == "in_progress")
+            .where(calls.c.updated_at < cutoff)
+            .values(outcome="abandoned", ended_at=calls.c.updated_at)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+        count = int(result.rowcount or 0)
+        if count:
+            _log().warning("stale_calls_abandoned", tenant=tenant, calls=count)
+        return count
+
     async def _write_next(self) -> None:
         """Take one batch (a failed batch first) and commit it in one transaction."""
         async with self._write_lock:
@@ -351,15 +429,15 @@ class RecordStore:
             commit = asyncio.get_running_loop().create_task(self._commit(batch))
             try:
                 await asyncio.shield(commit)
-            except _TRANSIENT:
-                self._retry = batch
-                raise
             except asyncio.CancelledError:
                 await _settle(commit, _CANCEL_GRACE_S)
                 if commit.cancelled() or commit.exception() is not None:
                     self._retry = batch  # the close-time flush tries again
                 raise
             except Exception as error:
+                if is_transient(error):
+                    self._retry = batch
+                    raise
                 self.lost += len(batch)
                 _log().error(
                     "record_batch_rejected",
@@ -450,6 +528,40 @@ async def _settle(task: asyncio.Task[None], grace: float) -> None:
             await asyncio.wait({task}, timeout=remaining if remaining > 0 else None)
         except asyncio.CancelledError:
             continue
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed write should be retried with the same batch, or the batch dropped.
+
+    SQLAlchemy's asyncpg dialect wraps server errors it has no specific class for (a server
+    shutting down answers ``57P01 admin_shutdown`` or ``57P03 cannot_connect_now``) in a
+    plain ``DBAPIError``, so the type alone is not enough: the SQLSTATE class decides, and a
+    connection the pool marked invalid is always worth another try.
+    """
+    if isinstance(error, _TRANSIENT_TYPES):
+        return True
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file owner-only (0600) before SQLite creates it 0644.
+
+    Call records hold transcripts; SQLite gives its WAL and shared-memory files the main
+    file's permissions, so those are private too.
+    """
+    parsed = sa.engine.make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    fd = os.open(database, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
 
 
 def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:

@@ -16,9 +16,10 @@ Each POST carries ``warning.payload()`` as its body, and:
   replays of old bodies.
 - ``X-Callbridge-Delivery``: one id per warning, the same on every retry, to deduplicate.
 
-Retries: connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff
-(with jitter, honouring ``Retry-After`` up to the cap) for a bounded number of attempts; any
-other status is final. Redirects are not followed, so a signed body never goes elsewhere.
+Retries (tenacity): connection errors, timeouts, 408, 429 and 5xx are retried with
+exponential backoff (with jitter, honouring ``Retry-After`` up to the cap) for a bounded
+number of attempts; any other status is final. Redirects are not followed, so a signed body
+never goes elsewhere.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from callbridge.bridge.config import WarningSettings
 from callbridge.bridge.errors import ConfigError
 from callbridge.bridge.warnings import BridgeWarning
+from callbridge.service.logs import safe_url
 
 log = structlog.get_logger("callbridge.webhook")
 
@@ -91,6 +94,12 @@ class RetryPolicy:
             return min(max(retry_after_s, 0.0), self.max_delay_s)
         delay: float = min(self.base_delay_s * 2.0 ** (attempt - 1), self.max_delay_s)
         return delay * (1 + random.uniform(-self.jitter, self.jitter))
+
+    def wait(self, state: RetryCallState) -> float:
+        """A tenacity ``wait``: :meth:`delay_s`, honouring the failed attempt's Retry-After
+        (tenacity's own waits have no notion of a server asking for a delay)."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        return self.delay_s(state.attempt_number, getattr(error, "retry_after_s", None))
 
 
 @dataclass
@@ -190,9 +199,8 @@ class WebhookDelivery:
             queue_size=settings.webhook_queue_size,
         )
 
-    def __repr__(self) -> str:  # never show the secret
-        parts = urlsplit(self.url)
-        return f"WebhookDelivery({parts.scheme}://{parts.netloc}{parts.path})"
+    def __repr__(self) -> str:  # never show the secret, nor a password in the URL
+        return f"WebhookDelivery({safe_url(self.url)})"
 
     @property
     def pending(self) -> int:
@@ -264,24 +272,28 @@ class WebhookDelivery:
     async def _deliver(self, client: httpx.AsyncClient, warning: BridgeWarning) -> None:
         body = encode_body(warning)
         delivery_id = uuid.uuid4().hex
-        reason = ""
-        for attempt in range(1, self._retry.max_attempts + 1):
-            self.stats.attempts += 1
-            try:
-                await self._post(client, body, delivery_id, attempt)
-            except _Retry as retry:
-                reason = retry.reason
-                if attempt == self._retry.max_attempts:
-                    break
-                self.stats.retries += 1
-                await self._sleep(self._retry.delay_s(attempt, retry.retry_after_s))
-                continue
-            except _Final as final:
-                self._give_up(warning, attempt, final.reason)
-                return
-            self.stats.delivered += 1
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retry.max_attempts),
+            wait=self._retry.wait,
+            retry=retry_if_exception_type(_Retry),
+            sleep=self._sleep,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        attempt = 0
+        try:
+            async for trying in retrying:
+                with trying:
+                    attempt = trying.retry_state.attempt_number
+                    self.stats.attempts += 1
+                    await self._post(client, body, delivery_id, attempt)
+        except (_Retry, _Final) as failed:
+            self._give_up(warning, attempt, failed.reason)
             return
-        self._give_up(warning, self._retry.max_attempts, reason)
+        self.stats.delivered += 1
+
+    def _count_retry(self, _state: RetryCallState) -> None:
+        self.stats.retries += 1
 
     async def _post(
         self, client: httpx.AsyncClient, body: bytes, delivery_id: str, attempt: int

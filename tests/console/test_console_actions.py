@@ -9,7 +9,8 @@ from callbridge.emulators.gemini_live import GeminiLiveEmulator, Script, Turn
 from callbridge.emulators.telcoflow import CallerScript, ConnectOutcome, Pause, TelcoflowEmulator
 from tests.console.kit import BASE, console_service
 from tests.e2e.scenarios import agent
-from tests.service.helpers import API_KEY, CONNECTOR, eventually
+from tests.kit import eventually
+from tests.service.helpers import API_KEY, CONNECTOR
 
 
 async def test_transfer_then_barge_through_the_console_reach_the_platform_and_are_audited(

@@ -13,7 +13,8 @@ from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Telcoflo
 from callbridge.service.console import auth
 from tests.console.kit import BASE, Console, console_service, sse_events
 from tests.e2e.scenarios import agent
-from tests.service.helpers import API_KEY, CONNECTOR, eventually, poll_until
+from tests.kit import eventually
+from tests.service.helpers import API_KEY, CONNECTOR, poll_until
 
 CALLER = "+15550001234"
 

@@ -7,11 +7,8 @@ so a tone is speech to both.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import Callable, Iterable
-
-import numpy as np
+from collections.abc import Iterable
 
 from callbridge.bridge.audio import rms
 from callbridge.bridge.record import CallRecord, RecordEntry
@@ -19,26 +16,15 @@ from callbridge.bridge.warnings import BridgeWarning, WarningCode
 from callbridge.emulators.gemini_live import SessionLog, Speak
 from callbridge.emulators.telcoflow import CallRecord as TelcoRecord
 from callbridge.emulators.telcoflow import CommandLog, PulledFrame
+from tests.kit import eventually, tone
 
 VOICED_RMS = 200.0
 """The Telcoflow emulator's silence threshold (int16 RMS per 20 ms)."""
 
 
-def tone(seconds: float, rate: int, freq: float = 440.0, amp: int = 6000) -> bytes:
-    """A sine tone, s16le mono."""
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    return (np.sin(2 * np.pi * freq * t) * amp).astype("<i2").tobytes()
-
-
 def agent_says(seconds: float, text: str = "agent speech", freq: float = 330.0) -> Speak:
     """Model speech of ``seconds`` at 24 kHz (Gemini's output rate)."""
-    return Speak(tone(seconds, 24000, freq), text)
-
-
-def caller_says(seconds: float, rate: int = 16000) -> bytes:
-    """Caller speech at the call's rate, loud enough for the Gemini emulator's VAD."""
-    return tone(seconds, rate, freq=220.0, amp=8000)
+    return Speak(tone(seconds, 24000, freq, amp=6000), text)
 
 
 class Records:
@@ -71,13 +57,6 @@ class Warnings(list[BridgeWarning]):
 
     def of(self, code: WarningCode) -> list[BridgeWarning]:
         return [w for w in self if w.code == code]
-
-
-async def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``pred`` every 20 ms; ``TimeoutError`` after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.02)
 
 
 def names(record: TelcoRecord) -> list[str]:

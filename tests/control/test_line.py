@@ -46,12 +46,11 @@ from tests.control.kit import (
     Records,
     Warnings,
     agent_says,
-    caller_says,
-    eventually,
     names,
     the,
     voiced,
 )
+from tests.kit import caller_says, eventually
 
 API_KEY, CONNECTOR = "line-key", "line-conn"
 

@@ -21,7 +21,6 @@ from tests.control.kit import (
     Records,
     Warnings,
     agent_says,
-    caller_says,
     max_gap,
     names,
     sent_at,
@@ -29,6 +28,7 @@ from tests.control.kit import (
     tool_entries,
     voiced,
 )
+from tests.kit import caller_says
 
 FAREWELL_S = 1.5
 

@@ -29,14 +29,13 @@ from tests.control.kit import (
     Records,
     Warnings,
     agent_says,
-    caller_says,
-    eventually,
     names,
     sent_at,
     the,
     tool_entries,
     voiced,
 )
+from tests.kit import caller_says, eventually
 
 TRANSFER = CallTool("transfer_to_human", {"reason": "asked for a person", "summary": "Order A-1."})
 

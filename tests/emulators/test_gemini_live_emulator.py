@@ -376,7 +376,7 @@ async def test_tool_call_round_trip_by_model_family(
         await inbox.wait_count(is_turn_complete, early + 1)
     assert early == (1 if turn_complete_after_call else 0)
     log = emu.sessions[0]
-    assert log.profile == ("2.5" if turn_complete_after_call else "3.x")
+    assert log.profile == ("2.5" if turn_complete_after_call else "3.1")
     assert log.tool_calls[0]["id"] == call.id
     assert log.tool_responses[0]["id"] == call.id
     assert log.tool_responses[0]["response"] == {"status": "ok"}

@@ -15,12 +15,11 @@ import re
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from telcoflow import (
     CallAudioConfig,
@@ -59,24 +58,10 @@ from callbridge.emulators.telcoflow import (
 from callbridge.emulators.telcoflow.caller import ScriptCursor
 from callbridge.emulators.telcoflow.pcm import frame_bytes, nonsilent_seconds
 from callbridge.emulators.telcoflow.playout import PlayoutBuffer
+from tests.kit import eventually, tone
 
 API_KEY = "test-key"
 CONNECTOR = "conn-1"
-
-
-def tone(seconds: float, rate: int = 16000, freq: float = 440.0, amp: int = 8000) -> bytes:
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    return (np.sin(2 * np.pi * freq * t) * amp).astype("<i2").tobytes()
-
-
-async def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``pred`` until it holds; fail the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if pred():
-                return
-            await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -11,12 +11,9 @@ emulators detect speech by energy, so a tone is speech to them.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-
-import numpy as np
 
 from callbridge.bridge.record import CallRecord, RecordEntry
 from callbridge.bridge.warnings import BridgeWarning, WarningCode
@@ -24,37 +21,14 @@ from callbridge.emulators.gemini_live import Script, SessionLog, Speak
 from callbridge.emulators.stack import LocalStack
 from callbridge.emulators.telcoflow import EmulatedCall
 from callbridge.service.delivery import log_warning
-
-CALL_RATE = 16000
-"""The tenant default call rate (the Telcoflow leg)."""
+from tests.kit import eventually, tone
 
 NO_GREETING: dict[str, Any] = {"model": {"greeting_prompt": None}}
 
 
-def tone(seconds: float, rate: int, freq: float, amp: int = 7000) -> bytes:
-    """A sine tone, s16le mono."""
-    t = np.arange(int(seconds * rate)) / rate
-    return (np.sin(2 * np.pi * freq * t) * amp).astype("<i2").tobytes()
-
-
 def agent_says(seconds: float, text: str) -> Speak:
     """Model speech (24 kHz) with the words its outputTranscription carries."""
-    return Speak(tone(seconds, 24000, 330.0), text)
-
-
-def caller_says(seconds: float) -> bytes:
-    """Caller speech at the call's rate, loud enough for the Gemini emulator's VAD."""
-    return tone(seconds, CALL_RATE, 220.0, amp=9000)
-
-
-async def eventually(pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``pred`` every 20 ms; fail with ``what`` after ``timeout`` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout} s waiting for: {what or pred}") from None
+    return Speak(tone(seconds, 24000, 330.0, amp=7000), text)
 
 
 def merge(*sections: Mapping[str, Any]) -> dict[str, Any]:

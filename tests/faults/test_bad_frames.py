@@ -17,11 +17,10 @@ from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, Wai
 from tests.faults.kit import (
     NO_GREETING,
     agent_says,
-    caller_says,
-    eventually,
     fault_stack,
     notices,
 )
+from tests.kit import caller_says, eventually
 
 UNREADABLE = [
     "{not json",  # not JSON at all

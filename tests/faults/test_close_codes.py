@@ -20,12 +20,11 @@ from tests.faults.kit import (
     NO_GREETING,
     agent_lines,
     agent_says,
-    caller_says,
-    eventually,
     fault_stack,
     instruction,
     notices,
 )
+from tests.kit import caller_says, eventually
 
 CLOSE_AT_S = 3.0
 """The close lands here, between the first answer (done by ~2.3 s) and the next question."""

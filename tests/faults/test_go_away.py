@@ -19,11 +19,11 @@ from tests.faults.kit import (
     agent_lines,
     agent_says,
     answered_turns,
-    caller_says,
     fault_stack,
     notice_details,
     notices,
 )
+from tests.kit import caller_says
 
 FRAME = 640
 """20 ms at 16 kHz: the bridge holds back at most one partial frame of caller audio."""

@@ -17,10 +17,10 @@ from tests.faults.kit import (
     NO_GREETING,
     agent_lines,
     agent_says,
-    caller_says,
     fault_stack,
     notices,
 )
+from tests.kit import caller_says
 
 
 async def test_server_that_stops_answering_pings_is_left_and_resumed() -> None:

@@ -20,10 +20,9 @@ from tests.faults.kit import (
     FaultStack,
     agent_lines,
     agent_says,
-    caller_says,
-    eventually,
     fault_stack,
 )
+from tests.kit import caller_says, eventually
 
 ANSWER = Turn([agent_says(0.6, "Yes, it shipped.")], input_transcript="Is it shipped?")
 

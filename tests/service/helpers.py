@@ -33,18 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-async def eventually(
-    predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Poll until ``predicate`` holds; fail after ``timeout`` (generous: CI is a busy box)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def poll_until(
     fetch: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],
@@ -83,7 +71,7 @@ def sections(
         "tenant": tenant,
         "model": {"model": MODEL, "base_url": gemini.base_url, "ca_file": str(gemini.ca_file)},
         "limits": {"drain_grace_s": 5.0, **(limits or {})},
-        "service": {"http_host": "127.0.0.1", "http_port": 0},
+        "service": {"http_host": "127.0.0.1", "http_port": 0, "admin_port": 0},
         "warnings": {"min_interval_s": 0.0},
     }
 
@@ -121,6 +109,8 @@ def toml_text(data: Mapping[str, Any]) -> str:
 class Running:
     service: Service
     http: httpx.AsyncClient
+    admin_http: httpx.AsyncClient
+    """The admin API's own listener (``service.admin_port``)."""
     admin: dict[str, str] = field(
         default_factory=lambda: {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )
@@ -135,10 +125,14 @@ async def running_service(config: TenantConfig) -> AsyncIterator[Running]:
         async with asyncio.timeout(15):
             await service.started.wait()
         base = f"http://127.0.0.1:{service.port}"
+        admin_base = f"http://127.0.0.1:{service.admin_port}"
         try:
-            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=10) as http,
+                httpx.AsyncClient(base_url=admin_base, timeout=10) as admin_http,
+            ):
                 await wait_ready(http)
-                yield Running(service, http)
+                yield Running(service, http, admin_http)
         finally:
             service.request_drain("test over")
     assert task.result() == 0
@@ -164,6 +158,7 @@ class ServeProcess:
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.port: int | None = None
+        self.admin_port: int | None = None
         self._port_known = asyncio.Event()
 
     async def start(self, group: asyncio.TaskGroup) -> None:
@@ -195,6 +190,7 @@ class ServeProcess:
                 self.lines.append(line)
                 if line.get("event") == "service_started":
                     self.port = int(line["http_port"])
+                    self.admin_port = int(line["admin_port"])
                     self._port_known.set()
         self._port_known.set()
 
@@ -204,6 +200,11 @@ class ServeProcess:
         if self.port is None:
             raise AssertionError("serve exited before starting:\n" + "\n".join(self.raw[-30:]))
         return httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def admin_client(self) -> httpx.AsyncClient:
+        """A client for the admin API's listener (after :meth:`wait_started`)."""
+        assert self.admin_port is not None
+        return httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.admin_port}", timeout=10)
 
     def signal(self, signum: signal.Signals) -> None:
         assert self.proc is not None

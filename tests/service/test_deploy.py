@@ -89,6 +89,7 @@ def test_rendered_manifests_agree_with_the_code(target: str, tmp_path: Path) -> 
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
     ]
@@ -219,10 +220,16 @@ def stages(text: str) -> list[list[str]]:
 
 def test_dockerfile_follows_the_image_rules() -> None:
     builder, final = stages((REPO / "Dockerfile").read_text(encoding="utf-8"))
-    assert builder[0] == "FROM python:3.11-slim AS builder"
-    assert final[0] == "FROM python:3.11-slim"
-    assert any("requirements.lock" in i for i in builder if i.startswith(("COPY", "RUN")))
-    assert any(i.startswith("RUN") and "-c requirements.lock" in i for i in builder)
+    base = "python:3.11.7-slim-bookworm@sha256:"
+    assert builder[0].startswith(f"FROM {base}") and builder[0].endswith(" AS builder")
+    assert final[0].startswith(f"FROM {base}")
+    assert builder[0].split()[1] == final[0].split()[1]  # one base, refreshed together
+    assert any("requirements-runtime.lock" in i for i in builder if i.startswith("COPY"))
+    assert any(
+        i.startswith("RUN") and "--no-deps --require-hashes -r requirements-runtime.lock" in i
+        for i in builder
+    )
+    assert any(i.startswith("RUN") and "--no-deps ." in i for i in builder)
     # The final stage copies the venv from the builder and installs nothing itself.
     copies = [i for i in final if i.startswith("COPY")]
     assert copies == ["COPY --from=builder /opt/callbridge /opt/callbridge"]

@@ -15,15 +15,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from callbridge.emulators.gemini_live import Fault, GeminiLiveEmulator, Script, Turn
 from callbridge.emulators.telcoflow import CallerScript, HangUp, Pause, Say, TelcoflowEmulator
 from callbridge.emulators.telcoflow import WaitForAgentAudio as WaitAgent
-from callbridge.service.http import HttpDeps, create_http_app
+from callbridge.service.http import HttpDeps, create_admin_app, create_http_app
 from callbridge.service.metrics import BridgeMetrics
 from callbridge.service.serve import Service
 from tests.e2e.scenarios import agent, caller_pcm
+from tests.kit import eventually
 from tests.service.helpers import (
     ADMIN_TOKEN,
     API_KEY,
     CONNECTOR,
-    eventually,
     poll_until,
     running_service,
     service_config,
@@ -78,8 +78,12 @@ async def test_readyz_reasons_follow_the_source_state() -> None:
                 setattr(source, key, value)
             response = await http.get("/readyz")
             reasons.append((response.status_code, response.json().get("reason")))
+        # No admin route on the probes' listener.
+        assert (await http.get("/calls")).status_code == 404
+    admin_transport = httpx.ASGITransport(app=create_admin_app(deps))
+    async with httpx.AsyncClient(transport=admin_transport, base_url="http://svc") as admin_http:
         # Admin API off without a token: 503, never open.
-        assert (await http.get("/calls")).status_code == 503
+        assert (await admin_http.get("/calls")).status_code == 503
     assert reasons == [
         (503, "telcoflow_not_connected"),
         (200, None),
@@ -102,8 +106,9 @@ async def test_admin_api_lists_injects_and_ends_a_live_call() -> None:
     ):
         config = service_config(telco, gemini, limits={"max_concurrent_calls": 1})
         async with running_service(config) as svc:
-            http, admin = svc.http, svc.admin
-            assert (await http.get("/healthz")).status_code == 200
+            probes, http, admin = svc.http, svc.admin_http, svc.admin
+            assert (await probes.get("/healthz")).status_code == 200
+            assert (await probes.get("/calls", headers=admin)).status_code == 404
 
             # Auth: missing or wrong token is 401, the right one lists (nothing yet).
             assert (await http.get("/calls")).status_code == 401
@@ -128,7 +133,7 @@ async def test_admin_api_lists_injects_and_ends_a_live_call() -> None:
             assert entry["outcome"] == "in_progress"
 
             # One call and max_concurrent_calls = 1: not ready (at capacity).
-            ready = await http.get("/readyz")
+            ready = await probes.get("/readyz")
             assert (ready.status_code, ready.json()["reason"]) == (503, "at_capacity")
 
             url = f"/calls/{call.call_id}"
@@ -160,8 +165,8 @@ async def test_admin_api_lists_injects_and_ends_a_live_call() -> None:
             assert record.end_reason == "agent_disconnect"
 
             await eventually(lambda: svc.service.app.source.active_calls == 0, what="call gone")
-            assert (await http.get("/readyz")).status_code == 200
-            metrics = (await http.get("/metrics")).text
+            assert (await probes.get("/readyz")).status_code == 200
+            metrics = (await probes.get("/metrics")).text
             assert sample(metrics, "callbridge_calls_total", outcome="ended_by_operator") == 1
             assert (
                 sample(
@@ -214,7 +219,7 @@ async def test_metrics_show_real_values_after_real_calls() -> None:
     assert sample(text, "callbridge_model_reconnects_total", kind="reconnected") >= 1
     assert sample(text, "callbridge_warnings_total", code="CALL_ADMISSION_DELAYED") == 1
     assert sample(text, "callbridge_warnings_total", code="MODEL_REQUEST_FAILED") >= 1
-    assert sample(text, "callbridge_admission_delayed_calls") == 1
+    assert sample(text, "callbridge_admission_delayed_calls_total") == 1
     assert sample(text, "callbridge_model_tokens_total", direction="response", modality="audio") > 0
     assert sample(text, "callbridge_model_tokens_total", direction="prompt", modality="audio") > 0
     assert sample(text, "callbridge_info", tenant="svc") == 1
@@ -226,7 +231,7 @@ async def test_admin_api_is_disabled_without_a_token() -> None:
         GeminiLiveEmulator() as gemini,
     ):
         service = Service(service_config(telco, gemini, admin=False))
-        transport = httpx.ASGITransport(app=service.http)
+        transport = httpx.ASGITransport(app=service.admin_http)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
             headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
             response = await http.post("/calls/x/end", headers=headers)

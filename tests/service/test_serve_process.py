@@ -13,8 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from callbridge.emulators.gemini_live import GeminiLiveEmulator, Script, Turn
 from callbridge.emulators.telcoflow import (
     CallEndedError,
@@ -26,12 +24,12 @@ from callbridge.emulators.telcoflow import (
     WaitForAgentAudio,
 )
 from tests.e2e.scenarios import agent
+from tests.kit import eventually
 from tests.service.helpers import (
     ADMIN_TOKEN,
     API_KEY,
     CONNECTOR,
     ServeProcess,
-    eventually,
     poll_until,
     secrets_env,
     sections,
@@ -55,8 +53,9 @@ def serve_process(
     return ServeProcess(path, secrets_env(telco))
 
 
-async def live_call_ids(http: httpx.AsyncClient) -> set[str]:
-    body = (await http.get("/calls", headers=ADMIN)).json()
+async def live_call_ids(proc: ServeProcess) -> set[str]:
+    async with proc.admin_client() as admin:
+        body = (await admin.get("/calls", headers=ADMIN)).json()
     return {str(c["call_id"]) for c in body["calls"]}
 
 
@@ -78,7 +77,7 @@ async def test_sigterm_drains_live_calls_then_hangs_up_the_rest_and_exits_0(
                     CallerScript([WaitForAgentAudio(0.3, timeout_s=20), Pause(1.0), HangUp()])
                 )
                 wanted = {stays.call_id, leaves.call_id}
-                await poll_until(lambda: live_call_ids(http), lambda ids: ids == wanted)
+                await poll_until(lambda: live_call_ids(proc), lambda ids: ids == wanted)
 
                 proc.signal(signal.SIGTERM)
                 sigterm_at = time.monotonic()
@@ -135,7 +134,7 @@ async def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
         async with serve_processes(proc), await proc.wait_started() as http:
             await wait_ready(http)
             call = telco.place_call(CallerScript([Pause(120)]))
-            await poll_until(lambda: live_call_ids(http), lambda ids: ids == {call.call_id})
+            await poll_until(lambda: live_call_ids(proc), lambda ids: ids == {call.call_id})
             proc.signal(signal.SIGINT)
             await poll_until(lambda: http.get("/readyz"), lambda r: r.status_code == 503)
             proc.signal(signal.SIGINT)

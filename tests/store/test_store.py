@@ -7,9 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from callbridge.bridge.record import CallRecord
-from callbridge.service.store import RecordStore
+from callbridge.service.store import RecordStore, is_transient
 from tests.store.conftest import fill, full_record
 from tests.store.pg import PgCluster
 
@@ -163,6 +164,32 @@ async def test_postgres_restart_mid_call_keeps_every_entry(
         stored = await store.get_call("call-1")
     assert stored is not None and stored.entries == tuple(record.entries)
     assert stored.outcome == "completed"
+
+
+async def test_a_server_shutting_down_is_retried_and_a_rejected_statement_is_not(
+    pg_url: str,
+) -> None:
+    """The classifier that decides retry-or-drop, against the errors a real server sends.
+
+    ``pg_terminate_backend`` makes the server end a busy session with ``57P01
+    admin_shutdown``, what a restarting server sends; SQLAlchemy's asyncpg dialect wraps it
+    in a plain ``DBAPIError`` (not an ``OperationalError``), and a batch dropped on it was
+    a lost piece of the call. Division by zero is the database rejecting the data.
+    """
+    async with RecordStore(pg_url) as store:
+        async with store.engine.connect() as victim:
+            pid = (await victim.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            sleeper = asyncio.ensure_future(victim.execute(sa.text("SELECT pg_sleep(30)")))
+            await asyncio.sleep(0.2)
+            async with store.engine.connect() as killer:
+                await killer.execute(sa.text(f"SELECT pg_terminate_backend({int(pid)})"))
+            with pytest.raises(sa.exc.DBAPIError) as shutdown:
+                await sleeper
+        async with store.engine.connect() as conn:
+            with pytest.raises(sa.exc.DBAPIError) as rejected:
+                await conn.execute(sa.text("SELECT 1 / 0"))
+    assert is_transient(shutdown.value)
+    assert not is_transient(rejected.value)
 
 
 async def test_cancelling_the_writer_mid_commit_never_loses_or_locks(sqlite_url: str) -> None:

@@ -18,10 +18,9 @@ that names none.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
+import pkgutil
 import re
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,14 +35,13 @@ from google.adk.tools.function_tool import FunctionTool
 from google.genai import types
 
 from callbridge.adapters.adk.model import ObservedGemini
-from callbridge.adapters.adk.tools import CallControlTool, supports_async_tools
+from callbridge.adapters.adk.tools import CallControlTool
+from callbridge.adapters.genai_common import client_kwargs, socket_args, vertex_credentials
 from callbridge.bridge.config import ModelSettings
 from callbridge.bridge.errors import ConfigError
 
 DEFAULT_ATTRIBUTES = ("app", "root_agent")
 _APP_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
-MAX_FRAME = 16 * 2**20
-"""Accept server frames up to 16 MiB (websockets' default is 1 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -62,18 +60,14 @@ def load_agent(target: str | BaseAgent | App) -> LoadedAgent:
     module_name, _, attribute = target.partition(":")
     if not module_name:
         raise ConfigError(f"model.adk_agent: {target!r} is not 'module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"model.adk_agent: cannot import {module_name!r}: {exc}") from None
     candidates = [attribute] if attribute else list(DEFAULT_ATTRIBUTES)
     for name in candidates:
-        obj: Any = module
         try:
-            for part in name.split("."):
-                obj = getattr(obj, part)
+            obj: Any = pkgutil.resolve_name(f"{module_name}:{name}")
         except AttributeError:
             continue
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"model.adk_agent: cannot import {module_name!r}: {exc}") from None
         return _loaded(obj, target)
     wanted = attribute or " or ".join(DEFAULT_ATTRIBUTES)
     raise ConfigError(f"model.adk_agent: module {module_name!r} has no {wanted}")
@@ -106,29 +100,29 @@ def app_name_for(agent: BaseAgent) -> str:
 
 
 def has_endpoint(settings: ModelSettings) -> bool:
-    return bool(settings.base_url or settings.ca_file or settings.api_key)
+    return bool(
+        settings.base_url or settings.ca_file or settings.api_key or settings.provider == "vertex"
+    )
 
 
 def model_factory(settings: ModelSettings) -> Callable[[str], ObservedGemini]:
-    """Builds the model for a name, pointed at the tenant's endpoint (if any)."""
-    # Gemini's pongs have been seen to take 8-30 s: the same relaxed keepalive as the raw back
-    # end (model.keepalive_interval_s / keepalive_timeout_s).
-    client_args: dict[str, Any] = {
-        "ping_interval": settings.keepalive_interval_s,
-        "ping_timeout": settings.keepalive_timeout_s,
-        "max_size": MAX_FRAME,
-    }
-    if settings.ca_file is not None:
-        try:
-            client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"model.ca_file: cannot use {settings.ca_file}: {exc}") from None
-    client_kwargs: dict[str, Any] = {"http_options": {"async_client_args": client_args}}
-    if settings.api_key is not None:
-        client_kwargs["api_key"] = settings.api_key.get_secret_value()
+    """Builds the model for a name, pointed at the tenant's endpoint and provider (if any).
+
+    The same client arguments as the raw back end
+    (:func:`callbridge.adapters.genai_common.client_kwargs`):
+    relaxed keepalive, 16 MiB frames, the endpoint's trust, and either the API key or Vertex's
+    project, location and one credentials object shared by every call (built here, once).
+    """
+    if settings.provider == "vertex":
+        kwargs = client_kwargs(settings, credentials=vertex_credentials(settings))
+    elif settings.api_key is not None:
+        kwargs = client_kwargs(settings)
+    else:  # no key in the settings: genai reads the environment, as ADK does by default
+        kwargs = {"http_options": {"async_client_args": socket_args(settings)}}
+    base_url = kwargs["http_options"].pop("base_url", None)
 
     def make(name: str) -> ObservedGemini:
-        return ObservedGemini(model=name, base_url=settings.base_url, client_kwargs=client_kwargs)
+        return ObservedGemini(model=name, base_url=base_url, client_kwargs=kwargs)
 
     return make
 
@@ -241,9 +235,10 @@ def _for_phone(tool: Any, family: str, settings: ModelSettings) -> Any:
     which on a live line it always does. Tools that already chose a behaviour keep it;
     call-control tools pick theirs per family; other tool kinds are left as they are.
     """
+    async_ok = settings.tools_non_blocking(family)
     if isinstance(tool, CallControlTool):
-        return tool.for_model(family, settings.non_blocking_tools)
-    if not supports_async_tools(family, settings.non_blocking_tools):
+        return tool.for_model(async_ok)
+    if not async_ok:
         return tool
     if callable(tool) and not isinstance(tool, BaseTool):
         if inspect.isasyncgenfunction(tool):

@@ -24,7 +24,7 @@ from google.adk.tools.tool_context import ToolContext as AdkToolContext
 from typing_extensions import override
 
 from callbridge.adapters.adk.calls import REGISTRY, CallRegistry, LiveCall, call_id_from
-from callbridge.bridge.warnings import WarningCode
+from callbridge.bridge.tools import tool_failed, tool_slow
 
 log = structlog.get_logger("callbridge.adk.plugin")
 
@@ -102,11 +102,7 @@ class CallbridgePlugin(BasePlugin):
     def _slow(self, entry: LiveCall | None, name: str, threshold: float) -> None:
         self._count(entry, "slow_tools")
         if entry is not None and entry.ctx is not None:
-            entry.ctx.warner.warn(
-                WarningCode.SLOW_TOOL_CALL,
-                f"tool {name} still running after {threshold:.1f} s",
-                tool=name,
-            )
+            tool_slow(entry.ctx.warner, name, threshold)
 
     def _stop(self, call_id: str | None, function_call_id: str) -> _Running | None:
         running = self._running.pop((call_id or "", function_call_id), None)
@@ -185,14 +181,11 @@ class CallbridgePlugin(BasePlugin):
                 return None
             self._count(entry, "tool_errors")
             description = f"{type(error).__name__}: {error}"
-            log.warning("adk_tool_failed", tool=tool.name, error=description, call_id=call_id)
-            if ctx is not None:
+            if ctx is None:
+                log.warning("adk_tool_failed", tool=tool.name, error=description, call_id=call_id)
+            else:
                 ctx.record.tool(tool.name, fc_id, "failed", elapsed_s=elapsed, error=description)
-                ctx.warner.warn(
-                    WarningCode.TOOL_CALL_FAILED,
-                    f"tool {tool.name} failed: {description}",
-                    tool=tool.name,
-                )
+                tool_failed(ctx.warner, tool.name, description, call_id=call_id, via="adk")
         except Exception:
             log.exception("plugin_tool_error_failed", tool=tool.name)
         if self.answer_tool_errors:

@@ -10,8 +10,9 @@ call are added here, on the only path every request takes (``get()``, called by 
   ADK's own requests (tool results, ``close``) are never refused.
 - **Held during BLOCKING tool calls.** The Live API closes the session (1008) when realtime
   audio arrives while a BLOCKING function call is unanswered. Once the session announces such
-  calls (:meth:`expect_responses`), audio that reaches the head of the queue is set aside
-  (bounded: ``max_held_bytes``, oldest dropped) and released, in order, right after the last
+  calls (:meth:`expect_responses`), audio that reaches the head of the queue is set aside in
+  :class:`callbridge.bridge.gate.HeldAudio`, the same bounded hold the raw back end uses
+  (``max_held_bytes``, oldest dropped), and released, in order, right after the last
   awaited function response has passed. The check runs at ``get()`` time, so frames already
   queued when the call arrived are held too.
 """
@@ -23,6 +24,8 @@ from collections.abc import Callable
 
 from google.adk.agents.live_request_queue import LiveRequest, LiveRequestQueue
 from google.genai import types
+
+from callbridge.bridge.gate import HeldAudio
 
 ANSWERED_MEMORY = 64
 """Function-response ids remembered, in case a response passes before its call is announced."""
@@ -41,18 +44,22 @@ class CallerQueue(LiveRequestQueue):
         super().__init__()
         self._on_held_dropped = on_held_dropped
         self._max_pending = max_pending_bytes
-        self._max_held = max_held_bytes
         self._pending_bytes = 0
-        self._held: deque[types.Blob] = deque()
-        self._held_bytes = 0
+        self._held = HeldAudio[types.Blob](max_held_bytes, _size)
         self._awaited: set[str] = set()
         self._answered: deque[str] = deque(maxlen=ANSWERED_MEMORY)
         self.dropped_bytes = 0
         """Caller audio refused because the model side was too far behind."""
-        self.dropped_held_bytes = 0
+
+    @property
+    def dropped_held_bytes(self) -> int:
         """Held caller audio dropped (oldest first) because a BLOCKING call took too long."""
-        self.held_total_bytes = 0
+        return self._held.dropped_bytes
+
+    @property
+    def held_total_bytes(self) -> int:
         """All caller audio ever held back during BLOCKING calls."""
+        return self._held.total_bytes
 
     @property
     def pending_bytes(self) -> int:
@@ -91,15 +98,15 @@ class CallerQueue(LiveRequestQueue):
     async def get(self) -> LiveRequest:
         while True:
             if self._held and not self._awaited:
-                blob = self._held.popleft()
-                self._held_bytes -= len(blob.data or b"")
-                return LiveRequest(blob=blob)
+                return LiveRequest(blob=self._held.pop())
             request = await super().get()
             if request.blob is not None:
                 size = len(request.blob.data or b"")
                 self._pending_bytes = max(0, self._pending_bytes - size)
                 if self._awaited:
-                    self._hold(request.blob, size)
+                    dropped = self._held.hold(request.blob)
+                    if dropped and self._on_held_dropped is not None:
+                        self._on_held_dropped(dropped)
                     continue
             elif request.content is not None and request.content.parts:
                 for part in request.content.parts:
@@ -109,16 +116,6 @@ class CallerQueue(LiveRequestQueue):
                         self._awaited.discard(response.id)
             return request
 
-    def _hold(self, blob: types.Blob, size: int) -> None:
-        self._held.append(blob)
-        self._held_bytes += size
-        self.held_total_bytes += size
-        dropped_now = 0
-        while self._held_bytes > self._max_held and len(self._held) > 1:
-            dropped = self._held.popleft()
-            self._held_bytes -= len(dropped.data or b"")
-            dropped_now += len(dropped.data or b"")
-        if dropped_now:
-            self.dropped_held_bytes += dropped_now
-            if self._on_held_dropped is not None:
-                self._on_held_dropped(dropped_now)
+
+def _size(blob: types.Blob) -> int:
+    return len(blob.data or b"")

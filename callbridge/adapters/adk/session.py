@@ -31,6 +31,7 @@ import structlog
 import websockets
 from google.adk.events.event import Event
 from google.adk.runners import Runner
+from google.auth.exceptions import GoogleAuthError
 from google.genai import errors, types
 
 from callbridge.adapters.adk.calls import REGISTRY, FollowUp
@@ -39,9 +40,16 @@ from callbridge.adapters.adk.queue import CallerQueue
 from callbridge.adapters.adk.runconfig import run_config
 from callbridge.adapters.adk.translate import EventTranslator, function_call_ids
 from callbridge.adapters.gemini_live.translate import function_response
+from callbridge.adapters.genai_common import unavailable
 from callbridge.bridge.config import ModelSettings
 from callbridge.bridge.errors import CallGone, ModelUnavailable
-from callbridge.bridge.events import ModelEvent, SessionNotice, ToolResult, ToolRunByModelSide
+from callbridge.bridge.events import (
+    Interrupted,
+    ModelEvent,
+    SessionNotice,
+    ToolResult,
+    ToolRunByModelSide,
+)
 from callbridge.bridge.ports import SessionRequest
 from callbridge.bridge.tools import ToolContext
 from callbridge.bridge.warnings import WarningCode
@@ -64,17 +72,9 @@ class _Ended:
 
 
 def _unavailable(exc: BaseException, model: str) -> ModelUnavailable:
-    """Vendor exceptions -> ours, with the close code when there is one."""
-    if isinstance(exc, errors.APIError):
-        code = int(exc.code) if exc.code is not None else None
-        return ModelUnavailable(
-            f"{model}: Live connection closed with {code}: {exc.message or exc}", close_code=code
-        )
-    if isinstance(exc, websockets.ConnectionClosed):
-        code = exc.rcvd.code if exc.rcvd else 1006
-        return ModelUnavailable(f"{model}: Live connection closed with {code}", close_code=code)
-    if isinstance(exc, OSError | websockets.WebSocketException):
-        return ModelUnavailable(f"{model}: cannot connect: {exc}")
+    """Vendor exceptions -> ours (:func:`callbridge.adapters.genai_common.unavailable`)."""
+    if isinstance(exc, errors.APIError | websockets.WebSocketException | OSError | GoogleAuthError):
+        return unavailable(exc, model)
     return ModelUnavailable(f"{model}: ADK run_live failed: {type(exc).__name__}: {exc}")
 
 
@@ -105,7 +105,7 @@ class AdkSession:
         self._observed = observed
         self._non_blocking = non_blocking_tools
         self._slow_tool_after_s = slow_tool_after_s
-        self._run_config = run_config(settings, request)
+        self._run_config = run_config(settings, request, settings.caps(model))
         self._mime = f"audio/pcm;rate={request.input_rate}"
         bytes_per_s = request.input_rate * 2
         self._queue = CallerQueue(
@@ -189,6 +189,7 @@ class AdkSession:
 
     def connected(self, model: str) -> None:
         self.connections += 1
+        self._translator.reset()
         if self.connections == 1:
             self._settled.set()
             return
@@ -207,6 +208,17 @@ class AdkSession:
 
     def function_calls(self, calls: list[types.FunctionCall]) -> None:
         self._expect([(call.id or "", call.name or "") for call in calls])
+
+    def interrupted(self) -> None:
+        """Barge-in, seen on the socket ahead of ADK's event backlog: tell the call now.
+
+        The events queue only fills if the call stops reading; then the interruption
+        arrives the ordinary way, through ADK's own event.
+        """
+        if self._translator.interrupt_early():
+            self.stats["early_interrupts"] += 1
+            with contextlib.suppress(asyncio.QueueFull):
+                self._events.put_nowait(Interrupted())
 
     def _held_audio_dropped(self, dropped: int) -> None:
         entry = REGISTRY.get(self.call_id)

@@ -15,15 +15,22 @@ Add them to an agent in one line::
 Blocking or not
     A transfer rings a human for up to ``tools.ring_time_s``. A BLOCKING tool is awaited inside
     ADK's receive loop, so while it runs no model audio, transcript or ``interrupted`` reaches the
-    call. On 2.5-family models the tools are therefore declared NON_BLOCKING with
-    ``WHEN_IDLE`` scheduling: ADK runs them in the background and the agent keeps talking.
-    3.x Live models do not support asynchronous function calls, so there they stay BLOCKING: the
-    agent is silent while the phone rings (it should say "connecting you now" first, which the
-    declaration asks it to), barge-in is not heard until the tool returns, and callbridge holds
-    the caller's audio meanwhile (bounded) because the service rejects audio while a BLOCKING
-    call is pending. ``call_control_tools()`` leaves the choice to the connector, which
-    resolves it from the model name (and ``model.non_blocking_tools``); outside the connector an
-    unresolved tool is declared BLOCKING, which every model family accepts.
+    call. Where the model honours asynchronous calls (2.5, 3.8: see
+    :mod:`callbridge.bridge.models`) the
+    tools are therefore declared NON_BLOCKING: ADK runs them as background tasks, the agent keeps
+    talking and a barge-in clears the line at once. (On 3.8 an undeclared tool is asynchronous at
+    the server, but ADK still awaits it in its receive loop; declaring it explicitly is what moves
+    it off that loop.) Each result's ``scheduling`` follows :mod:`callbridge.bridge.scheduling`,
+    per tool and
+    outcome, set as ADK sends it (:mod:`callbridge.adapters.adk.model`). 3.1 does not support
+    asynchronous
+    calls, so there they stay BLOCKING: the agent is silent while the phone rings (it should say
+    "connecting you now" first, which the declaration asks it to), barge-in is not heard until
+    the tool returns, and callbridge holds the caller's audio meanwhile (bounded) because the
+    service rejects audio while a BLOCKING call is pending. ``call_control_tools()`` leaves the
+    choice to the connector, which resolves it from the model table (and
+    ``model.non_blocking_tools``); outside the connector an unresolved tool is declared
+    BLOCKING, which every model family accepts.
 
 Follow-up work
     A handler's ``ToolReply.then`` (hang up after the farewell has played, leave after a
@@ -33,7 +40,6 @@ Follow-up work
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -50,14 +56,13 @@ from callbridge.bridge.tools import (
     END_CALL_SPEC,
     SET_MODE_SPEC,
     TRANSFER_SPEC,
-    ToolContext,
     ToolHandler,
-    ToolReply,
+    call_control_timeout_s,
     end_call,
+    invoke,
     set_agent_mode,
     transfer_to_human,
 )
-from callbridge.bridge.warnings import WarningCode
 
 log = structlog.get_logger("callbridge.adk.tools")
 
@@ -70,19 +75,6 @@ UNAVAILABLE = {
 }
 
 
-def supports_async_tools(model: str, override_: bool | None = None) -> bool:
-    """NON_BLOCKING declarations where the family supports them (2.5 does, 3.x does not)."""
-    if override_ is not None:
-        return override_
-    return "gemini-3" not in model
-
-
-def _timeout_s(name: str, ctx: ToolContext) -> float:
-    """The same bounds the raw back end's dispatcher applies
-    (``callbridge.bridge.tools.build_tools``)."""
-    return ctx.settings.ring_time_s + 30.0 if name == "transfer_to_human" else 60.0
-
-
 async def run_call_control(
     name: str, handler: ToolHandler, args: Mapping[str, Any], adk_context: AdkToolContext
 ) -> dict[str, Any]:
@@ -93,21 +85,13 @@ async def run_call_control(
         return dict(UNAVAILABLE)
     ctx = entry.ctx
     try:
-        async with asyncio.timeout(_timeout_s(name, ctx)):
-            raw = await handler(ctx, args)
+        # The raw back end's rules (callbridge.bridge.tools.invoke): timeout, failure -> error
+        # result.
+        timeout_s = call_control_timeout_s(name, ctx.settings)
+        reply = await invoke(handler, ctx, args, name=name, timeout_s=timeout_s)
     except CallGone:
         ctx.control.finish("caller_hangup")
         return {"status": "caller_gone"}
-    except Exception as exc:
-        error = (
-            f"timed out after {_timeout_s(name, ctx):.0f} s"
-            if isinstance(exc, TimeoutError)
-            else f"{type(exc).__name__}: {exc}"
-        )
-        ctx.warner.warn(WarningCode.TOOL_CALL_FAILED, f"tool {name} failed: {error}", tool=name)
-        log.warning("tool_failed", tool=name, error=error, call_id=entry.call_id)
-        return {"error": error}
-    reply = raw if isinstance(raw, ToolReply) else ToolReply(raw)
     if reply.then is not None and not entry.run_later(reply.then, f"{name}-then"):
         # No model session owns this call (only in tests that bind a context by hand).
         await reply.then()
@@ -156,11 +140,14 @@ class CallControlTool(FunctionTool):
         elif mode == "blocking":
             self.behavior = types.Behavior.BLOCKING
 
-    def for_model(self, model: str, non_blocking: bool | None = None) -> CallControlTool:
-        """This tool as ``model`` supports it: a new tool if ``auto``, else ``self``."""
+    def for_model(self, async_ok: bool) -> CallControlTool:
+        """This tool as the serving model supports it: a new tool if ``auto``, else ``self``.
+
+        ``async_ok`` is whether that model honours NON_BLOCKING declarations
+        (``ModelSettings.tools_non_blocking``, from :mod:`callbridge.bridge.models`).
+        """
         if self.mode != "auto":
             return self
-        async_ok = supports_async_tools(model, non_blocking)
         return CallControlTool(self.name, "non_blocking" if async_ok else "blocking")
 
     @override

@@ -33,6 +33,8 @@ from typing import Any
 import structlog
 import websockets
 from google import genai
+from google.auth.credentials import Credentials
+from google.auth.exceptions import GoogleAuthError
 from google.genai import errors, live
 
 from callbridge.adapters.gemini_live.setup import live_config
@@ -43,6 +45,13 @@ from callbridge.adapters.gemini_live.wire import (
     audio_frame,
     parse,
     raw_socket,
+)
+from callbridge.adapters.genai_common import (
+    CLOSE_REASONS,
+    RETRYABLE_CLOSE,
+    close_code,
+    fresh_credentials,
+    unavailable,
 )
 from callbridge.bridge.config import ModelSettings
 from callbridge.bridge.errors import ModelUnavailable
@@ -58,15 +67,10 @@ from callbridge.bridge.events import (
 )
 from callbridge.bridge.ports import SessionRequest
 from callbridge.bridge.speech import CallerActivity
+from callbridge.bridge.tools import ToolContext
 
 log = structlog.get_logger("callbridge.gemini")
 
-RETRYABLE_CLOSE = {1000, 1001, 1006, 1011, 1012, 1013, 1014}
-CLOSE_REASONS = {
-    1007: "invalid argument (bad setup, or a rejected resumption handle)",
-    1008: "policy violation (e.g. audio sent while a BLOCKING tool call was pending)",
-    1011: "server deadline expired or keepalive ping timeout",
-}
 ROTATE_MARGIN_S = 1.0
 """Rotate this long before ``timeLeft`` runs out if no quiet point came."""
 RESPONSE_WAIT_S = 4.0
@@ -78,14 +82,6 @@ MAX_UNANSWERED_FRAMES = 500
 MAX_SUMMARY_LINES = 40
 """Transcript lines kept for seeding a fresh session or recalling what a stale handle lacks."""
 CUT_OFF = " [cut off]"
-
-
-def _close_code(exc: BaseException) -> int | None:
-    if isinstance(exc, errors.APIError):
-        return int(exc.code) if exc.code is not None else None
-    if isinstance(exc, websockets.ConnectionClosed):
-        return exc.rcvd.code if exc.rcvd else 1006
-    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -113,12 +109,15 @@ class GeminiLiveSession:
         request: SessionRequest,
         *,
         model: str,
+        credentials: Credentials | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._settings = settings
         self._request = request
         self._model = model
+        self._caps = settings.caps(model)
+        self._credentials = credentials  # Vertex: the client's, refreshed off the loop
         self._clock = clock
         self._mime = f"audio/pcm;rate={request.input_rate}"
         self._context: AbstractAsyncContextManager[live.AsyncSession] | None = None
@@ -170,23 +169,28 @@ class GeminiLiveSession:
 
     async def _connect(self, handle: str | None, extra_instruction: str = "") -> None:
         config = live_config(
-            self._settings, self._request, handle=handle, extra_instruction=extra_instruction
+            self._settings,
+            self._request,
+            caps=self._caps,
+            handle=handle,
+            extra_instruction=extra_instruction,
         )
         context = self._client.aio.live.connect(model=self._model, config=config)
         try:
             async with asyncio.timeout(self._settings.connect_timeout_s):
+                await fresh_credentials(self._credentials)
                 session = await context.__aenter__()
         except errors.APIError as exc:
             raise ModelUnavailable(
                 f"{self._model}: connect closed with {exc.code}: {exc.message or exc}",
-                close_code=_close_code(exc),
+                close_code=close_code(exc),
             ) from None
         except TimeoutError:
             raise ModelUnavailable(
                 f"{self._model}: no setupComplete within {self._settings.connect_timeout_s} s"
             ) from None
-        except (OSError, websockets.WebSocketException) as exc:
-            raise ModelUnavailable(f"{self._model}: cannot connect: {exc}") from None
+        except (OSError, websockets.WebSocketException, GoogleAuthError) as exc:
+            raise unavailable(exc, self._model) from None
         self._context, self._live = context, session
         self._ws = raw_socket(session)
         self._go_away_deadline = None
@@ -246,6 +250,9 @@ class GeminiLiveSession:
                 except (websockets.ConnectionClosed, OSError) as exc:
                     self._log.warning("text_not_sent", error=str(exc))
 
+    def bind_call(self, ctx: ToolContext) -> None:
+        """Nothing to bind: tool calls come back as events and the bridge runs them."""
+
     async def send_tool_result(self, result: ToolResult) -> None:
         self._pending_tools.discard(result.call_id)
         response = function_response(result)
@@ -274,7 +281,7 @@ class GeminiLiveSession:
                 async for event in self._connection_events():
                     yield event
             except (errors.APIError, websockets.ConnectionClosed, OSError) as exc:
-                code = _close_code(exc)
+                code = close_code(exc)
                 if code is not None and code not in RETRYABLE_CLOSE:
                     reason = CLOSE_REASONS.get(code, str(exc))
                     raise ModelUnavailable(

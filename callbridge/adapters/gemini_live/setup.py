@@ -1,49 +1,23 @@
-"""Tenant settings -> the Live API setup (``LiveConnectConfig``) and the genai client."""
+"""Tenant settings -> the Live API setup (``LiveConnectConfig``) of one raw connection.
+
+The client itself, the websocket options and the setup pieces the ADK back end sends too
+live in :mod:`callbridge.adapters.genai_common`; what the model accepts comes from
+:mod:`callbridge.bridge.models`.
+"""
 
 from __future__ import annotations
 
-import ssl
-from typing import Any
-
-from google import genai
 from google.genai import types
 
+from callbridge.adapters.genai_common import (
+    compression_config,
+    optional_setup,
+    resumption_config,
+    speech_config,
+)
 from callbridge.bridge.config import ModelSettings
+from callbridge.bridge.models import Capabilities
 from callbridge.bridge.ports import FunctionSpec, SessionRequest
-
-MAX_FRAME = 16 * 2**20
-"""Accept server frames up to 16 MiB (websockets' default is 1 MiB)."""
-
-
-def keepalive_args(settings: ModelSettings) -> dict[str, Any]:
-    """websockets options for the Live socket from the tenant's keepalive settings.
-
-    Gemini's pongs have been seen to take 8-30 s; websockets' default 20 s timeout would
-    close healthy sessions with 1011. Defaults: ping every 20 s, allow 60 s for the pong.
-    """
-    return {
-        "ping_interval": settings.keepalive_interval_s,
-        "ping_timeout": settings.keepalive_timeout_s,
-        "max_size": MAX_FRAME,
-    }
-
-
-KEEPALIVE: dict[str, Any] = {"ping_interval": 20.0, "ping_timeout": 60.0, "max_size": MAX_FRAME}
-"""The default :func:`keepalive_args`, for callers without settings at hand."""
-
-
-def make_client(
-    settings: ModelSettings, *, api_key: str | None = None, keepalive: dict[str, Any] | None = None
-) -> genai.Client:
-    """A genai client for the Gemini Developer API (or a compatible endpoint)."""
-    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    if not key:
-        raise ValueError("model.api_key is not set (env GEMINI_API_KEY)")
-    client_args: dict[str, Any] = {**keepalive_args(settings), **(keepalive or {})}
-    if settings.ca_file is not None:
-        client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
-    options = types.HttpOptions(base_url=settings.base_url, async_client_args=client_args)
-    return genai.Client(api_key=key, http_options=options)
 
 
 def _declaration(spec: FunctionSpec) -> types.FunctionDeclaration:
@@ -59,20 +33,15 @@ def live_config(
     settings: ModelSettings,
     request: SessionRequest,
     *,
+    caps: Capabilities,
     handle: str | None = None,
     extra_instruction: str = "",
 ) -> types.LiveConnectConfig:
-    """The setup for one connection; ``handle`` resumes an earlier one."""
-    speech = None
-    if settings.voice or settings.language:
-        speech = types.SpeechConfig(
-            voice_config=types.VoiceConfig(
-                prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.voice)
-            )
-            if settings.voice
-            else None,
-            language_code=settings.language,
-        )
+    """The setup for one connection; ``handle`` resumes an earlier one.
+
+    Every tool is declared with an explicit ``behavior`` (3.8 would make an undeclared one
+    NON_BLOCKING, earlier models BLOCKING), and only the optional fields ``caps`` allows go out.
+    """
     instruction = request.system_instruction + (
         "\n\n" + extra_instruction if extra_instruction else ""
     )
@@ -84,7 +53,7 @@ def live_config(
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
         system_instruction=types.Content(parts=[types.Part(text=instruction)]),
-        speech_config=speech,
+        speech_config=speech_config(settings),
         input_audio_transcription=types.AudioTranscriptionConfig()
         if settings.input_transcription
         else None,
@@ -92,13 +61,7 @@ def live_config(
         if settings.output_transcription
         else None,
         tools=tools,
-        session_resumption=types.SessionResumptionConfig(handle=handle)
-        if settings.session_resumption
-        else None,
-        context_window_compression=types.ContextWindowCompressionConfig(
-            trigger_tokens=settings.compression_trigger_tokens,
-            sliding_window=types.SlidingWindow(target_tokens=settings.compression_target_tokens),
-        )
-        if settings.context_compression
-        else None,
+        session_resumption=resumption_config(settings, caps, handle),
+        context_window_compression=compression_config(settings),
+        **optional_setup(settings, caps),
     )

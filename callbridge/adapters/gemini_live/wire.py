@@ -139,12 +139,17 @@ def _usage(meta: dict[str, Any]) -> Usage:
         for direction, camel, snake in (
             ("prompt", "promptTokensDetails", "prompt_tokens_details"),
             ("response", "responseTokensDetails", "response_tokens_details"),
+            ("response", "candidatesTokensDetails", "candidates_tokens_details"),  # Vertex
         )
         for item in _get(meta, camel, snake) or ()
     ]
+    # Vertex names the output count ``candidatesTokenCount`` (the SDK maps it the same way).
+    response = _get(meta, "responseTokenCount", "response_token_count")
+    if response is None:
+        response = _get(meta, "candidatesTokenCount", "candidates_token_count")
     return usage_event(
         prompt=int(_get(meta, "promptTokenCount", "prompt_token_count") or 0),
-        response=int(_get(meta, "responseTokenCount", "response_token_count") or 0),
+        response=int(response or 0),
         total=int(_get(meta, "totalTokenCount", "total_token_count") or 0),
         details=details,
     )

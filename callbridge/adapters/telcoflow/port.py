@@ -8,6 +8,7 @@ from typing import Any
 import telcoflow
 
 from callbridge.adapters.telcoflow import errors
+from callbridge.bridge.errors import CallGone, CallNotServed
 from callbridge.bridge.ports import CallCommand, CommandOutcome
 
 
@@ -17,6 +18,8 @@ class TelcoflowCall:
     def __init__(self, call: telcoflow.Call, sample_rate: int) -> None:
         self._call = call
         self._rate = sample_rate
+        self.not_served = False
+        """Set when answering failed on our side: the source then releases the session."""
 
     @property
     def sdk_call(self) -> telcoflow.Call:
@@ -42,7 +45,18 @@ class TelcoflowCall:
         return bool(self._call.state == telcoflow.CallState.TERMINATED)
 
     async def answer(self) -> CommandOutcome:
-        return await errors.run_command(CallCommand.ANSWER, self._call.answer(), ended=self._ended)
+        try:
+            return await errors.run_command(
+                CallCommand.ANSWER, self._call.answer(), ended=self._ended
+            )
+        except CallGone as gone:
+            # A plain WSSCallError while the call is not TERMINATED: the voice socket could not
+            # be opened *here* (descriptors, network); nothing says the caller left.
+            cause = gone.__cause__
+            if type(cause) is telcoflow.WSSCallError and not self._ended():
+                self.not_served = True
+                raise CallNotServed(f"answer: {cause}") from cause
+            raise
 
     async def caller_audio(self) -> AsyncIterator[bytes]:
         async for chunk in self._call.audio_stream(0):

@@ -31,6 +31,10 @@ log = structlog.get_logger("callbridge.telcoflow")
 
 CallHandler = Callable[[TelcoflowCall], Awaitable[Any]]
 
+RESUMES_BEFORE_TAKEOVER = 2
+"""A live owner re-claims its call on the first RESUME after its reconnect; a call offered as
+RESUME again has no owner left (it crashed, or gave the call up), so it is taken over."""
+
 
 class TelephonyUnavailable(BridgeError):
     """The Telcoflow session manager could not be reached or refused our credentials."""
@@ -56,6 +60,9 @@ class SourceStats:
     duplicates_ignored: int = 0
     reclaimed: int = 0
     resumes_left_to_owner: int = 0
+    resumes_taken_over: int = 0
+    released: int = 0
+    declined_unready: int = 0
 
 
 def build_manager(settings: TelcoflowSettings, sample_rate: CallRate) -> telcoflow.SessionManager:
@@ -86,16 +93,21 @@ class TelcoflowCallSource:
         sample_rate: CallRate,
         handle_call: CallHandler,
         max_concurrent_calls: int,
+        unready: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._rate = sample_rate
         self._handle_call = handle_call
         self._max_calls = max_concurrent_calls
+        self._unready = unready
+        self._released: set[str] = set()
+        self._resumes_seen: dict[str, int] = {}
         self._group: asyncio.TaskGroup | None = None
         self._manager: telcoflow.SessionManager | None = None
         self._reserved: set[str] = set()
         self._calls: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self._stopping = False
         self.ready = asyncio.Event()
         self.draining = False
         self.stats = SourceStats()
@@ -144,9 +156,31 @@ class TelcoflowCallSource:
                 self._group = group
                 self.ready.set()
                 log.info("telcoflow_connected", sm_id=manager.id, sample_rate=self._rate)
+                group.create_task(self._watch_connection(manager), name="telcoflow-watch")
                 await self._stop.wait()
+                self._stopping = True
             self._group = None
         log.info("telcoflow_stopped", **self.stats.__dict__)
+
+    async def _watch_connection(self, manager: telcoflow.SessionManager) -> None:
+        """Log when the SM-WS drops and when it is back (the SDK reconnects by itself)."""
+        up = True
+        down_since = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            await asyncio.sleep(0.25)
+            now_up = bool(manager._is_connected())
+            if up and not now_up:
+                down_since = loop.time()
+                log.warning("telcoflow_disconnected", active_calls=self.active_calls)
+            elif now_up and not up:
+                log.info(
+                    "telcoflow_reconnected",
+                    sm_id=manager.id,
+                    down_s=round(loop.time() - down_since, 2),
+                    active_calls=self.active_calls,
+                )
+            up = now_up
 
     async def _on_notify(self, notice: telcoflow.SessionNotification) -> None:
         self.stats.notified += 1
@@ -172,14 +206,30 @@ class TelcoflowCallSource:
         if notice.activity == "RESUME":
             # A live call whose bridge's SM-WS reconnected: on another replica, or in an
             # earlier life of this process. Its voice socket belongs to that bridge, so
-            # claiming it here would only start a second, dead bridge (and model session).
-            self.stats.resumes_left_to_owner += 1
-            log.info("resume_left_to_owner", session_id=session_id)
-            return
+            # claiming it at once would only start a second, dead bridge. But a call we gave
+            # up ourselves, or one re-offered again (its owner did not take it back), has no
+            # owner left: take it over, or it is stranded.
+            seen = self._resumes_seen.get(session_id, 0) + 1
+            self._resumes_seen[session_id] = seen
+            if len(self._resumes_seen) > 4 * self._max_calls + 100:
+                self._resumes_seen.pop(next(iter(self._resumes_seen)))
+            if session_id not in self._released and seen < RESUMES_BEFORE_TAKEOVER:
+                self.stats.resumes_left_to_owner += 1
+                log.info("resume_left_to_owner", session_id=session_id)
+                return
         if not self.has_capacity():
             self.stats.declined_capacity += 1
             log.info("session_left_for_another_replica", session_id=session_id)
             return
+        unready = self._unready()
+        if unready is not None:
+            self.stats.declined_unready += 1
+            log.info("session_left_for_another_replica", session_id=session_id, reason=unready)
+            return
+        if notice.activity == "RESUME":
+            self.stats.resumes_taken_over += 1
+            self._released.discard(session_id)
+            log.warning("resume_taken_over", session_id=session_id)
         self._reserved.add(session_id)
         claimed = False
         try:
@@ -242,3 +292,21 @@ class TelcoflowCallSource:
             self._calls.pop(session_id, None)
             self._reserved.discard(session_id)
             self.stats.calls_finished += 1
+            if port.not_served:
+                self._release(session_id, port.call_id)
+
+    def _release(self, session_id: str, call_id: str) -> None:
+        """Give up a call this process could not serve, so it can be taken (here or elsewhere).
+
+        The SDK's registry entry goes, so a re-offer (RESUME) can be claimed afresh; the
+        session id is remembered so that re-offer is taken over at once, not left "to its
+        owner" (which was us).
+        """
+        manager = self._manager
+        if manager is not None:
+            sdk_fixes.release_session(manager, session_id)
+        self._released.add(session_id)
+        if len(self._released) > 4 * self._max_calls + 100:
+            self._released.pop()
+        self.stats.released += 1
+        log.warning("call_released", session_id=session_id, call_id=call_id)

@@ -24,7 +24,10 @@ class SessionLog:
     api_key_source: str | None = None  # "header", "query", "token" or None
     setup: dict[str, Any] = field(default_factory=dict)  # normalized (snake_case) setup
     model: str = ""
-    profile: str = ""  # "2.5" or "3.x"
+    profile: str = ""  # the model family: "2.5", "3.1", "3.8", ...
+    provider: str = ""  # "gemini_api" or "vertex" (from the path)
+    client_turns: list[tuple[str, str, bool]] = field(default_factory=list)
+    """clientContent turns received: (role, text, turn_complete of that message)."""
     conversation_id: str = ""
     connection_index: int = 0  # 0 for a fresh conversation, then 1, 2... for each resume
     resumed_from: str | None = None

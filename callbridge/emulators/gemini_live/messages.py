@@ -67,26 +67,40 @@ def padded_transcription(size_bytes: int) -> Message:
     return server_content(outputTranscription={"text": "a" * max(size_bytes - overhead, 1)})
 
 
-def resumption_update(handle: str | None) -> Message:
-    """A fresh resumable handle, or (None) the "not resumable right now" form."""
+def resumption_update(handle: str | None, consumed: int | None = None) -> Message:
+    """A fresh resumable handle, or (None) the "not resumable right now" form.
+
+    ``consumed``: with transparent resumption (Vertex) the index of the last client message
+    the handle covers, so a client re-sends only what came after it.
+    """
     if handle is None:
         return {"sessionResumptionUpdate": {"newHandle": "", "resumable": False}}
-    return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+    update: dict[str, Any] = {"newHandle": handle, "resumable": True}
+    if consumed is not None:
+        update["lastConsumedClientMessageIndex"] = str(consumed)
+    return {"sessionResumptionUpdate": update}
 
 
-def usage_metadata(prompt_text: int, prompt_audio: int, response_audio: int) -> Message:
-    """Token accounting after a turn, split by modality like the real service reports it."""
+def usage_metadata(
+    prompt_text: int, prompt_audio: int, response_audio: int, *, vertex: bool = False
+) -> Message:
+    """Token accounting after a turn, split by modality like the real service reports it.
+
+    Vertex names the output count `candidatesTokenCount` (and its details
+    `candidatesTokensDetails`); the Developer API says `responseTokenCount`.
+    """
     prompt = prompt_text + prompt_audio
+    out = "candidates" if vertex else "response"
     return {
         "usageMetadata": {
             "promptTokenCount": prompt,
-            "responseTokenCount": response_audio,
+            f"{out}TokenCount": response_audio,
             "totalTokenCount": prompt + response_audio,
             "promptTokensDetails": [
                 {"modality": "TEXT", "tokenCount": prompt_text},
                 {"modality": "AUDIO", "tokenCount": prompt_audio},
             ],
-            "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": response_audio}],
+            f"{out}TokensDetails": [{"modality": "AUDIO", "tokenCount": response_audio}],
         }
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import ssl
@@ -19,15 +20,18 @@ from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from . import messages
 from .log import SessionLog
+from .oauth import TokenEndpoint
 from .protocol import ProtocolError, encode_frame
 from .resumption import Conversation, HandleStore
 from .script import Script
 from .session import LiveSession, SessionConfig
-from .setup import INVALID_ARGUMENT, SetupInfo, parse_setup
+from .setup import INVALID_ARGUMENT, SetupInfo, parse_setup, provider_for
 from .tls import TlsFiles, write_tls_files
 
 __all__ = ["GeminiLiveEmulator"]
@@ -68,6 +72,7 @@ class GeminiLiveEmulator:
         log_audio_frames: bool = True,
         handle_ttl_s: float = 7200.0,
         setup_timeout_s: float = 60.0,
+        token_ttl_s: int = 3600,
         compression: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -91,6 +96,10 @@ class GeminiLiveEmulator:
         self._tls: TlsFiles | None = None
         self._server: Server | None = None
         self.handles = HandleStore(ttl_s=handle_ttl_s)
+        self.oauth = TokenEndpoint(token_ttl_s=token_ttl_s)
+        """The OAuth token endpoint Vertex credentials are exchanged at (see `oauth`)."""
+        self.vertex_refusals: list[str] = []
+        """Vertex handshakes refused before the WebSocket opened (why, no secrets)."""
         self.sessions: list[SessionLog] = []
         self._accepted = asyncio.Condition()
 
@@ -135,10 +144,12 @@ class GeminiLiveEmulator:
         """Generate TLS material and bind the listening socket."""
         self._tmpdir = Path(tempfile.mkdtemp(prefix="gemini-live-emu-"))
         self._tls = write_tls_files(self._tmpdir)
+        await self.oauth.start()
         self._server = await serve(
             self._handle,
             self._host,
             self._requested_port,
+            process_request=self._check_vertex_auth,
             ssl=self._tls.server_context(),
             max_size=MAX_FRAME_BYTES,
             ping_interval=None,  # the real service does not ping; it only answers pings
@@ -152,6 +163,7 @@ class GeminiLiveEmulator:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        await self.oauth.stop()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
@@ -176,6 +188,34 @@ class GeminiLiveEmulator:
         await self.stop()
 
     # ------------------------------------------------------------------ connections
+
+    def _check_vertex_auth(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Vertex AI: refuse the upgrade without a valid bearer token (HTTP 401).
+
+        Assumption: the real endpoint answers the handshake with 401 UNAUTHENTICATED (the
+        status Google's HTTP APIs use for a missing or expired token); google-genai then
+        raises `websockets.InvalidStatus`. Tokens are the ones `oauth` issued.
+        """
+        if provider_for(urlsplit(request.path).path) != "vertex":
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self.oauth.token_valid(token.strip()):
+            return None
+        why = "no bearer token" if not token else "unknown or expired bearer token"
+        self.vertex_refusals.append(why)
+        body = json.dumps(
+            {
+                "error": {
+                    "code": 401,
+                    "message": f"Request had invalid authentication credentials ({why}).",
+                    "status": "UNAUTHENTICATED",
+                }
+            }
+        ).encode()
+        headers = Headers(
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return Response(401, "Unauthorized", headers, body)
 
     def _new_log(self, ws: ServerConnection) -> SessionLog:
         request = ws.request
@@ -215,6 +255,15 @@ class GeminiLiveEmulator:
                 raise ProtocolError(1011, DEADLINE_EXPIRED) from None
             info = parse_setup(first, log.path)
             log.setup, log.model, log.profile = info.setup, info.model, info.profile.name
+            log.provider = info.profile.provider
+            user_project = log.headers.get("x-goog-user-project")
+            if info.project is not None and user_project not in (None, info.project):
+                # Assumption: the quota project must be the one the request is for.
+                raise ProtocolError(
+                    1008,
+                    f"Permission denied on resource project {user_project} "
+                    f"(the model is in {info.project}).",
+                )
             conversation = self._conversation_for(info, log)
             conversation.active = ws
             log.conversation_id = conversation.id

@@ -123,6 +123,7 @@ class LiveSession:
         self._audio_in_s = 0.0  # caller audio not yet added to the token context
         self._closing = False
         self._started_at = time.monotonic()
+        self._client_messages = 0  # after setup; Vertex's lastConsumedClientMessageIndex
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +193,7 @@ class LiveSession:
             raise ProtocolError(1007, "Invalid JSON payload received.") from None
         if not isinstance(message, dict):
             raise ProtocolError(1007, "Invalid JSON payload received.")
+        self._client_messages += 1
         for key, body in message.items():
             name = snake(key)
             if not isinstance(body, dict):
@@ -287,14 +289,27 @@ class LiveSession:
             self._user_turn_ended(_Trigger("speech"), interrupt=False)
 
     def _on_client_content(self, body: dict[str, Any]) -> None:
+        """Ordered turns. 3.8 (docs): roles `user` and `model` at any point of the session;
+        `turnComplete: true` interrupts an active generation and starts the model's turn;
+        without it the server waits for more. Earlier families: the same handling (the docs
+        only advise against mixing clientContent with realtime input)."""
+        complete = bool(body.get("turn_complete"))
         for turn in body.get("turns") or []:
+            role = str((turn or {}).get("role") or "user")
+            if role not in ("user", "model"):
+                raise ProtocolError(
+                    1007,
+                    f"{INVALID_ARGUMENT} Content role must be 'user' or 'model', not {role!r}.",
+                )
             for part in (turn or {}).get("parts") or []:
                 text = (part or {}).get("text")
                 if isinstance(text, str) and text:
-                    self._log.texts_in.append(text)
-                    self._conv.state.transcript.append(("user", text))
+                    self._log.client_turns.append((role, text, complete))
+                    if role == "user":
+                        self._log.texts_in.append(text)
+                    self._conv.state.transcript.append((role, text))
                     self._conv.state.context_text_tokens += max(1, len(text) // 4)
-        if body.get("turn_complete"):
+        if complete:
             self._user_turn_ended(_Trigger("text"), interrupt=True)
 
     def _on_tool_response(self, body: dict[str, Any]) -> None:
@@ -390,7 +405,9 @@ class LiveSession:
             if isinstance(step, Speak):
                 await self._speak(step, progress)
             elif isinstance(step, CallTool):
-                await self._call_tool(step, progress)
+                if await self._call_tool(step, progress) == "SILENT":
+                    self._log.notes.append(f"{step.name}: SILENT result, rest of turn skipped")
+                    break
             elif isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
         await self._send(msg.server_content(generationComplete=True), "generationComplete")
@@ -432,11 +449,18 @@ class LiveSession:
                 content = msg.server_content(outputTranscription={"text": piece})
                 await self._send(content, "outputTranscription")
 
-    async def _call_tool(self, step: CallTool, progress: _TurnProgress) -> None:
+    async def _call_tool(self, step: CallTool, progress: _TurnProgress) -> str | None:
+        """Call a function and wait for its response; returns the scheduling that applies.
+
+        The rest of the turn is the model's reaction to the result. For a NON_BLOCKING call
+        whose response asks for `SILENT` it is skipped; `WHEN_IDLE` and `INTERRUPT` both react
+        at once here, because the scripted turn has nothing else to say meanwhile. BLOCKING
+        calls ignore `scheduling`, and so does Vertex AI (LiveKit warns about it).
+        """
         blocking = self._info.tools.get(step.name)
         if blocking is None:
             self._log.notes.append(f"skipped CallTool {step.name!r}: not declared in setup")
-            return
+            return None
         call_id = f"function-call-{secrets.randbelow(10**19):019d}"
         call = {"id": call_id, "name": step.name, "args": dict(step.args)}
         pending = _PendingCall(
@@ -453,8 +477,11 @@ class LiveSession:
         if self._info.profile.turn_complete_after_tool_call:
             # 2.5 family: a separate frame (ADK drops a toolCall co-framed with turnComplete).
             await self._send(msg.server_content(turnComplete=True), "turnComplete")
-        await pending.answered
+        response = await pending.answered
         progress.pending_ids.remove(call_id)
+        if blocking or not self._info.profile.caps.response_scheduling:
+            return None
+        return str(response.get("scheduling") or "WHEN_IDLE").upper()
 
     async def _send_interruption(self, progress: _TurnProgress) -> None:
         self._log.interrupted_at.append(time.monotonic())
@@ -476,7 +503,12 @@ class LiveSession:
         state.context_audio_tokens += round(self._audio_in_s * TOKENS_PER_AUDIO_S)
         self._audio_in_s = 0.0
         response = round(progress.audio_s * TOKENS_PER_AUDIO_S)
-        usage = msg.usage_metadata(state.context_text_tokens, state.context_audio_tokens, response)
+        usage = msg.usage_metadata(
+            state.context_text_tokens,
+            state.context_audio_tokens,
+            response,
+            vertex=self._info.profile.provider == "vertex",
+        )
         await self._send(usage, "usageMetadata")
         state.context_audio_tokens += response
         if self._info.resumption:
@@ -487,7 +519,8 @@ class LiveSession:
             return  # not resumable while a function call is outstanding
         handle = self._handles.issue(self._conv)
         self._log.handles_issued.append(handle)
-        await self._send(msg.resumption_update(handle), "sessionResumptionUpdate")
+        consumed = self._client_messages if self._info.transparent else None
+        await self._send(msg.resumption_update(handle, consumed), "sessionResumptionUpdate")
 
     # ------------------------------------------------------------------ faults
 

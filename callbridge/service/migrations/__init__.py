@@ -1,0 +1,2 @@
+"""Alembic migrations of the call-record store (``callbridge.service.store``); applied by
+``migrate``."""

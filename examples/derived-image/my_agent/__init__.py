@@ -1,0 +1,1 @@
+"""An ADK phone agent packaged for the callbridge image (examples/derived-image)."""
