@@ -19,9 +19,9 @@ After the calls, the record writer gets ``service.records_flush_timeout_s`` for 
 flush; whatever it cannot write by then (database down, disk full) is logged
 (``record_entries_lost_at_shutdown``) and the process still exits 0 within the grace.
 
-Two listeners: probes and metrics on ``service.http_host:http_port``; the admin API on
-``service.admin_host:admin_port`` (loopback by default), each bounded by
-``callbridge.service.http_guard``.
+Two listeners: probes and metrics on ``service.http_host:http_port``; the admin API and the
+operator console (``/console``) on ``service.admin_host:admin_port`` (loopback by default),
+each bounded by ``callbridge.service.http_guard``.
 
 Exit status: 0 after a drain, 1 when the bridge fails (e.g. Telcoflow refused the
 credentials), 2 for a configuration problem (one line per problem, naming the setting).
@@ -187,25 +187,27 @@ class Service:
         )
         self.gate = AdminGate(deps.admin_token)
         self.http = create_http_app(deps)
-        # The operator console is mounted wherever the admin API is served.
-        self.http.router.routes.append(
-            Mount(
-                CONSOLE_PATH,
-                app=create_console_app(
-                    ConsoleDeps(
-                        live=self.app.runner.live,
-                        hub=self.console_hub,
-                        admin_token=deps.admin_token,
-                        tenant=config.tenant,
-                        tools=config.tools,
-                        full_numbers=config.service.log_full_numbers,
-                        store=store,
-                        replica=socket.gethostname(),
-                    )
-                ),
-            )
+        # The operator console shares the admin listener (loopback by default), never the
+        # probes and metrics one; it does its own session auth and shares the gate's throttle.
+        console = Mount(
+            CONSOLE_PATH,
+            app=create_console_app(
+                ConsoleDeps(
+                    live=self.app.runner.live,
+                    hub=self.console_hub,
+                    admin_token=deps.admin_token,
+                    tenant=config.tenant,
+                    tools=config.tools,
+                    full_numbers=config.service.log_full_numbers,
+                    store=store,
+                    replica=socket.gethostname(),
+                    throttle=self.gate.throttle,
+                )
+            ),
         )
-        self.admin_http = create_admin_app(deps, gate=self.gate, extra_routes=admin_routes)
+        self.admin_http = create_admin_app(
+            deps, gate=self.gate, extra_routes=[console, *admin_routes]
+        )
         svc = config.service
         self.http_limits = HttpLimits(
             max_connections=svc.http_max_connections,

@@ -1,7 +1,8 @@
 """A running service with a record store and the console, and helpers to use it over HTTP.
 
 The service runs in the test's event loop against both emulators (unmodified SDKs, real
-sockets); requests go over a real socket to the console under ``/console``.
+sockets); requests go over a real socket to the console under ``/console`` on the admin
+listener (``service.admin_port``), where ``callbridge.service.serve`` mounts it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ class Console:
     service: Service
     store: RecordStore
     http: httpx.AsyncClient
+    """A client of the admin listener, where the console is."""
     url: str
+    probes: httpx.AsyncClient
+    """A client of the probes and metrics listener (``service.http_port``)."""
 
     async def login(self, operator: str = "Ada Lovelace") -> dict[str, str]:
         """Log in as ``operator``; returns the headers that carry the session cookie."""
@@ -78,11 +82,15 @@ async def console_service(
             task = group.create_task(service.run(), name="service-under-test")
             async with asyncio.timeout(15):
                 await service.started.wait()
-            url = f"http://127.0.0.1:{service.port}"
+            url = f"http://127.0.0.1:{service.admin_port}"
+            probes_url = f"http://127.0.0.1:{service.port}"
             try:
-                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-                    await wait_ready(http)
-                    yield Console(service, store, http, url)
+                async with (
+                    httpx.AsyncClient(base_url=url, timeout=10) as http,
+                    httpx.AsyncClient(base_url=probes_url, timeout=10) as probes,
+                ):
+                    await wait_ready(probes)
+                    yield Console(service, store, http, url, probes)
             finally:
                 service.request_drain("test over")
         assert task.result() == 0

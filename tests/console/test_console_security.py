@@ -27,7 +27,9 @@ def quiet_script() -> Script:
 
 def console_routes(console: Console) -> list[tuple[str, str]]:
     """(method, path) of every route mounted under /console."""
-    mount = next(r for r in console.service.http.routes if isinstance(r, Mount) and r.path == BASE)
+    mount = next(
+        r for r in console.service.admin_http.routes if isinstance(r, Mount) and r.path == BASE
+    )
     found: list[tuple[str, str]] = []
     for route in mount.routes:
         assert isinstance(route, Route)
@@ -117,6 +119,57 @@ async def test_login_sets_a_secure_httponly_samesite_cookie_and_refuses_a_wrong_
         assert page.status_code == 200
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["cache-control"] == "no-store"
+
+
+async def test_the_console_is_served_on_the_admin_listener_only(tmp_path: Path) -> None:
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=quiet_script()) as gemini,
+        console_service(telco, gemini, tmp_path) as console,
+    ):
+        assert console.service.config.service.admin_host == "127.0.0.1"  # the default
+        assert console.url == f"http://127.0.0.1:{console.service.admin_port}"
+        assert console.service.admin_port != console.service.port
+        assert (await console.http.get(f"{BASE}/login")).status_code == 200
+        headers = await console.login()
+        assert (await console.http.get(f"{BASE}/", headers=headers)).status_code == 200
+        # The probes and metrics listener (0.0.0.0 in production) knows nothing of it, not
+        # even with a valid session.
+        for method, path in console_routes(console):
+            url = path.replace("{call_id}", "any").replace("{name}", "console.js")
+            response = await console.probes.request(method, url, headers=headers)
+            assert response.status_code == 404, (method, url, response.status_code)
+        assert not [
+            r for r in console.service.http.routes if isinstance(r, Mount) and r.path == BASE
+        ]
+        assert (await console.probes.get("/readyz")).status_code == 200
+
+
+async def test_wrong_tokens_at_the_login_form_are_throttled_with_the_admin_api(
+    tmp_path: Path,
+) -> None:
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=quiet_script()) as gemini,
+        console_service(telco, gemini, tmp_path) as console,
+    ):
+        throttle = console.service.gate.throttle
+        for _ in range(throttle.max_failures):
+            wrong = await console.http.post(
+                f"{BASE}/login", data={"operator": "Eve", "token": "guess-guess-guess-guess"}
+            )
+            assert wrong.status_code == 401
+        assert throttle.failures == throttle.max_failures
+        # The peer is now refused before its token is looked at, the right one included,
+        # at the form and at the admin API alike (one throttle for the listener).
+        right = await console.http.post(
+            f"{BASE}/login", data={"operator": "Eve", "token": "test-admin-token-0123456789"}
+        )
+        assert right.status_code == 429 and "set-cookie" not in right.headers
+        api = await console.http.get(
+            "/calls", headers={"Authorization": "Bearer test-admin-token-0123456789"}
+        )
+        assert api.status_code == 429
 
 
 async def test_actions_need_the_sessions_csrf_token_and_are_audited_with_the_operator(

@@ -1,7 +1,7 @@
 """The operator console: live calls, one call live, actions and history, in a browser.
 
-Served under ``/console`` wherever the admin API is served (see ``callbridge.service.serve``),
-behind
+Served under ``/console`` on the admin listener (``service.admin_host:admin_port``, loopback
+by default; see ``callbridge.service.serve``), never on the probes and metrics listener, behind
 the admin token. :class:`ConsoleHub` must be among the records' listeners so a call's page
 hears of its new entries at once; :func:`create_console_app` builds the routes.
 """

@@ -5,7 +5,10 @@ step) keeps them live over server-sent events and posts the actions.
 
 Security, in one place (:class:`_Gate`):
 
+- Served on the admin listener only (``callbridge.service.serve`` mounts it there).
 - No admin token configured: every route answers 503 (the console is off, never open).
+- A wrong token at the login form counts in the admin listener's failed-authentication
+  throttle (``ConsoleDeps.throttle``); a throttled peer gets 429 there too.
 - Every route but the login page and its stylesheet needs the session cookie
   (``auth.COOKIE_NAME``: ``Secure; HttpOnly; SameSite=Strict; Path=<mount>``). Pages redirect
   to the login page, streams and actions answer 401; neither says anything about calls.
@@ -53,6 +56,7 @@ from callbridge.service.console import auth
 from callbridge.service.console.history import HistoryFilter, find_calls, warning_codes
 from callbridge.service.console.live import MAX_BATCH, ConsoleHub, entry_json
 from callbridge.service.console.timeline import timeline_svg
+from callbridge.service.http import AuthThrottle
 from callbridge.service.store import RecordStore
 
 log = structlog.get_logger("callbridge.console")
@@ -98,6 +102,9 @@ class ConsoleDeps:
     full_numbers: bool = False
     store: RecordStore | None = None
     replica: str = ""
+    throttle: AuthThrottle | None = None
+    """The admin listener's failed-authentication throttle: a wrong token at the login form
+    counts as a failed admin authentication, and a throttled peer gets 429 at the form."""
 
 
 def _iso(ts: float | None) -> str:
@@ -210,6 +217,11 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
             return JSONResponse({"error": "console disabled"}, status_code=503)
         if not gate.same_origin(request):
             return JSONResponse({"error": "cross-origin login refused"}, status_code=403)
+        client = _client(request)
+        if deps.throttle is not None and deps.throttle.blocked(client):
+            return JSONResponse(
+                {"error": "too many failed authentications; try again later"}, status_code=429
+            )
         form = await request.form()
         operator = str(form.get("operator", "")).strip()
         token = str(form.get("token", ""))
@@ -218,13 +230,15 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
             error = "operator: give your name (letters, digits, spaces, .@'- ; at most 64)"
         elif not auth.token_matches(deps.admin_token, token):
             error = "token: not this bridge's admin token"
+            if deps.throttle is not None:
+                deps.throttle.failed(client, request.url.path, "wrong token at console login")
         if error is not None:
-            log.warning("console_login_refused", client=_client(request), reason=error)
+            log.warning("console_login_refused", client=client, reason=error)
             response = page(request, "login.html", None, error=error)
             response.status_code = 401
             return response
         cookie, _ = auth.new_session(deps.admin_token, operator)
-        log.info("console_login", operator=operator, client=_client(request))
+        log.info("console_login", operator=operator, client=client)
         response = RedirectResponse(f"{base(request)}/", status_code=303)
         response.set_cookie(
             auth.COOKIE_NAME,
