@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install the services the test suite talks to for real, on a fresh Debian/Ubuntu machine.
 #
-# Today that is PostgreSQL: tests/store starts its own throwaway cluster from the installed
-# binaries (initdb + pg_ctl in a temp dir), so this script only installs packages. It never
-# starts, enables or configures the system service, and it is safe to run again.
+# - PostgreSQL: tests/store starts its own throwaway cluster from the installed binaries
+#   (initdb + pg_ctl in a temp dir).
+# - Chromium and its WebDriver (Debian's chromium + chromium-driver): tests/console drives the
+#   operator console in a real headless browser through selenium. No browser is downloaded by a
+#   test tool (that fails on a closed network); the distribution's packages are used.
+#
+# This script only installs packages. It never starts, enables or configures a system service,
+# and it is safe to run again.
 set -euo pipefail
 
 have_postgres() {
@@ -11,13 +16,18 @@ have_postgres() {
         && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null
 }
 
-if have_postgres; then
+have_chromium() {
+    command -v chromium >/dev/null && command -v chromedriver >/dev/null
+}
+
+if have_postgres && have_chromium; then
     echo "install-test-services: PostgreSQL binaries already present: $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')"
+    echo "install-test-services: $(chromium --version 2>/dev/null || echo chromium) and chromedriver already present"
     exit 0
 fi
 
 if ! command -v apt-get >/dev/null; then
-    echo "install-test-services: apt-get not found; install PostgreSQL server binaries by hand" >&2
+    echo "install-test-services: apt-get not found; install PostgreSQL server binaries, chromium and chromedriver by hand" >&2
     exit 1
 fi
 
@@ -43,11 +53,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+PACKAGES=()
+have_postgres || PACKAGES+=(postgresql)
+have_chromium || PACKAGES+=(chromium chromium-driver)
+
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 
 if ! have_postgres; then
     echo "install-test-services: postgresql installed but initdb/pg_ctl not found" >&2
     exit 1
 fi
+if ! have_chromium; then
+    echo "install-test-services: chromium installed but chromium/chromedriver not on PATH" >&2
+    exit 1
+fi
 echo "install-test-services: PostgreSQL installed: $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')"
+echo "install-test-services: $(chromium --version 2>/dev/null) and $(chromedriver --version 2>/dev/null)"

@@ -12,6 +12,13 @@ one-dot-product RMS (``bridge/audio.rms``) and ``gc.freeze()`` after start-up
 
 - ``frames-40ms``: 40 ms caller frames to the model instead of 20 ms (half the messages, 20 ms
   more latency at most).
+
+Not an optimisation but a cost to measure the same way:
+
+- ``console-5``: the operator console served by the bridge process with five console streams
+  open (one live-calls table, four single calls; ``callbridge.bench.console_watch`` reads them from
+  the
+  emulators' core). Its figures beside ``default`` are the console's cost to the audio path.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ class Variant:
     config: Callable[[dict[str, Any]], None] = lambda _sections: None
     patch: Callable[[], None] = lambda: None
     after_start: Callable[[], None] = lambda: None
+    console_streams: int = 0
+    """Console streams kept open during the run (0: no console at all)."""
 
 
 def _frames_40ms(sections: dict[str, Any]) -> None:
@@ -38,6 +47,7 @@ def _frames_40ms(sections: dict[str, Any]) -> None:
 VARIANTS: dict[str, Variant] = {
     "default": Variant("the bridge as shipped"),
     "frames-40ms": Variant("40 ms caller frames", config=_frames_40ms),
+    "console-5": Variant("operator console with 5 open streams", console_streams=5),
 }
 
 

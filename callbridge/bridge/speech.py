@@ -24,6 +24,7 @@ class CallerActivity:
         "_rate",
         "_threshold",
         "_voiced_run_s",
+        "level_rms",
         "speaking",
         "stopped_at",
     )
@@ -46,6 +47,8 @@ class CallerActivity:
         self._min_voiced_s = min_voiced_s
         self.speaking = False
         self.stopped_at: float | None = None
+        self.level_rms = 0.0
+        """The last frame's RMS (what the operator console's input meter shows)."""
 
     def silence_s(self) -> float:
         """How long since the last voiced frame (at a stop: the hangover, about)."""
@@ -54,7 +57,8 @@ class CallerActivity:
     def update(self, pcm: bytes) -> bool:
         """Feed one caller chunk; returns True when speech just ended."""
         now = self._clock()
-        if rms(pcm) >= self._threshold:
+        level = self.level_rms = rms(pcm)
+        if level >= self._threshold:
             self._voiced_run_s += duration_s(len(pcm), self._rate)
             self._last_voiced = now
             if not self.speaking and self._voiced_run_s >= self._min_voiced_s:

@@ -486,6 +486,12 @@ class ToolDispatcher:
     def running(self) -> int:
         return len(self._running)
 
+    @property
+    def context(self) -> ToolContext:
+        """The call's tool context, for operator actions that use the same call-control
+        functions as the model's tools (transfer, mode)."""
+        return self._ctx
+
     def submit(self, call: ToolCall) -> None:
         """Start the tool now, beside the pumps; never waits."""
         if self._group is None:

@@ -168,8 +168,9 @@ class CampaignRunner:
 
     async def _claim(self) -> list[ClaimedRow]:
         """Claim a due row. Cancelled meanwhile (the process is stopping), the claim is let
-        finish and what it took is marked ``interrupted`` at once: a row committed as
-        ``dialling`` with no dial behind it would otherwise wait ``stale_after_s`` (an hour)."""
+        finish and what it took is released at once (nobody was called, so it is safe to dial
+        later): a row committed as ``dialling`` with no dial behind it would otherwise wait
+        ``stale_after_s`` (an hour) and then be ``interrupted``, never dialled."""
         claim = asyncio.ensure_future(self._store.claim(self.replica, 1))
         try:
             return await asyncio.shield(claim)
@@ -177,7 +178,7 @@ class CampaignRunner:
             await asyncio.wait({claim})
             if not claim.cancelled() and claim.exception() is None:
                 for row in claim.result():
-                    await _settled(self._store.interrupt(row))
+                    await _settled(self._store.release(row))
             raise
 
     async def _one(self, row: ClaimedRow) -> None:

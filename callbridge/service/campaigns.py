@@ -344,6 +344,23 @@ class CampaignStore:
             )
         return state
 
+    async def release(self, row: ClaimedRow) -> None:
+        """Our claim of ``row`` ended before its dial started: back to ``pending``, as due as
+        before, the attempt not counted (nobody was called)."""
+        c = campaign_rows.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(campaign_rows)
+                .where(c.campaign_id == row.campaign_id, c.line == row.line, c.state == "dialling")
+                .values(
+                    state="pending",
+                    attempts=c.attempts - 1,
+                    claimed_by=None,
+                    claimed_at=None,
+                    updated_at=self._clock(),
+                )
+            )
+
     async def interrupt(self, row: ClaimedRow) -> None:
         """Our dial of ``row`` was cut short: never dial it again automatically."""
         c = campaign_rows.c

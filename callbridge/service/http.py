@@ -18,8 +18,10 @@ The admin API (``service.admin_host:admin_port``, default ``127.0.0.1:8081``: re
 call, 503 when no token is configured (the admin API is then off, rather than open). Every
 failed authentication is logged with the peer's address (at most once per interval per peer,
 with a count); every admin action is audited (``admin_audit``: action, peer, token
-fingerprint, call, result). More admin routes (the console) are added with
-``create_admin_app(deps, extra_routes=...)`` and guarded by :meth:`AdminGate.check`.
+fingerprint, call, result). More admin routes are added with
+``create_admin_app(deps, extra_routes=...)``: the operator console (``/console``,
+``callbridge.service.console``) is served there, with its own login and session cookie, and
+counts its failed logins in the same :class:`AuthThrottle`.
 
 Both apps are served by uvicorn inside the service's own event loop (``callbridge.service.serve``),
 each behind the limits of ``callbridge.service.http_guard``.

@@ -19,9 +19,9 @@ After the calls, the record writer gets ``service.records_flush_timeout_s`` for 
 flush; whatever it cannot write by then (database down, disk full) is logged
 (``record_entries_lost_at_shutdown``) and the process still exits 0 within the grace.
 
-Two listeners: probes and metrics on ``service.http_host:http_port``; the admin API on
-``service.admin_host:admin_port`` (loopback by default), each bounded by
-``callbridge.service.http_guard``.
+Two listeners: probes and metrics on ``service.http_host:http_port``; the admin API and the
+operator console (``/console``) on ``service.admin_host:admin_port`` (loopback by default),
+each bounded by ``callbridge.service.http_guard``.
 
 Exit status: 0 after a drain, 1 when the bridge fails (e.g. Telcoflow refused the
 credentials), 2 for a configuration problem (one line per problem, naming the setting).
@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import structlog
 import uvicorn
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
 from callbridge.adapters.tracing import CallTracer, build_tracer
@@ -64,6 +64,7 @@ from callbridge.service.admission import AdmissionStats, admit_all
 from callbridge.service.app import BridgeApp, build_connectors
 from callbridge.service.campaign_runner import row_finished
 from callbridge.service.campaigns import ClaimedRow, RowState, policy_of
+from callbridge.service.console import CONSOLE_PATH, ConsoleDeps, ConsoleHub, create_console_app
 from callbridge.service.delivery import WarningHandler, log_warning
 from callbridge.service.health_metrics import register_gauges
 from callbridge.service.http import (
@@ -140,6 +141,7 @@ class Service:
         )
         named = list(connectors) if connectors is not None else build_connectors(config)
         late = _LateSink()
+        self.console_hub = ConsoleHub()
         wrapped, self.limiter, self.admission = admit_all(
             [n.connector for n in named],
             per_minute=limits.model_connects_per_minute,
@@ -161,6 +163,7 @@ class Service:
             record_listeners=[
                 self.metrics,
                 self.model_health,
+                self.console_hub,
                 *record_listeners,
                 *([store.listener()] if store is not None else []),
                 *([self.tracer] if self.tracer is not None else []),
@@ -198,7 +201,27 @@ class Service:
         )
         self.gate = AdminGate(deps.admin_token)
         self.http = create_http_app(deps)
-        self.admin_http = create_admin_app(deps, gate=self.gate, extra_routes=admin_routes)
+        # The operator console shares the admin listener (loopback by default), never the
+        # probes and metrics one; it does its own session auth and shares the gate's throttle.
+        console = Mount(
+            CONSOLE_PATH,
+            app=create_console_app(
+                ConsoleDeps(
+                    live=self.app.runner.live,
+                    hub=self.console_hub,
+                    admin_token=deps.admin_token,
+                    tenant=config.tenant,
+                    tools=config.tools,
+                    full_numbers=config.service.log_full_numbers,
+                    store=store,
+                    replica=socket.gethostname(),
+                    throttle=self.gate.throttle,
+                )
+            ),
+        )
+        self.admin_http = create_admin_app(
+            deps, gate=self.gate, extra_routes=[console, *admin_routes]
+        )
         svc = config.service
         self.http_limits = HttpLimits(
             max_connections=svc.http_max_connections,

@@ -242,7 +242,7 @@ class ClaimReturnsLate(CampaignStore):
         return rows
 
 
-async def test_a_stop_during_a_claim_leaves_no_row_dialling(store_url: str) -> None:
+async def test_a_stop_during_a_claim_gives_the_row_back(store_url: str) -> None:
     dial = FakeDial({})
     async with RecordStore(store_url) as records:
         store = ClaimReturnsLate(records.engine, "t1")
@@ -256,8 +256,18 @@ async def test_a_stop_during_a_claim_leaves_no_row_dialling(store_url: str) -> N
         with pytest.raises(asyncio.CancelledError):
             await task
         status = await store.status("c1")
-    assert dial.dialled == Counter()
-    assert status is not None and status["by_state"] == {"interrupted": 1}
+        assert dial.dialled == Counter()
+        assert status is not None and status["by_state"] == {"pending": 1}
+        again = CampaignRunner(
+            CampaignStore(records.engine, "t1"),
+            dial,
+            replica="b",
+            max_concurrent=1,
+            calls_per_minute=6000,
+            poll_s=0.05,
+        )
+        await run_until(again, store, "c1", {"done"})  # the next process dials it, once
+    assert list(dial.dialled.values()) == [1]
 
 
 async def test_two_replicas_share_a_campaign_each_row_once(pg_url: str) -> None:
