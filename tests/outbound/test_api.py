@@ -172,3 +172,75 @@ async def test_post_campaigns_reports_bad_rows_then_dials(tmp_path: Any) -> None
         False,
     )
     assert row["number"] == "********0001"  # masked unless service.log_full_numbers
+
+
+async def test_quiet_hours_hold_a_row_in_its_own_zone_while_another_is_dialled(
+    tmp_path: Any,
+) -> None:
+    """Through the service, the SDK and the emulator: the quiet window is read in each row's
+    time zone. It is placed around *now* in UTC, so the UTC row waits (its next try is the end
+    of the window) while the row in UTC+6 (outside the window there) is dialled."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from callbridge.emulators.telcoflow.outbound import Callee
+    from callbridge.service.serve import Service
+    from callbridge.service.store import RecordStore, campaign_rows
+    from tests.service.helpers import wait_ready
+
+    now = dt.datetime.now(dt.UTC)
+    start, end = now - dt.timedelta(hours=1), now + dt.timedelta(hours=1)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'records.sqlite'}"
+    async with (
+        TelcoflowEmulator(api_key="k", connector_uuid="c") as telco,
+        GeminiLiveEmulator(script=REMINDER) as gemini,
+        RecordStore(url) as store,
+    ):
+        data = sections(gemini)
+        data["outbound"] = {"enabled": True, "instruction_template": "Remind {name}."}
+        data["campaigns"] = {
+            "enabled": True,
+            "poll_s": 0.1,
+            "quiet_start": start.strftime("%H:%M"),
+            "quiet_end": end.strftime("%H:%M"),
+        }
+        config = load_config(overrides=data, env=secrets_env(telco), service=True)
+        telco.expect_callee("+15550000001", Callee.busy())
+        telco.expect_callee("+15550000002", Callee.busy())
+        service = Service(config, store=store)
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(service.run())
+            await asyncio.wait_for(service.started.wait(), 15)
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as probes,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.admin_port}") as http,
+            ):
+                await wait_ready(probes)
+                admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+                text = "number,name,tz\n+15550000001,Ada,UTC\n+15550000002,Bob,Etc/GMT-6\n"
+                ok = await http.post("/campaigns", json={"rows": text, "id": "q1"}, headers=admin)
+                assert ok.status_code == 201 and ok.json()["added"] == 2
+
+                async def fetch() -> dict[str, Any]:
+                    got: dict[str, Any] = (await http.get("/campaigns/q1", headers=admin)).json()
+                    return got
+
+                status = await poll_until(fetch, lambda s: s.get("dials", 0) >= 1, 30)
+                await asyncio.sleep(1.0)  # ten more polls: the quiet row must stay put
+                status = await fetch()
+            service.request_drain("test over")
+        assert task.result() == 0
+        async with store.engine.connect() as conn:
+            quiet = (
+                await conn.execute(
+                    sa.select(
+                        campaign_rows.c.state, campaign_rows.c.attempts, campaign_rows.c.next_at
+                    ).where(campaign_rows.c.number == "+15550000001")
+                )
+            ).one()
+    assert [call.callee for call in telco.outbound_calls] == ["+15550000002"]
+    assert status["dials"] == 1
+    assert (quiet.state, quiet.attempts) == ("pending", 0)
+    # Held until the window's end, to the minute (HH:MM), in the row's own zone (UTC).
+    assert abs(quiet.next_at - end.replace(second=0, microsecond=0).timestamp()) < 1
