@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bridge.audio import Rechunker, StreamResampler, frame_bytes
+from bridge.audio import StreamResampler, frame_bytes
 from bridge.config import AudioSettings, WarningSettings
 from bridge.errors import CallGone, CommandFailed, ModelUnavailable, PlaybackFull
 from bridge.events import (
@@ -43,6 +43,7 @@ from bridge.events import (
     TurnComplete,
     Usage,
 )
+from bridge.input_path import caller_framer
 from bridge.ports import CallCommand, CallPort, ModelSession
 from bridge.record import CallRecord
 from bridge.speech import CallerActivity
@@ -115,7 +116,7 @@ class BridgedCall:
         self._in_resampler = StreamResampler(
             call.sample_rate, session.input_rate, audio.resample_quality
         )
-        self._to_model = Rechunker(frame_bytes(session.input_rate, audio.frame_ms))
+        self._to_model = caller_framer(session.input_rate, audio.frame_ms)
         self._out_resampler = StreamResampler(
             session.output_rate, call.sample_rate, audio.resample_quality
         )

@@ -13,11 +13,20 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.audio import Quality
 from bridge.errors import ConfigError
+from bridge.input_path import ModelInputRate, model_input_rate
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -52,17 +61,30 @@ class TelcoflowSettings(_Strict):
         return self
 
 
+def _int_if_digits(value: object) -> object:
+    """``"8000"`` from an environment variable means the number (a Literal does not coerce)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
 class AudioSettings(_Strict):
     """The audio path. Defaults favour low latency at good quality (see README)."""
 
     call_rate: CallRate = 16000
-    model_input_rate: Literal[16000, 24000] = 16000
+    model_input_rate: Annotated[ModelInputRate, BeforeValidator(_int_if_digits)] = Field(
+        default="auto",
+        description="rate caller audio is sent to the model at (declared audio/pcm;rate=N); "
+        "auto: the call's own rate for 8 and 16 kHz calls (no resampler delay), else 16000",
+    )
     frame_ms: Annotated[int, Field(ge=10, le=200)] = 20
     resample_quality: Quality = "HQ"
     playout_high_water_s: Annotated[float, Field(gt=0.1, le=30)] = 4.0
     max_pending_agent_audio_s: Annotated[float, Field(ge=5, le=600)] = 120.0
     clear_hold_s: Annotated[float, Field(ge=0.0, le=5)] = 0.5
     max_gated_caller_audio_s: Annotated[float, Field(ge=1, le=120)] = 20.0
+
+    def model_rate(self) -> int:
+        """The rate caller audio goes to the model at (see ``bridge.input_path``)."""
+        return model_input_rate(self.call_rate, self.model_input_rate)
 
 
 class ModelSettings(_Strict):

@@ -136,7 +136,7 @@ class CallRunner:
             tenant=self.config.tenant,
             system_instruction=self._instruction(warner),
             functions=[tool.spec for tool in self._tools.values()],
-            input_rate=self.config.audio.model_input_rate,
+            input_rate=self.config.audio.model_rate(),
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
             caller_activity=CallerActivity(call.sample_rate),
         )

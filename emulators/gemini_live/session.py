@@ -29,6 +29,7 @@ from websockets.frames import OP_PONG, Frame
 
 from . import messages as msg
 from .log import SessionLog
+from .native_rate import NATIVE_INPUT_RATE, NativeRate
 from .protocol import (
     ProtocolError,
     close_reason,
@@ -114,6 +115,7 @@ class LiveSession:
         self._conv = conversation
         self._handles = handles
         self._vad = EnergyVad(config.vad_threshold_rms, config.vad_hangover_s)
+        self._native = NativeRate()
         self._triggers: asyncio.Queue[_Trigger] = asyncio.Queue(maxsize=_TRIGGER_QUEUE)
         self._pending: dict[str, _PendingCall] = {}
         self._turn_task: asyncio.Task[None] | None = None
@@ -277,7 +279,7 @@ class LiveSession:
         self._audio_in_s += len(pcm) / (2 * rate)
         if self._info.manual_activity:
             return
-        events = self._vad.feed(pcm, rate)
+        events = self._vad.feed(self._native.to_native(pcm, rate), NATIVE_INPUT_RATE)
         if events.started:
             log.speech_started_at.append(now)
         if events.started or events.in_speech:
