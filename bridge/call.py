@@ -44,6 +44,7 @@ from bridge.events import (
     Usage,
 )
 from bridge.input_path import caller_framer
+from bridge.line_watch import NUDGES, Finding, LineWatch, Recovery
 from bridge.ports import CallCommand, CallPort, ModelSession
 from bridge.record import CallRecord
 from bridge.speech import CallerActivity
@@ -160,6 +161,11 @@ class BridgedCall:
         self._agent_text: list[str] = []
         self._caller_text: list[str] = []
         self._log = log.bind(call_id=record.call_id, tenant=record.tenant)
+        # Silent failures (bridge.line_watch): one pending recovery at a time, run by the
+        # watchdog; ``_told_model_at`` lets a phantom interruption be told from our own input.
+        self.line = LineWatch(thresholds.line_watch(), session.output_rate)
+        self._recovery: tuple[Recovery, float, int] | None = None  # what, due, audio chunks
+        self._told_model_at = float("-inf")
         call.on_call_error(self._on_call_error)
 
     # ── Public control (also the tools' CallControl) ─────────────────────────────────────
@@ -217,7 +223,7 @@ class BridgedCall:
             )
             return False
         self.record.note("inject", text=text)
-        await self.session.send_text(
+        await self._tell_model(
             "Say this to the caller now, in your own voice, then continue: " + text
         )
         return True
@@ -239,7 +245,7 @@ class BridgedCall:
                     tg.create_task(self._clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
                     if self._greeting:
-                        await self.session.send_text(self._greeting)
+                        await self._tell_model(self._greeting)
             except* _CallOver:
                 pass
         except asyncio.CancelledError:
@@ -331,15 +337,20 @@ class BridgedCall:
             case Interrupted():
                 self._on_interrupted()
             case GenerationComplete():
+                self.line.generation_complete()
                 self._end_turn_audio()
-            case TurnComplete():
-                self._on_turn_complete()
+            case TurnComplete(reason=reason):
+                found = self._on_line_finding(self.line.turn_complete(reason))
+                self._on_turn_complete(silent_failure_handled=found)
             case Transcript(speaker=speaker, text=text, finished=finished):
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
+                if speaker == "agent":
+                    self.line.agent_text(text)
                 if finished and speaker == "caller":
                     # Real models finish the caller's transcript late; keep lines in order.
                     self._flush_caller_transcript()
             case ToolCall():
+                self.line.tool_call()
                 self._turn_had_content = True
                 self._tool_in_turn = True
                 self.record.note("tool_call", name=event.name)
@@ -347,6 +358,7 @@ class BridgedCall:
                 if self.tools is not None:
                     self.tools.submit(event)
             case ToolRunByModelSide(name=name):
+                self.line.tool_call()
                 self._turn_had_content = True
                 self._tool_in_turn = True
                 self.record.note("tool_call", name=name, run_by="model_side")
@@ -381,6 +393,8 @@ class BridgedCall:
             if self.stats.first_agent_audio_s is None:
                 self.stats.first_agent_audio_s = self.record.elapsed()
         self._turn_had_content = True
+        if self._on_line_finding(self.line.agent_audio(pcm)) and self._discard_until_turn_end:
+            return  # the finding cut this turn's audio
         if not self._agent_audio_enabled:
             return
         self._enqueue(self._out_resampler.process(pcm))
@@ -414,8 +428,12 @@ class BridgedCall:
             self._enqueue(bytes(self._call_frame - partial))
         self._turn_bytes = 0
 
-    def _on_turn_complete(self) -> None:
-        if not self._discard_until_turn_end and not self._turn_had_content:
+    def _on_turn_complete(self, silent_failure_handled: bool = False) -> None:
+        if (
+            not self._discard_until_turn_end
+            and not self._turn_had_content
+            and not silent_failure_handled
+        ):
             self.warner.warn(
                 WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio; nudging"
             )
@@ -436,20 +454,66 @@ class BridgedCall:
         """Barge-in: drop unplayed audio now; the buffer clear runs in the clearer task."""
         self._interrupted_at = self._clock()
         self.stats.interrupts += 1
+        now = self._interrupted_at
+        self._on_line_finding(
+            self.line.interrupted(now - self.caller.last_voiced_at, now - self._told_model_at)
+        )
+        dropped = self._drop_turn_audio()
+        self.stats.agent_bytes_dropped_on_interrupt += dropped
+        self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
+        self.record.note("barge_in", dropped_bytes=dropped)
+        self._flush_agent_transcript(interrupted=True)
+
+    def _drop_turn_audio(self) -> int:
+        """Stop the current turn's audio here and on the line; returns bytes dropped locally."""
         self._generation += 1
-        self._playout_until = self._interrupted_at
+        self._playout_until = self._clock()
         self._discard_until_turn_end = True
         dropped = self._drop_pending()
         self._out_resampler.reset()
         self._turn_bytes = 0
         self._turn_active = False
-        self.stats.agent_bytes_dropped_on_interrupt += dropped
-        self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
-        self.record.note("barge_in", dropped_bytes=dropped)
-        self._flush_agent_transcript(interrupted=True)
         self._clear_idle.clear()
         self._clear_wanted.set()
         self._kick.set()
+        return dropped
+
+    # ── Silent failures (decisions in bridge.line_watch) ─────────────────────────────────
+
+    def _on_line_finding(self, finding: Finding | None) -> bool:
+        """Warn about a silent failure and schedule its recovery; True if there was one."""
+        if finding is None:
+            return False
+        self.warner.warn(finding.code, finding.description, recovery=finding.recovery)
+        self.record.note("silent_failure", code=finding.code.value, recovery=finding.recovery)
+        if finding.recovery == "cut_and_repeat":
+            self._drop_turn_audio()
+        if finding.recovery is not None:
+            due = self._clock() + finding.after_s
+            self._recovery = (finding.recovery, due, self.line.audio_chunks)
+        return True
+
+    async def _run_due_recovery(self) -> None:
+        """Called by the watchdog: nudge the model for a pending recovery once it is due.
+
+        A "continue" is dropped if the model spoke again meanwhile: it recovered by itself.
+        """
+        if self._recovery is None:
+            return
+        what, due, chunks_then = self._recovery
+        if self._clock() < due:
+            return
+        self._recovery = None
+        if what == "continue" and self.line.audio_chunks != chunks_then:
+            return
+        self.stats.nudges += 1
+        self.record.note("model_recovery", recovery=what)
+        await self._tell_model(NUDGES[what])
+
+    async def _tell_model(self, text: str) -> None:
+        """Every text the bridge gives the model goes here (a phantom-interruption check)."""
+        self._told_model_at = self._clock()
+        await self.session.send_text(text)
 
     def _drop_pending(self) -> int:
         dropped = self._pending_bytes
@@ -626,6 +690,7 @@ class BridgedCall:
                     f"model turn stalled: nothing for {limits.model_turn_stall_s:.1f} s; nudging",
                 )
                 self._nudge_wanted = True
+            await self._run_due_recovery()
             if self._nudge_wanted:
                 self._nudge_wanted = False
                 if self._nudged_for == self.caller.stopped_at:
@@ -633,7 +698,7 @@ class BridgedCall:
                 self._nudged_for = self.caller.stopped_at
                 self.stats.nudges += 1
                 self.record.note("model_nudged")
-                await self.session.send_text(NUDGE)
+                await self._tell_model(NUDGE)
 
     # ── Transcripts ──────────────────────────────────────────────────────────────────────
 

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bridge.audio import Quality
 from bridge.errors import ConfigError
 from bridge.input_path import ModelInputRate, model_input_rate
+from bridge.line_watch import WatchSettings
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -163,6 +164,23 @@ class WarningSettings(_Strict):
     webhook_secret: SecretStr | None = None
     webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     webhook_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    quiet_agent_rms: Annotated[float, Field(ge=0, le=5000)] = 30.0
+    quiet_agent_audio_s: Annotated[float, Field(gt=0, le=60)] = 1.5
+    agent_tone_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    phantom_interruption_window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    phantom_resume_after_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+    max_recoveries_per_call: Annotated[int, Field(ge=0, le=20)] = 3
+
+    def line_watch(self) -> WatchSettings:
+        """The silent-failure thresholds (``bridge.line_watch``)."""
+        return WatchSettings(
+            quiet_rms=self.quiet_agent_rms,
+            quiet_after_s=self.quiet_agent_audio_s,
+            tone_after_s=self.agent_tone_s,
+            phantom_window_s=self.phantom_interruption_window_s,
+            resume_after_s=self.phantom_resume_after_s,
+            max_recoveries=self.max_recoveries_per_call,
+        )
 
 
 class LimitSettings(_Strict):

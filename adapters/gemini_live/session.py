@@ -48,6 +48,7 @@ from bridge.events import (
     Transcript,
     TurnComplete,
 )
+from bridge.line_watch import ROTATION_CUT
 from bridge.ports import SessionRequest
 from bridge.speech import CallerActivity
 
@@ -382,7 +383,7 @@ class GeminiLiveSession:
         """The turn this connection will never finish: end it for the call and the transcript."""
         self._in_turn = False
         self._end_lines(cut=not self._generated)
-        return TurnComplete()
+        return TurnComplete(ROTATION_CUT)
 
     def _standing_instruction(self) -> str:
         """What every resumed connection adds to the system instruction.

@@ -43,6 +43,7 @@ from .protocol import (
 from .resumption import Conversation, HandleStore
 from .script import CallTool, Fault, Pause, Speak, Turn
 from .setup import INVALID_ARGUMENT, SetupInfo
+from .symptoms import Symptom, symptom_of
 from .vad import EnergyVad
 
 __all__ = ["LiveSession", "SessionConfig"]
@@ -388,13 +389,21 @@ class LiveSession:
         )
         if muted:
             self._log.notes.append(f"fault: turn {index} without audio")
-        for step in () if muted else turn.steps:
+        symptom = symptom_of(self._conv.script, index)
+        steps = tuple(turn.steps)
+        if symptom is not None:
+            self._log.notes.append(f"fault: turn {index} {symptom.fault.kind}")
+            steps = symptom.rewrite(steps)
+        for step in () if muted else steps:
             if isinstance(step, Speak):
                 await self._speak(step, progress)
             elif isinstance(step, CallTool):
                 await self._call_tool(step, progress)
             elif isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
+        if symptom is not None and symptom.ending != "normal":
+            await self._end_with_symptom(symptom, progress)
+            return
         await self._send(msg.server_content(generationComplete=True), "generationComplete")
         # The real model holds turnComplete until its audio has had time to play out.
         hold = progress.play_end - time.monotonic()
@@ -433,6 +442,23 @@ class LiveSession:
                 progress.spoken.append(piece)
                 content = msg.server_content(outputTranscription={"text": piece})
                 await self._send(content, "outputTranscription")
+
+    async def _end_with_symptom(self, symptom: Symptom, progress: _TurnProgress) -> None:
+        """End a turn the broken way its symptom says (see ``symptoms.py``)."""
+        if symptom.ending == "phantom":
+            progress.completing = True  # from here on a real barge-in cannot cancel it
+            await self._send_interruption(progress)
+            return
+        if symptom.ending == "cut":
+            hold = progress.play_end - time.monotonic()
+            if hold > 0:
+                await asyncio.sleep(hold)
+            content = msg.server_content(turnComplete=True)
+        else:
+            content = msg.server_content(turnComplete=True, turnCompleteReason="RESPONSE_REJECTED")
+        progress.completing = True
+        await self._send(content, "turnComplete")
+        await self._finish_turn(progress)
 
     async def _call_tool(self, step: CallTool, progress: _TurnProgress) -> None:
         blocking = self._info.tools.get(step.name)

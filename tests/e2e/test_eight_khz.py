@@ -19,14 +19,18 @@ from tests.e2e.scenarios import agent, caller_pcm
 PHRASES = ("caller_greeting", "caller_question", "caller_bye")
 
 
-async def _turns_heard(model_input_rate: int | str) -> tuple[list[float], int, dict[str, Any]]:
+async def _turns_heard(
+    model_input_rate: int | str, frame_ms: int = 20
+) -> tuple[list[float], int, dict[str, Any]]:
     script = Script(turns=[Turn([agent("agent_transfer")]) for _ in PHRASES])
     steps: list[Any] = [Pause(0.3)]
     for name in PHRASES:
         steps += [Say(caller_pcm(name, 16000), rate=16000), WaitForAgentAudio(min_s=0.5)]
     steps += [Pause(0.5), HangUp()]
     overrides = {
-        "audio": {"call_rate": 8000, "model_input_rate": model_input_rate},
+        # 10 ms frames on the 16 kHz path: soxr releases 104 ms blocks, too coarse to time VAD
+        # edges by; re-cut they arrive in 10 ms pieces like the 20 ms native frames.
+        "audio": {"call_rate": 8000, "model_input_rate": model_input_rate, "frame_ms": frame_ms},
         "model": {"greeting_prompt": None},
     }
     async with LocalStack(script, overrides=overrides) as stack:
@@ -49,10 +53,12 @@ async def _turns_heard(model_input_rate: int | str) -> tuple[list[float], int, d
 
 async def test_native_8k_finds_the_same_turns_as_16k() -> None:
     native, native_turns, native_info = await _turns_heard("auto")
-    upsampled, upsampled_turns, upsampled_info = await _turns_heard(16000)
+    upsampled, upsampled_turns, upsampled_info = await _turns_heard(16000, frame_ms=10)
     assert native_info["rate"] == 8000, "auto sends an 8 kHz call's own rate"
     assert upsampled_info["rate"] == 16000
     assert len(native) == len(upsampled) == len(PHRASES), (native, upsampled)
     assert native_turns == upsampled_turns == len(PHRASES)
     for a, b in zip(native, upsampled, strict=True):
-        assert abs(a - b) < 0.05, (native, upsampled)  # in audio time: VAD frames are 20 ms
+        # In audio time. Two runs of the *same* path differ by up to 0.1 s here (the caller's
+        # phrase lands on a different 20 ms VAD frame grid each run), so 0.15 s is the bound.
+        assert abs(a - b) < 0.15, (native, upsampled)
