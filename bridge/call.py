@@ -45,6 +45,7 @@ from bridge.events import (
 )
 from bridge.input_path import caller_framer
 from bridge.line_watch import NUDGES, Finding, LineWatch, Recovery
+from bridge.opening import OpeningGuard, OpeningSettings
 from bridge.ports import CallCommand, CallPort, ModelSession
 from bridge.record import CallRecord
 from bridge.speech import CallerActivity
@@ -100,6 +101,7 @@ class BridgedCall:
         greeting_prompt: str | None = None,
         human: HumanLeg | None = None,
         caller_activity: CallerActivity | None = None,
+        opening: OpeningSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call = call
@@ -164,6 +166,10 @@ class BridgedCall:
         # Silent failures (bridge.line_watch): one pending recovery at a time, run by the
         # watchdog; ``_told_model_at`` lets a phantom interruption be told from our own input.
         self.line = LineWatch(thresholds.line_watch(), session.output_rate)
+        # Only an opening the bridge asks for (a greeting) is protected: without one the
+        # caller speaks first, and a short "hi" must reach the model.
+        guarded = opening if opening is not None and greeting_prompt else OpeningSettings(0.0)
+        self.opening = OpeningGuard(guarded, call.sample_rate)
         self._recovery: tuple[Recovery, float, int] | None = None  # what, due, audio chunks
         self._told_model_at = float("-inf")
         call.on_call_error(self._on_call_error)
@@ -287,9 +293,9 @@ class BridgedCall:
                 self.stats.caller_frames += 1
                 if self.caller.update(chunk):
                     self.record.note("caller_stopped_speaking")
-                pcm = self._in_resampler.process(chunk)
-                for frame in self._to_model.push(pcm):
-                    await self._send_to_model(frame)
+                for piece in self.opening.caller_frame(chunk, self._clock()):
+                    for frame in self._to_model.push(self._in_resampler.process(piece)):
+                        await self._send_to_model(frame)
         except CallGone:
             pass
         self.finish(self.call.end_reason)
@@ -390,6 +396,7 @@ class BridgedCall:
             self._turn_started_at = self._clock()
             self._flush_caller_transcript()
             self.record.note("agent_turn_start")
+            self.opening.agent_started(self._turn_started_at)
             if self.stats.first_agent_audio_s is None:
                 self.stats.first_agent_audio_s = self.record.elapsed()
         self._turn_had_content = True
@@ -446,6 +453,7 @@ class BridgedCall:
         self._discard_until_turn_end = False
         if self._turn_active:
             self.record.note("agent_turn_end")
+            self.opening.agent_turn_ended()
         self._turn_active = False
         self._turn_started_at = None
         self._flush_agent_transcript()

@@ -28,6 +28,7 @@ from bridge.audio import Quality
 from bridge.errors import ConfigError
 from bridge.input_path import ModelInputRate, model_input_rate
 from bridge.line_watch import WatchSettings
+from bridge.opening import OpeningSettings
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -114,6 +115,11 @@ class ModelSettings(_Strict):
     keepalive_interval_s: Annotated[float, Field(gt=0, le=300)] = 20.0
     keepalive_timeout_s: Annotated[float, Field(gt=0, le=300)] = 60.0
     max_reconnect_attempts: Annotated[int, Field(ge=0, le=20)] = 5
+    # The server's own turn-taking controls (realtimeInputConfig), call-wide; None: its default.
+    start_of_speech_sensitivity: Literal["low", "high"] | None = None
+    end_of_speech_sensitivity: Literal["low", "high"] | None = None
+    prefix_padding_ms: Annotated[int, Field(ge=0, le=5000)] | None = None
+    silence_duration_ms: Annotated[int, Field(ge=0, le=10000)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:
@@ -135,6 +141,19 @@ class ModelSettings(_Strict):
         if self.non_blocking_tools is not None:
             return self.non_blocking_tools
         return "gemini-3" not in self.model
+
+
+class OpeningConfig(_Strict):
+    """The protected opening (``bridge.opening``): the greeting is not cut by a short sound."""
+
+    protect_s: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=2.0, description="protect the first agent turn this long after its audio starts"
+    )
+    min_barge_in_s: Annotated[float, Field(gt=0, le=10)] = 0.8
+    run_gap_s: Annotated[float, Field(gt=0, le=2)] = 0.3
+
+    def guard(self) -> OpeningSettings:
+        return OpeningSettings(self.protect_s, self.min_barge_in_s, self.run_gap_s)
 
 
 TransferMode = Literal["leave", "whisper", "spy"]
@@ -223,6 +242,7 @@ class TenantConfig(BaseSettings):
     model: ModelSettings = ModelSettings()
     tools: ToolsSettings = ToolsSettings()
     warnings: WarningSettings = WarningSettings()
+    opening: OpeningConfig = OpeningConfig()
     limits: LimitSettings = LimitSettings()
     service: ServiceSettings = ServiceSettings()
 

@@ -170,6 +170,7 @@ class CallRunner:
                 warner=warner,
                 greeting_prompt=self.config.model.greeting_prompt,
                 caller_activity=request.caller_activity,
+                opening=self.config.opening.guard(),
             )
             ctx = ToolContext(
                 call=call,
