@@ -43,6 +43,7 @@ from bridge.events import (
     TurnComplete,
     Usage,
 )
+from bridge.heard import Spoken, Telling, TurnText, correction, heard
 from bridge.input_path import caller_framer
 from bridge.line_watch import NUDGES, Finding, LineWatch, Recovery
 from bridge.opening import OpeningGuard, OpeningSettings
@@ -102,6 +103,7 @@ class BridgedCall:
         human: HumanLeg | None = None,
         caller_activity: CallerActivity | None = None,
         opening: OpeningSettings | None = None,
+        truthful: Telling = "off",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call = call
@@ -170,6 +172,12 @@ class BridgedCall:
         # caller speaks first, and a short "hi" must reach the model.
         guarded = opening if opening is not None and greeting_prompt else OpeningSettings(0.0)
         self.opening = OpeningGuard(guarded, call.sample_rate)
+        # Truthful barge-in (bridge.heard): the turn's words on its audio timeline, and how
+        # much of the turn was written to the call before it (its start mark).
+        self._truthful = truthful
+        self._spoken = TurnText()
+        self._turn_written_mark = 0
+        self._pending_heard: tuple[Spoken, int] | None = None
         self._recovery: tuple[Recovery, float, int] | None = None  # what, due, audio chunks
         self._told_model_at = float("-inf")
         call.on_call_error(self._on_call_error)
@@ -352,6 +360,7 @@ class BridgedCall:
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
                 if speaker == "agent":
                     self.line.agent_text(text)
+                    self._spoken.text(text)
                 if finished and speaker == "caller":
                     # Real models finish the caller's transcript late; keep lines in order.
                     self._flush_caller_transcript()
@@ -396,10 +405,12 @@ class BridgedCall:
             self._turn_started_at = self._clock()
             self._flush_caller_transcript()
             self.record.note("agent_turn_start")
+            self._turn_written_mark = self.stats.agent_bytes_written + self._pending_bytes
             self.opening.agent_started(self._turn_started_at)
             if self.stats.first_agent_audio_s is None:
                 self.stats.first_agent_audio_s = self.record.elapsed()
         self._turn_had_content = True
+        self._spoken.audio(len(pcm) / (self.session.output_rate * 2))
         if self._on_line_finding(self.line.agent_audio(pcm)) and self._discard_until_turn_end:
             return  # the finding cut this turn's audio
         if not self._agent_audio_enabled:
@@ -456,6 +467,7 @@ class BridgedCall:
             self.opening.agent_turn_ended()
         self._turn_active = False
         self._turn_started_at = None
+        self._spoken.take()
         self._flush_agent_transcript()
 
     def _on_interrupted(self) -> None:
@@ -470,7 +482,13 @@ class BridgedCall:
         self.stats.agent_bytes_dropped_on_interrupt += dropped
         self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
         self.record.note("barge_in", dropped_bytes=dropped)
-        self._flush_agent_transcript(interrupted=True)
+        spoken = self._spoken.take()
+        if self._truthful == "off":
+            self._flush_agent_transcript(interrupted=True)
+        else:  # the line is written once the clear says how much was heard
+            self._agent_text.clear()
+            written = self.stats.agent_bytes_written - self._turn_written_mark
+            self._pending_heard = (spoken, max(0, written))
 
     def _drop_turn_audio(self) -> int:
         """Stop the current turn's audio here and on the line; returns bytes dropped locally."""
@@ -634,6 +652,7 @@ class BridgedCall:
                     error_code=exc.error_code,
                 )
                 self.record.command("agent.interrupt", False, exc.error_code)
+                await self._report_heard(cleared=None)
             except CallGone:
                 self.finish("caller_hangup")
                 return
@@ -643,9 +662,37 @@ class BridgedCall:
                 self.record.note(
                     "buffer_cleared", cleared_bytes=cleared, interrupt_to_clear_ms=took * 1000
                 )
+                await self._report_heard(cleared)
             finally:
                 if not self._clear_wanted.is_set():
                     self._clear_idle.set()
+
+    async def _report_heard(self, cleared: int | None) -> None:
+        """Record what the caller heard of the interrupted turn and correct the model.
+
+        Heard = the turn's audio written to the call minus what the clear dropped unplayed
+        (``None``: the clear failed, so all of it may have played).
+        """
+        if self._pending_heard is None:
+            return
+        spoken, written = self._pending_heard
+        self._pending_heard = None
+        heard_bytes = written if cleared is None else max(0, written - cleared)
+        turn = heard(spoken, heard_bytes / self._bytes_per_s)
+        self.record.transcript(
+            "agent", turn.heard + " [interrupted]", heard=turn.heard, generated=turn.generated
+        )
+        self.record.note(
+            "barge_in_heard",
+            heard=turn.heard,
+            generated=turn.generated,
+            heard_s=round(turn.heard_s, 3),
+            generated_s=round(turn.generated_s, 3),
+        )
+        fix = correction(self._truthful, turn)
+        if fix is not None:
+            self._told_model_at = self._clock()
+            await self.session.send_context(*fix)
 
     # ── Watchdog ─────────────────────────────────────────────────────────────────────────
 

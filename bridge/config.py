@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bridge.audio import Quality
 from bridge.errors import ConfigError
+from bridge.heard import TruthfulMode
 from bridge.input_path import ModelInputRate, model_input_rate
 from bridge.line_watch import WatchSettings
 from bridge.opening import OpeningSettings
@@ -115,6 +116,12 @@ class ModelSettings(_Strict):
     keepalive_interval_s: Annotated[float, Field(gt=0, le=300)] = 20.0
     keepalive_timeout_s: Annotated[float, Field(gt=0, le=300)] = 60.0
     max_reconnect_attempts: Annotated[int, Field(ge=0, le=20)] = 5
+    truthful_barge_in: TruthfulMode = Field(
+        default="auto",
+        description="tell the model what the caller heard of an interrupted reply: auto = on "
+        "for families that accept role content mid-session (gemini-3.8-live), on = also a "
+        "short note for other families, off",
+    )
     # The server's own turn-taking controls (realtimeInputConfig), call-wide; None: its default.
     start_of_speech_sensitivity: Literal["low", "high"] | None = None
     end_of_speech_sensitivity: Literal["low", "high"] | None = None

@@ -20,6 +20,7 @@ import structlog
 from bridge.call import BridgedCall
 from bridge.config import TenantConfig
 from bridge.errors import CallGone, ModelUnavailable
+from bridge.heard import telling
 from bridge.ports import (
     CallCommand,
     CallPort,
@@ -145,7 +146,7 @@ class CallRunner:
             try:
                 async with asyncio.TaskGroup() as group:
                     answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
-                    session = await self._open_model(stack, request, record, warner)
+                    opened = await self._open_model(stack, request, record, warner)
             except* CallGone as gone:  # the caller hung up while we answered
                 raise gone.exceptions[0] from None
             answered = answering.result()
@@ -154,11 +155,12 @@ class CallRunner:
                 record.finish("answer_failed")
                 return None
             record.mark_answered()
-            if session is None:
+            if opened is None:
                 # Nothing to say to the caller without a model: end cleanly, do not leave dead air.
                 await _end_call(call, record)
                 record.finish("model_unavailable")
                 return None
+            session, model = opened
             human = HumanLeg()
             bridged = BridgedCall(
                 call,
@@ -171,6 +173,7 @@ class CallRunner:
                 greeting_prompt=self.config.model.greeting_prompt,
                 caller_activity=request.caller_activity,
                 opening=self.config.opening.guard(),
+                truthful=telling(self.config.model.truthful_barge_in, model),
             )
             ctx = ToolContext(
                 call=call,
@@ -209,7 +212,8 @@ class CallRunner:
         request: SessionRequest,
         record: CallRecord,
         warner: CallWarner,
-    ) -> ModelSession | None:
+    ) -> tuple[ModelSession, str] | None:
+        """The first model that connects, and its name."""
         failures: list[str] = []
         for index, named in enumerate(self._connectors):
             try:
@@ -225,7 +229,7 @@ class CallRunner:
                     model=named.model,
                 )
             record.note("model_connected", model=named.model)
-            return session
+            return session, named.model
         warner.warn(
             WarningCode.MODEL_REQUEST_FAILED,
             "no model could be connected (" + "; ".join(failures) + "); ending the call",

@@ -26,12 +26,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 import websockets
 from google import genai
-from google.genai import errors, live
+from google.genai import errors, live, types
 
 from adapters.gemini_live.setup import live_config
 from adapters.gemini_live.translate import function_response
@@ -238,6 +238,16 @@ class GeminiLiveSession:
                     await self._live.send_realtime_input(text=text)
                 except (websockets.ConnectionClosed, OSError) as exc:
                     self._log.warning("text_not_sent", error=str(exc))
+
+    async def send_context(self, role: Literal["user", "model"], text: str) -> None:
+        """``clientContent`` with one ``role`` turn and ``turnComplete`` false (see the port)."""
+        content = types.Content(role=role, parts=[types.Part(text=text)])
+        async with self._send_lock:
+            if self._live is not None:
+                try:
+                    await self._live.send_client_content(turns=content, turn_complete=False)
+                except (websockets.ConnectionClosed, OSError) as exc:
+                    self._log.warning("context_not_sent", error=str(exc))
 
     async def send_tool_result(self, result: ToolResult) -> None:
         self._pending_tools.discard(result.call_id)

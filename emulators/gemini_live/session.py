@@ -290,12 +290,16 @@ class LiveSession:
             self._user_turn_ended(_Trigger("speech"), interrupt=False)
 
     def _on_client_content(self, body: dict[str, Any]) -> None:
+        complete = bool(body.get("turn_complete"))
         for turn in body.get("turns") or []:
+            role = str((turn or {}).get("role") or "user")
             for part in (turn or {}).get("parts") or []:
                 text = (part or {}).get("text")
                 if isinstance(text, str) and text:
-                    self._log.texts_in.append(text)
-                    self._conv.state.transcript.append(("user", text))
+                    self._log.client_turns.append((role, text, complete))
+                    if role == "user":
+                        self._log.texts_in.append(text)
+                    self._conv.state.transcript.append((role, text))
                     self._conv.state.context_text_tokens += max(1, len(text) // 4)
         if body.get("turn_complete"):
             self._user_turn_ended(_Trigger("text"), interrupt=True)
