@@ -88,6 +88,7 @@ class LineWatch:
         self._s = settings
         self._bytes_per_s = output_rate * SAMPLE_WIDTH
         self._recoveries_left = settings.max_recoveries
+        self._reports_generation = False  # ADK never passes generationComplete on
         self.audio_chunks = 0
         """Agent audio chunks seen in the whole call (a delayed recovery checks it moved)."""
         self._new_turn()
@@ -143,6 +144,7 @@ class LineWatch:
 
     def generation_complete(self) -> None:
         self._generated = True
+        self._reports_generation = True
 
     def turn_complete(self, reason: str) -> Finding | None:
         """The model ended its turn (not by a barge-in); ``reason`` as the server gave it."""
@@ -158,6 +160,7 @@ class LineWatch:
                 "repeat",
             )
         cut = had_audio and text and not generated and not tool and reason != ROTATION_CUT
+        cut = cut and self._reports_generation  # a back end that never says: cannot tell
         if cut and not text.endswith(SENTENCE_END):
             return self._finding(
                 WarningCode.MODEL_TURN_CUT_MID_SENTENCE,

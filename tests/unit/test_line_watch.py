@@ -77,6 +77,8 @@ def test_turn_end_findings(
     expected: WarningCode | None,
 ) -> None:
     watch = LineWatch(WatchSettings(), RATE)
+    watch.generation_complete()  # an earlier turn: this back end reports generationComplete
+    assert watch.turn_complete("") is None
     if audio:
         watch.agent_audio(load_phrase("agent_transfer").pcm[: CHUNK * 2])
     if text:
@@ -108,6 +110,14 @@ def test_phantom_interruption(
     assert (finding.code if finding else None) == expected
     if finding is not None:
         assert (finding.recovery, finding.after_s) == ("continue", 2.0)
+
+
+def test_no_mid_sentence_finding_from_a_back_end_without_generation_complete() -> None:
+    """ADK does not pass generationComplete on: every turn would look cut."""
+    watch = LineWatch(WatchSettings(), RATE)
+    watch.agent_audio(load_phrase("agent_transfer").pcm[: CHUNK * 2])
+    watch.agent_text("Your order shipped and")
+    assert watch.turn_complete("") is None
 
 
 def test_recoveries_are_bounded_and_one_per_turn() -> None:
