@@ -8,7 +8,10 @@ families get a short user-role note when the tenant opts in. The record keeps bo
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from emulators.gemini_live import Script, Turn
 from emulators.stack import LocalStack
@@ -19,7 +22,9 @@ from tests.e2e.scenarios import agent, caller_pcm
 FULL = load_phrase("agent_answer_long").text
 
 
-async def _barge_in(model: str, truthful: str = "auto") -> tuple[Any, Any]:
+async def _barge_in(
+    model: str, truthful: str = "auto", backend: dict[str, str] | None = None
+) -> tuple[Any, Any]:
     script = Script(
         turns=[
             Turn([agent("agent_answer_long")], input_transcript="When does it arrive?"),
@@ -37,7 +42,8 @@ async def _barge_in(model: str, truthful: str = "auto") -> tuple[Any, Any]:
             HangUp(),
         ]
     )
-    overrides = {"model": {"model": model, "greeting_prompt": None, "truthful_barge_in": truthful}}
+    section = {"model": model, "greeting_prompt": None, "truthful_barge_in": truthful}
+    overrides = {"model": section | (backend or {})}
     records: list[Any] = []
 
     class Keep:
@@ -60,8 +66,14 @@ def _interrupted_line(record: Any) -> dict[str, Any]:
     return line
 
 
-async def test_the_model_is_told_only_what_the_caller_heard() -> None:
-    session, record = await _barge_in("gemini-3.8-live")
+@pytest.mark.parametrize("backend", ["gemini", "adk"])
+async def test_the_model_is_told_only_what_the_caller_heard(backend: str, tmp_path: Path) -> None:
+    adk = {
+        "backend": "adk",
+        "adk_agent": "tests.e2e.adk_agent:root_agent",  # names no model: the tenant's
+        "adk_session_db": f"sqlite+aiosqlite:///{tmp_path}/adk.sqlite",
+    }
+    session, record = await _barge_in("gemini-3.8-live", backend=adk if backend == "adk" else None)
     line = _interrupted_line(record)
     heard, generated = line["heard"], line["generated"]
     assert generated == FULL, "the whole answer had been generated (4x burst)"
