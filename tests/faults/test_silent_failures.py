@@ -96,14 +96,36 @@ async def test_phantom_interruption_is_reported_and_the_model_resumes() -> None:
 
 
 async def test_turn_cut_mid_sentence_is_reported_and_continued() -> None:
-    first = Turn([agent_says(2.0, "Your order shipped yesterday and it will arrive on Thursday.")])
+    # A normal first turn: the back end shows it reports generationComplete (ADK does not),
+    # which is what makes a turn without one look cut.
+    script = Script(
+        turns=[
+            Turn([agent_says(0.6, "Let me check.")]),
+            Turn([agent_says(2.0, "Your order shipped yesterday and it will arrive on Thursday.")]),
+            Turn([agent_says(0.6, ANSWER)]),
+        ],
+        faults=[Fault.cut_mid_sentence(1)],
+    )
+    caller = CallerScript(
+        [
+            Pause(0.3),
+            Say(caller_says(0.6)),
+            WaitForAgentAudio(min_s=0.3, timeout_s=10),
+            Pause(1.0),
+            Say(caller_says(0.6)),
+            Pause(1.5),
+            WaitForAgentAudio(min_s=0.5, timeout_s=10),
+            Pause(0.3),
+            HangUp(),
+        ]
+    )
     session, record, warning, emu = await _provoke(
-        _script(first, Fault.cut_mid_sentence(0)),
-        WarningCode.MODEL_TURN_CUT_MID_SENTENCE,
-        _caller(wait_s=1.5),
+        script, WarningCode.MODEL_TURN_CUT_MID_SENTENCE, caller
     )
     assert "mid-sentence" in warning.description
-    assert "generationComplete" not in session.kinds()[: session.kinds().index("turnComplete")]
+    kinds = session.kinds()
+    cut_end = [i for i, k in enumerate(kinds) if k == "turnComplete"][1]
+    assert "generationComplete" not in kinds[kinds.index("turnComplete") + 1 : cut_end]
     _assert_recovered(session, record, emu, "continue")
 
 
