@@ -151,8 +151,8 @@ CATALOGUE: Mapping[WarningCode, CatalogueEntry] = {
     WarningCode.MODEL_TURN_CUT_MID_SENTENCE: CatalogueEntry(
         "The model ended a turn (`turnComplete`, no barge-in, no tool call, no "
         "`generationComplete`) with its transcript stopping mid-sentence. The bridge asked "
-        "the model once to continue from where it stopped. Seen on the google-genai back end "
-        "(ADK does not pass `generationComplete` on).",
+        "the model once to continue from where it stopped. Judged once the back end has sent "
+        "a `generationComplete` in the call (google-genai does; ADK does not pass it on).",
         "Report the model version if it repeats. Needs `model.output_transcription` (the "
         "transcript is how the bridge sees a sentence was not finished).",
     ),
