@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from callbridge.bridge.audio import Rechunker, StreamResampler, frame_bytes
+from callbridge.bridge.audio import StreamResampler, frame_bytes
 from callbridge.bridge.config import AudioSettings, WarningSettings
 from callbridge.bridge.errors import CallGone, CommandFailed, ModelUnavailable, PlaybackFull
 from callbridge.bridge.events import (
@@ -43,6 +43,10 @@ from callbridge.bridge.events import (
     TurnComplete,
     Usage,
 )
+from callbridge.bridge.heard import Spoken, Telling, TurnText, correction, heard
+from callbridge.bridge.input_path import caller_framer
+from callbridge.bridge.line_watch import NUDGES, Finding, LineWatch, Recovery
+from callbridge.bridge.opening import OpeningGuard, OpeningSettings
 from callbridge.bridge.ports import CallCommand, CallPort, ModelSession
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.speech import CallerActivity
@@ -98,6 +102,8 @@ class BridgedCall:
         greeting_prompt: str | None = None,
         human: HumanLeg | None = None,
         caller_activity: CallerActivity | None = None,
+        opening: OpeningSettings | None = None,
+        truthful: Telling = "off",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call = call
@@ -115,7 +121,7 @@ class BridgedCall:
         self._in_resampler = StreamResampler(
             call.sample_rate, session.input_rate, audio.resample_quality
         )
-        self._to_model = Rechunker(frame_bytes(session.input_rate, audio.frame_ms))
+        self._to_model = caller_framer(session.input_rate, audio.frame_ms)
         self._out_resampler = StreamResampler(
             session.output_rate, call.sample_rate, audio.resample_quality
         )
@@ -159,6 +165,22 @@ class BridgedCall:
         self._agent_text: list[str] = []
         self._caller_text: list[str] = []
         self._log = log.bind(call_id=record.call_id, tenant=record.tenant)
+        # Silent failures (callbridge.bridge.line_watch): one pending recovery at a time, run by the
+        # watchdog; ``_told_model_at`` lets a phantom interruption be told from our own input.
+        self.line = LineWatch(thresholds.line_watch(), session.output_rate)
+        # Only an opening the bridge asks for (a greeting) is protected: without one the
+        # caller speaks first, and a short "hi" must reach the model.
+        guarded = opening if opening is not None and greeting_prompt else OpeningSettings(0.0)
+        self.opening = OpeningGuard(guarded, call.sample_rate)
+        # Truthful barge-in (callbridge.bridge.heard): the turn's words on its audio timeline, and
+        # how
+        # much of the turn was written to the call before it (its start mark).
+        self._truthful = truthful
+        self._spoken = TurnText()
+        self._turn_written_mark = 0
+        self._pending_heard: tuple[Spoken, int] | None = None
+        self._recovery: tuple[Recovery, float, int] | None = None  # what, due, audio chunks
+        self._told_model_at = float("-inf")
         call.on_call_error(self._on_call_error)
 
     # ── Public control (also the tools' CallControl) ─────────────────────────────────────
@@ -216,7 +238,7 @@ class BridgedCall:
             )
             return False
         self.record.note("inject", text=text)
-        await self.session.send_text(
+        await self._tell_model(
             "Say this to the caller now, in your own voice, then continue: " + text
         )
         return True
@@ -238,7 +260,7 @@ class BridgedCall:
                     tg.create_task(self._clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
                     if self._greeting:
-                        await self.session.send_text(self._greeting)
+                        await self._tell_model(self._greeting)
             except* _CallOver:
                 pass
         except asyncio.CancelledError:
@@ -280,9 +302,9 @@ class BridgedCall:
                 self.stats.caller_frames += 1
                 if self.caller.update(chunk):
                     self.record.note("caller_stopped_speaking")
-                pcm = self._in_resampler.process(chunk)
-                for frame in self._to_model.push(pcm):
-                    await self._send_to_model(frame)
+                for piece in self.opening.caller_frame(chunk, self._clock()):
+                    for frame in self._to_model.push(self._in_resampler.process(piece)):
+                        await self._send_to_model(frame)
         except CallGone:
             pass
         self.finish(self.call.end_reason)
@@ -330,15 +352,21 @@ class BridgedCall:
             case Interrupted():
                 self._on_interrupted()
             case GenerationComplete():
+                self.line.generation_complete()
                 self._end_turn_audio()
-            case TurnComplete():
-                self._on_turn_complete()
+            case TurnComplete(reason=reason):
+                found = self._on_line_finding(self.line.turn_complete(reason))
+                self._on_turn_complete(silent_failure_handled=found)
             case Transcript(speaker=speaker, text=text, finished=finished):
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
+                if speaker == "agent":
+                    self.line.agent_text(text)
+                    self._spoken.text(text)
                 if finished and speaker == "caller":
                     # Real models finish the caller's transcript late; keep lines in order.
                     self._flush_caller_transcript()
             case ToolCall():
+                self.line.tool_call()
                 self._turn_had_content = True
                 self._tool_in_turn = True
                 self.record.note("tool_call", name=event.name)
@@ -346,6 +374,7 @@ class BridgedCall:
                 if self.tools is not None:
                     self.tools.submit(event)
             case ToolRunByModelSide(name=name):
+                self.line.tool_call()
                 self._turn_had_content = True
                 self._tool_in_turn = True
                 self.record.note("tool_call", name=name, run_by="model_side")
@@ -377,9 +406,14 @@ class BridgedCall:
             self._turn_started_at = self._clock()
             self._flush_caller_transcript()
             self.record.note("agent_turn_start")
+            self._turn_written_mark = self.stats.agent_bytes_written + self._pending_bytes
+            self.opening.agent_started(self._turn_started_at)
             if self.stats.first_agent_audio_s is None:
                 self.stats.first_agent_audio_s = self.record.elapsed()
         self._turn_had_content = True
+        self._spoken.audio(len(pcm) / (self.session.output_rate * 2))
+        if self._on_line_finding(self.line.agent_audio(pcm)) and self._discard_until_turn_end:
+            return  # the finding cut this turn's audio
         if not self._agent_audio_enabled:
             return
         self._enqueue(self._out_resampler.process(pcm))
@@ -413,8 +447,12 @@ class BridgedCall:
             self._enqueue(bytes(self._call_frame - partial))
         self._turn_bytes = 0
 
-    def _on_turn_complete(self) -> None:
-        if not self._discard_until_turn_end and not self._turn_had_content:
+    def _on_turn_complete(self, silent_failure_handled: bool = False) -> None:
+        if (
+            not self._discard_until_turn_end
+            and not self._turn_had_content
+            and not silent_failure_handled
+        ):
             self.warner.warn(
                 WarningCode.MODEL_TURN_INCOMPLETE, "model turn ended without any audio; nudging"
             )
@@ -427,28 +465,83 @@ class BridgedCall:
         self._discard_until_turn_end = False
         if self._turn_active:
             self.record.note("agent_turn_end")
+            self.opening.agent_turn_ended()
         self._turn_active = False
         self._turn_started_at = None
+        self._spoken.take()
         self._flush_agent_transcript()
 
     def _on_interrupted(self) -> None:
         """Barge-in: drop unplayed audio now; the buffer clear runs in the clearer task."""
         self._interrupted_at = self._clock()
         self.stats.interrupts += 1
+        now = self._interrupted_at
+        self._on_line_finding(
+            self.line.interrupted(now - self.caller.last_voiced_at, now - self._told_model_at)
+        )
+        dropped = self._drop_turn_audio()
+        self.stats.agent_bytes_dropped_on_interrupt += dropped
+        self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
+        self.record.note("barge_in", dropped_bytes=dropped)
+        spoken = self._spoken.take()
+        if self._truthful == "off":
+            self._flush_agent_transcript(interrupted=True)
+        else:  # the line is written once the clear says how much was heard
+            self._agent_text.clear()
+            written = self.stats.agent_bytes_written - self._turn_written_mark
+            self._pending_heard = (spoken, max(0, written))
+
+    def _drop_turn_audio(self) -> int:
+        """Stop the current turn's audio here and on the line; returns bytes dropped locally."""
         self._generation += 1
-        self._playout_until = self._interrupted_at
+        self._playout_until = self._clock()
         self._discard_until_turn_end = True
         dropped = self._drop_pending()
         self._out_resampler.reset()
         self._turn_bytes = 0
         self._turn_active = False
-        self.stats.agent_bytes_dropped_on_interrupt += dropped
-        self.stats.interrupt_to_local_drop_s.append(self._clock() - self._interrupted_at)
-        self.record.note("barge_in", dropped_bytes=dropped)
-        self._flush_agent_transcript(interrupted=True)
         self._clear_idle.clear()
         self._clear_wanted.set()
         self._kick.set()
+        return dropped
+
+    # ── Silent failures (decisions in callbridge.bridge.line_watch)
+    # ─────────────────────────────────
+
+    def _on_line_finding(self, finding: Finding | None) -> bool:
+        """Warn about a silent failure and schedule its recovery; True if there was one."""
+        if finding is None:
+            return False
+        self.warner.warn(finding.code, finding.description, recovery=finding.recovery)
+        self.record.note("silent_failure", code=finding.code.value, recovery=finding.recovery)
+        if finding.recovery == "cut_and_repeat":
+            self._drop_turn_audio()
+        if finding.recovery is not None:
+            due = self._clock() + finding.after_s
+            self._recovery = (finding.recovery, due, self.line.audio_chunks)
+        return True
+
+    async def _run_due_recovery(self) -> None:
+        """Called by the watchdog: nudge the model for a pending recovery once it is due.
+
+        A "continue" is dropped if the model spoke again meanwhile: it recovered by itself.
+        """
+        if self._recovery is None:
+            return
+        what, due, chunks_then = self._recovery
+        if self._clock() < due:
+            return
+        self._recovery = None
+        if what == "continue" and self.line.audio_chunks != chunks_then:
+            return
+        self.stats.nudges += 1
+        self.record.note("model_recovery", recovery=what)
+        await self._tell_model(NUDGES[what])
+
+    async def _tell_model(self, text: str) -> None:
+        """Every text the bridge gives the model goes here (a phantom-interruption check)."""
+        self._told_model_at = self._clock()
+        await self.session.send_text(text)
 
     def _drop_pending(self) -> int:
         dropped = self._pending_bytes
@@ -561,6 +654,7 @@ class BridgedCall:
                     error_code=exc.error_code,
                 )
                 self.record.command("agent.interrupt", False, exc.error_code)
+                await self._report_heard(cleared=None)
             except CallGone:
                 self.finish("caller_hangup")
                 return
@@ -570,9 +664,37 @@ class BridgedCall:
                 self.record.note(
                     "buffer_cleared", cleared_bytes=cleared, interrupt_to_clear_ms=took * 1000
                 )
+                await self._report_heard(cleared)
             finally:
                 if not self._clear_wanted.is_set():
                     self._clear_idle.set()
+
+    async def _report_heard(self, cleared: int | None) -> None:
+        """Record what the caller heard of the interrupted turn and correct the model.
+
+        Heard = the turn's audio written to the call minus what the clear dropped unplayed
+        (``None``: the clear failed, so all of it may have played).
+        """
+        if self._pending_heard is None:
+            return
+        spoken, written = self._pending_heard
+        self._pending_heard = None
+        heard_bytes = written if cleared is None else max(0, written - cleared)
+        turn = heard(spoken, heard_bytes / self._bytes_per_s)
+        self.record.transcript(
+            "agent", turn.heard + " [interrupted]", heard=turn.heard, generated=turn.generated
+        )
+        self.record.note(
+            "barge_in_heard",
+            heard=turn.heard,
+            generated=turn.generated,
+            heard_s=round(turn.heard_s, 3),
+            generated_s=round(turn.generated_s, 3),
+        )
+        fix = correction(self._truthful, turn)
+        if fix is not None:
+            self._told_model_at = self._clock()
+            await self.session.send_context(*fix)
 
     # ── Watchdog ─────────────────────────────────────────────────────────────────────────
 
@@ -625,6 +747,7 @@ class BridgedCall:
                     f"model turn stalled: nothing for {limits.model_turn_stall_s:.1f} s; nudging",
                 )
                 self._nudge_wanted = True
+            await self._run_due_recovery()
             if self._nudge_wanted:
                 self._nudge_wanted = False
                 if self._nudged_for == self.caller.stopped_at:
@@ -632,7 +755,7 @@ class BridgedCall:
                 self._nudged_for = self.caller.stopped_at
                 self.stats.nudges += 1
                 self.record.note("model_nudged")
-                await self.session.send_text(NUDGE)
+                await self._tell_model(NUDGE)
 
     # ── Transcripts ──────────────────────────────────────────────────────────────────────
 

@@ -13,11 +13,23 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from callbridge.bridge.audio import Quality
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.heard import TruthfulMode
+from callbridge.bridge.input_path import ModelInputRate, model_input_rate
+from callbridge.bridge.line_watch import WatchSettings
+from callbridge.bridge.opening import OpeningSettings
 
 CallRate = Literal[8000, 16000, 24000]
 
@@ -52,17 +64,30 @@ class TelcoflowSettings(_Strict):
         return self
 
 
+def _int_if_digits(value: object) -> object:
+    """``"8000"`` from an environment variable means the number (a Literal does not coerce)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
 class AudioSettings(_Strict):
     """The audio path. Defaults favour low latency at good quality (see README)."""
 
     call_rate: CallRate = 16000
-    model_input_rate: Literal[16000, 24000] = 16000
+    model_input_rate: Annotated[ModelInputRate, BeforeValidator(_int_if_digits)] = Field(
+        default="auto",
+        description="rate caller audio is sent to the model at (declared audio/pcm;rate=N); "
+        "auto: the call's own rate for 8 and 16 kHz calls (no resampler delay), else 16000",
+    )
     frame_ms: Annotated[int, Field(ge=10, le=200)] = 20
     resample_quality: Quality = "HQ"
     playout_high_water_s: Annotated[float, Field(gt=0.1, le=30)] = 4.0
     max_pending_agent_audio_s: Annotated[float, Field(ge=5, le=600)] = 120.0
     clear_hold_s: Annotated[float, Field(ge=0.0, le=5)] = 0.5
     max_gated_caller_audio_s: Annotated[float, Field(ge=1, le=120)] = 20.0
+
+    def model_rate(self) -> int:
+        """The rate caller audio goes to the model at (see ``callbridge.bridge.input_path``)."""
+        return model_input_rate(self.call_rate, self.model_input_rate)
 
 
 class ModelSettings(_Strict):
@@ -91,6 +116,17 @@ class ModelSettings(_Strict):
     keepalive_interval_s: Annotated[float, Field(gt=0, le=300)] = 20.0
     keepalive_timeout_s: Annotated[float, Field(gt=0, le=300)] = 60.0
     max_reconnect_attempts: Annotated[int, Field(ge=0, le=20)] = 5
+    truthful_barge_in: TruthfulMode = Field(
+        default="auto",
+        description="tell the model what the caller heard of an interrupted reply: auto = on "
+        "for families that accept role content mid-session (gemini-3.8-live), on = also a "
+        "short note for other families, off",
+    )
+    # The server's own turn-taking controls (realtimeInputConfig), call-wide; None: its default.
+    start_of_speech_sensitivity: Literal["low", "high"] | None = None
+    end_of_speech_sensitivity: Literal["low", "high"] | None = None
+    prefix_padding_ms: Annotated[int, Field(ge=0, le=5000)] | None = None
+    silence_duration_ms: Annotated[int, Field(ge=0, le=10000)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:
@@ -112,6 +148,20 @@ class ModelSettings(_Strict):
         if self.non_blocking_tools is not None:
             return self.non_blocking_tools
         return "gemini-3" not in self.model
+
+
+class OpeningConfig(_Strict):
+    """The protected opening (``callbridge.bridge.opening``): the greeting is not cut by a short
+    sound."""
+
+    protect_s: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=2.0, description="protect the first agent turn this long after its audio starts"
+    )
+    min_barge_in_s: Annotated[float, Field(gt=0, le=10)] = 0.8
+    run_gap_s: Annotated[float, Field(gt=0, le=2)] = 0.3
+
+    def guard(self) -> OpeningSettings:
+        return OpeningSettings(self.protect_s, self.min_barge_in_s, self.run_gap_s)
 
 
 TransferMode = Literal["leave", "whisper", "spy"]
@@ -141,6 +191,23 @@ class WarningSettings(_Strict):
     webhook_secret: SecretStr | None = None
     webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     webhook_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    quiet_agent_rms: Annotated[float, Field(ge=0, le=5000)] = 30.0
+    quiet_agent_audio_s: Annotated[float, Field(gt=0, le=60)] = 1.5
+    agent_tone_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    phantom_interruption_window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    phantom_resume_after_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+    max_recoveries_per_call: Annotated[int, Field(ge=0, le=20)] = 3
+
+    def line_watch(self) -> WatchSettings:
+        """The silent-failure thresholds (``callbridge.bridge.line_watch``)."""
+        return WatchSettings(
+            quiet_rms=self.quiet_agent_rms,
+            quiet_after_s=self.quiet_agent_audio_s,
+            tone_after_s=self.agent_tone_s,
+            phantom_window_s=self.phantom_interruption_window_s,
+            resume_after_s=self.phantom_resume_after_s,
+            max_recoveries=self.max_recoveries_per_call,
+        )
 
 
 class LimitSettings(_Strict):
@@ -183,6 +250,7 @@ class TenantConfig(BaseSettings):
     model: ModelSettings = ModelSettings()
     tools: ToolsSettings = ToolsSettings()
     warnings: WarningSettings = WarningSettings()
+    opening: OpeningConfig = OpeningConfig()
     limits: LimitSettings = LimitSettings()
     service: ServiceSettings = ServiceSettings()
 

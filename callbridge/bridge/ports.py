@@ -11,7 +11,7 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from callbridge.bridge.events import ModelEvent, ToolResult
 from callbridge.bridge.speech import CallerActivity
@@ -141,6 +141,12 @@ class ModelSession(Protocol):
         ...
 
     async def send_tool_result(self, result: ToolResult) -> None: ...
+
+    async def send_context(self, role: Literal["user", "model"], text: str) -> None:
+        """Add a turn with an explicit role to the model's context *without* ending the
+        user's turn (``clientContent``, ``turnComplete`` false): the model does not answer it.
+        Used to correct an interrupted reply (``callbridge.bridge.heard``)."""
+        ...
 
     def events(self) -> AsyncIterator[ModelEvent]: ...
 

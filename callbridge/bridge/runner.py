@@ -20,6 +20,7 @@ import structlog
 from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.config import TenantConfig
 from callbridge.bridge.errors import CallGone, ModelUnavailable
+from callbridge.bridge.heard import telling
 from callbridge.bridge.ports import (
     CallCommand,
     CallPort,
@@ -136,7 +137,7 @@ class CallRunner:
             tenant=self.config.tenant,
             system_instruction=self._instruction(warner),
             functions=[tool.spec for tool in self._tools.values()],
-            input_rate=self.config.audio.model_input_rate,
+            input_rate=self.config.audio.model_rate(),
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
             caller_activity=CallerActivity(call.sample_rate),
         )
@@ -145,7 +146,7 @@ class CallRunner:
             try:
                 async with asyncio.TaskGroup() as group:
                     answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
-                    session = await self._open_model(stack, request, record, warner)
+                    opened = await self._open_model(stack, request, record, warner)
             except* CallGone as gone:  # the caller hung up while we answered
                 raise gone.exceptions[0] from None
             answered = answering.result()
@@ -154,11 +155,12 @@ class CallRunner:
                 record.finish("answer_failed")
                 return None
             record.mark_answered()
-            if session is None:
+            if opened is None:
                 # Nothing to say to the caller without a model: end cleanly, do not leave dead air.
                 await _end_call(call, record)
                 record.finish("model_unavailable")
                 return None
+            session, model = opened
             human = HumanLeg()
             bridged = BridgedCall(
                 call,
@@ -170,6 +172,8 @@ class CallRunner:
                 warner=warner,
                 greeting_prompt=self.config.model.greeting_prompt,
                 caller_activity=request.caller_activity,
+                opening=self.config.opening.guard(),
+                truthful=telling(self.config.model.truthful_barge_in, model),
             )
             ctx = ToolContext(
                 call=call,
@@ -208,7 +212,8 @@ class CallRunner:
         request: SessionRequest,
         record: CallRecord,
         warner: CallWarner,
-    ) -> ModelSession | None:
+    ) -> tuple[ModelSession, str] | None:
+        """The first model that connects, and its name."""
         failures: list[str] = []
         for index, named in enumerate(self._connectors):
             try:
@@ -224,7 +229,7 @@ class CallRunner:
                     model=named.model,
                 )
             record.note("model_connected", model=named.model)
-            return session
+            return session, named.model
         warner.warn(
             WarningCode.MODEL_REQUEST_FAILED,
             "no model could be connected (" + "; ".join(failures) + "); ending the call",

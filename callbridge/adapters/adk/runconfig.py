@@ -6,6 +6,7 @@ from google.adk.agents.run_config import RunConfig
 from google.genai import types
 
 from callbridge.adapters.adk.calls import CALL_ID_KEY, TENANT_KEY
+from callbridge.adapters.gemini_live.setup import activity_config
 from callbridge.bridge.config import ModelSettings
 from callbridge.bridge.ports import SessionRequest
 
@@ -37,7 +38,8 @@ def run_config(settings: ModelSettings, request: SessionRequest) -> RunConfig:
         speech_config=speech_config(settings),
         input_audio_transcription=transcription() if settings.input_transcription else None,
         output_audio_transcription=transcription() if settings.output_transcription else None,
-        realtime_input_config=types.RealtimeInputConfig(
+        realtime_input_config=activity_config(settings)
+        or types.RealtimeInputConfig(
             automatic_activity_detection=types.AutomaticActivityDetection(disabled=False),
             activity_handling=types.ActivityHandling.START_OF_ACTIVITY_INTERRUPTS,
         ),

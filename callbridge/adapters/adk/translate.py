@@ -83,5 +83,6 @@ class EventTranslator:
             out.append(SessionNotice("model_error", detail))
         if event.turn_complete:
             self._interrupted = False
-            out.append(TurnComplete())
+            reason = event.turn_complete_reason
+            out.append(TurnComplete(reason.value if reason is not None else ""))
         return out

@@ -55,6 +55,27 @@ def _declaration(spec: FunctionSpec) -> types.FunctionDeclaration:
     )
 
 
+def activity_config(settings: ModelSettings) -> types.RealtimeInputConfig | None:
+    """The server's VAD knobs when the tenant set any (``None`` keeps every server default)."""
+    knobs: dict[str, Any] = {}
+    if settings.start_of_speech_sensitivity:
+        name = f"START_SENSITIVITY_{settings.start_of_speech_sensitivity.upper()}"
+        knobs["start_of_speech_sensitivity"] = types.StartSensitivity(name)
+    if settings.end_of_speech_sensitivity:
+        name = f"END_SENSITIVITY_{settings.end_of_speech_sensitivity.upper()}"
+        knobs["end_of_speech_sensitivity"] = types.EndSensitivity(name)
+    if settings.prefix_padding_ms is not None:
+        knobs["prefix_padding_ms"] = settings.prefix_padding_ms
+    if settings.silence_duration_ms is not None:
+        knobs["silence_duration_ms"] = settings.silence_duration_ms
+    if not knobs:
+        return None
+    return types.RealtimeInputConfig(
+        automatic_activity_detection=types.AutomaticActivityDetection(disabled=False, **knobs),
+        activity_handling=types.ActivityHandling.START_OF_ACTIVITY_INTERRUPTS,
+    )
+
+
 def live_config(
     settings: ModelSettings,
     request: SessionRequest,
@@ -92,6 +113,7 @@ def live_config(
         if settings.output_transcription
         else None,
         tools=tools,
+        realtime_input_config=activity_config(settings),
         session_resumption=types.SessionResumptionConfig(handle=handle)
         if settings.session_resumption
         else None,

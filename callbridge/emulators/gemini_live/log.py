@@ -34,6 +34,8 @@ class SessionLog:
     audio_chunks_out: int = 0  # 40 ms modelTurn audio frames sent
     audio_in_rate: int | None = None
     texts_in: list[str] = field(default_factory=list)
+    client_turns: list[tuple[str, str, bool]] = field(default_factory=list)  # clientContent
+    # (role, text, turn_complete), in arrival order; user-role texts also go to texts_in
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     tool_responses: list[dict[str, Any]] = field(default_factory=list)
     sent: list[tuple[float, str]] = field(default_factory=list)
