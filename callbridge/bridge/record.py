@@ -73,8 +73,9 @@ class CallRecord:
         """A timeline event (caller speech start, barge-in, turn start...)."""
         self._append("timeline", {"event": event, **data})
 
-    def transcript(self, speaker: str, text: str) -> None:
-        self._append("transcript", {"speaker": speaker, "text": text})
+    def transcript(self, speaker: str, text: str, **data: Any) -> None:
+        """A line; an interrupted agent line also carries ``heard`` and ``generated``."""
+        self._append("transcript", {"speaker": speaker, "text": text, **data})
 
     def command(self, command: str, ok: bool, error_code: str | None, **data: Any) -> None:
         self._append("command", {"command": command, "ok": ok, "error_code": error_code, **data})

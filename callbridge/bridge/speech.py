@@ -47,6 +47,11 @@ class CallerActivity:
         self.speaking = False
         self.stopped_at: float | None = None
 
+    @property
+    def last_voiced_at(self) -> float:
+        """When the caller's energy was last above the threshold (``-inf``: never)."""
+        return self._last_voiced
+
     def update(self, pcm: bytes) -> bool:
         """Feed one caller chunk; returns True when speech just ended."""
         now = self._clock()
