@@ -6,8 +6,8 @@
 - Vertex credentials: built once per tenant process from a service-account key file or
   Application Default Credentials, and refreshed off the event loop before a connect, so a
   call never waits for a token fetch on the loop and no call fetches its own token;
-- the setup pieces both back ends send (speech, compression, resumption, the optional
-  fields the model table allows);
+- the setup pieces both back ends send (speech, compression, resumption, the server's
+  activity detection knobs, the optional fields the model table allows);
 - what a Live close code means, and vendor exceptions turned into ``ModelUnavailable``.
 
 The raw back end (:mod:`callbridge.adapters.gemini_live`) and the ADK back end
@@ -209,6 +209,27 @@ def resumption_config(
         return None
     return types.SessionResumptionConfig(
         handle=handle, transparent=True if caps.transparent_resumption else None
+    )
+
+
+def activity_config(settings: ModelSettings) -> types.RealtimeInputConfig | None:
+    """The server's VAD knobs when the tenant set any (``None`` keeps every server default)."""
+    knobs: dict[str, Any] = {}
+    if settings.start_of_speech_sensitivity:
+        name = f"START_SENSITIVITY_{settings.start_of_speech_sensitivity.upper()}"
+        knobs["start_of_speech_sensitivity"] = types.StartSensitivity(name)
+    if settings.end_of_speech_sensitivity:
+        name = f"END_SENSITIVITY_{settings.end_of_speech_sensitivity.upper()}"
+        knobs["end_of_speech_sensitivity"] = types.EndSensitivity(name)
+    if settings.prefix_padding_ms is not None:
+        knobs["prefix_padding_ms"] = settings.prefix_padding_ms
+    if settings.silence_duration_ms is not None:
+        knobs["silence_duration_ms"] = settings.silence_duration_ms
+    if not knobs:
+        return None
+    return types.RealtimeInputConfig(
+        automatic_activity_detection=types.AutomaticActivityDetection(disabled=False, **knobs),
+        activity_handling=types.ActivityHandling.START_OF_ACTIVITY_INTERRUPTS,
     )
 
 

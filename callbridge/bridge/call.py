@@ -1,14 +1,17 @@
 """One bridged call: its tasks, feeding the turn machine and performing what it decides.
 
-The rules (turns, barge-in, playout gating, stalls, nudges) are
+The rules (turns, barge-in, playout gating, stalls, nudges, silent failures and their
+recoveries, what the caller heard of an interrupted turn) are
 :class:`callbridge.bridge.turns.TurnMachine`'s;
 the agent's side of the line is :class:`callbridge.bridge.line.AgentLine`. The tasks, all owned by
 one
-``asyncio.TaskGroup``: the caller pump (caller audio -> resample -> frames -> model, held back
-while a BLOCKING tool call is pending: Gemini closes the session (1008) on audio then), the
-model pump (events -> machine -> actions; it never awaits anything slow), AgentLine's playout
-and clearer, the tool dispatcher, the watchdog (ticks the machine, sends the nudges it asks
-for) and the supervisor (ends the group when :meth:`BridgedCall.finish` is called).
+``asyncio.TaskGroup``: the caller pump (caller audio -> the outbound etiquette or the protected
+opening -> resample -> frames -> model, held back while a BLOCKING tool call is pending: Gemini
+closes the session (1008) on audio then), the model pump (events -> machine -> actions; it never
+awaits anything slow), AgentLine's playout and clearer, the tool dispatcher, the watchdog (ticks
+the machine), the teller (sends the model the texts the machine asks for: nudges, recoveries,
+corrections) and the supervisor (ends the group when :meth:`BridgedCall.finish` is called).
+Every text the bridge sends the model passes :meth:`BridgedCall.tell_model`.
 """
 
 from __future__ import annotations
@@ -17,28 +20,34 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from callbridge.bridge import turns as t
-from callbridge.bridge.audio import Rechunker, StreamResampler, frame_bytes
+from callbridge.bridge.audio import StreamResampler, frame_bytes
 from callbridge.bridge.config import AudioSettings, WarningSettings
 from callbridge.bridge.errors import CallGone, ModelUnavailable
 from callbridge.bridge.gate import HeldAudio
+from callbridge.bridge.heard import Role, Telling
+from callbridge.bridge.input_path import caller_framer
 from callbridge.bridge.line import LINE_ACTIONS, AgentLine
+from callbridge.bridge.line_watch import LineWatch
+from callbridge.bridge.opening import OpeningGuard, OpeningSettings
 from callbridge.bridge.outbound_line import OutboundLine
 from callbridge.bridge.playout import CallStats
 from callbridge.bridge.ports import CallCommand, CallPort, ModelSession
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.speech import CallerActivity
 from callbridge.bridge.tools import HangUp, HumanLeg, ToolDispatcher, run_command
-from callbridge.bridge.turns import TurnMachine
+from callbridge.bridge.turns import NUDGE, TurnMachine
 from callbridge.bridge.warnings import CallWarner, WarningCode
 
 __all__ = ["NUDGE", "BridgedCall", "CallStats"]
 
-NUDGE = "(The caller is waiting for your spoken answer. Please answer now.)"
-"""What the watchdog tells a stalled model."""
 TICK_S = 0.25
 """Watchdog beat: a stall is noticed within its threshold + 0.25 s."""
+MAX_WAITING_TEXTS: Final = 16
+"""Texts for the model waiting for the teller (nudges and recoveries are bounded per call,
+corrections one per barge-in); past it the oldest is dropped and noted."""
 
 
 class _CallOver(Exception):
@@ -61,6 +70,8 @@ class BridgedCall:
         human: HumanLeg | None = None,
         caller_activity: CallerActivity | None = None,
         line: OutboundLine | None = None,
+        opening: OpeningSettings | None = None,
+        truthful: Telling = "off",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call, self.session, self.record, self.warner = call, session, record, warner
@@ -73,10 +84,22 @@ class BridgedCall:
         self.line = line
         """Outbound etiquette (:mod:`callbridge.bridge.outbound_line`): gates caller audio and
         times the opening; ``None`` on inbound calls."""
+        # Only an inbound opening the bridge asks for (a greeting) is protected: without one
+        # the caller speaks first, and a short "hi" must reach the model; an outbound call's
+        # opening is the outbound line's.
+        guarded = opening if opening is not None and greeting_prompt and line is None else None
+        self.opening = OpeningGuard(guarded or OpeningSettings(0.0), call.sample_rate)
+        """The protected opening (:mod:`callbridge.bridge.opening`), in the caller pump."""
+        self.line_watch = LineWatch(thresholds.line_watch(), session.output_rate)
+        """Silent failures of the model's turns (:mod:`callbridge.bridge.line_watch`), fed by
+        the turn machine."""
         self.turns = TurnMachine(
             now=clock(),
             model_turn_stall_s=thresholds.model_turn_stall_s,
             slow_model_response_s=thresholds.slow_model_response_s,
+            line_watch=self.line_watch,
+            truthful=truthful,
+            model_rate=session.output_rate,
         )
         self.agent_line = AgentLine(
             call,
@@ -91,12 +114,14 @@ class BridgedCall:
         )
         rate_in = session.input_rate
         self._in_resampler = StreamResampler(call.sample_rate, rate_in, audio.resample_quality)
-        self._to_model = Rechunker(frame := frame_bytes(rate_in, audio.frame_ms))
+        self._to_model = caller_framer(rate_in, audio.frame_ms)
+        frame = frame_bytes(rate_in, audio.frame_ms)
         # Caller audio held while a BLOCKING tool call is pending (bounded, oldest dropped).
         held_frames = max(int(audio.max_gated_caller_audio_s * 1000 / audio.frame_ms), 1)
         self._held = HeldAudio[bytes](held_frames * frame, len)
         self._done = asyncio.Event()
         self._hang_up: HangUp = "none"
+        self._texts: asyncio.Queue[t.TellModel] = asyncio.Queue(MAX_WAITING_TEXTS)
         call.on_call_error(lambda code, message: self._feed(t.CallError(code, message)))
 
     # ── Public control (also the tools' CallControl) ─────────────────────────────────────
@@ -133,10 +158,21 @@ class BridgedCall:
             self._perform([refusal])
             return False
         self.record.note("inject", text=text)
-        await self.session.send_text(
+        await self.tell_model(
             "Say this to the caller now, in your own voice, then continue: " + text
         )
         return True
+
+    async def tell_model(self, text: str, role: Role | None = None) -> None:
+        """Every text the bridge gives the model goes here (greeting, prompts, injections,
+        nudges, recoveries, corrections): the machine is told when, so a model ``interrupted``
+        right after it is not taken for a phantom one. ``role`` set: added to the model's
+        context without ending the user's turn (``ModelSession.send_context``)."""
+        self._feed(t.ToldModel())
+        if role is None:
+            await self.session.send_text(text)
+        else:
+            await self.session.send_context(role, text)
 
     # ── Running ──────────────────────────────────────────────────────────────────────────
 
@@ -154,10 +190,11 @@ class BridgedCall:
                     tg.create_task(self.agent_line.playout(), name="playout")
                     tg.create_task(self.agent_line.clearer(), name="clearer")
                     tg.create_task(self._watchdog(), name="watchdog")
+                    tg.create_task(self._teller(), name="teller")
                     if self.line is not None:
                         tg.create_task(self.line.run(self), name="outbound-line")
                     elif self._greeting:
-                        await self.session.send_text(self._greeting)
+                        await self.tell_model(self._greeting)
             except* _CallOver:
                 pass
         except asyncio.CancelledError:
@@ -191,17 +228,26 @@ class BridgedCall:
         try:
             async for chunk in self.call.caller_audio():
                 self.stats.caller_frames += 1
-                was_speaking = self.caller.speaking
+                was_speaking, voiced_at = self.caller.speaking, self.caller.last_voiced_at
                 if self.caller.update(chunk):
                     self._feed(t.CallerStopped(self.caller.silence_s()), self.caller.stopped_at)
                 elif self.caller.speaking and not was_speaking:
                     self._feed(t.CallerStarted())
-                for admitted in (chunk,) if self.line is None else self.line.feed(chunk):
+                if self.caller.last_voiced_at != voiced_at:
+                    self._feed(t.CallerVoiced(), self.caller.last_voiced_at)
+                for admitted in self._admit(chunk):
                     for frame in self._to_model.push(self._in_resampler.process(admitted)):
                         await self._send_to_model(frame)
         except CallGone:
             pass
         self.finish(self.call.end_reason)
+
+    def _admit(self, chunk: bytes) -> Iterable[bytes]:
+        """The caller audio that goes to the model now for this chunk: the outbound line's
+        etiquette decides on an outbound call, the protected opening on an inbound one."""
+        if self.line is not None:
+            return self.line.feed(chunk)
+        return self.opening.caller_frame(chunk, self._clock())
 
     async def _send_to_model(self, frame: bytes) -> None:
         if self.tools is not None and self.tools.blocking_pending:
@@ -232,16 +278,17 @@ class BridgedCall:
         self.finish("model_ended", hang_up=self._hang_up_kind())
 
     async def _watchdog(self) -> None:
-        """Tick the machine; a nudge is the one action that waits (on the model)."""
+        """Tick the machine (stalls, slow answers, due recoveries)."""
         while True:
             await asyncio.sleep(TICK_S)
-            for action in self.turns.handle(t.Tick(bool(self.agent_line.queue)), self._clock()):
-                if isinstance(action, t.Nudge):
-                    self.stats.nudges += 1
-                    self.record.note("model_nudged")
-                    await self.session.send_text(NUDGE)
-                else:
-                    self._perform([action])
+            self._feed(t.Tick(bool(self.agent_line.queue)))
+
+    async def _teller(self) -> None:
+        """Send the model the texts the machine asked for, in order (sending waits on the
+        model, so it never runs in the pumps)."""
+        while True:
+            text = await self._texts.get()
+            await self.tell_model(text.text, text.role)
 
     # ── Performing the machine's actions (never awaits: this runs in the audio pumps) ────
 
@@ -250,6 +297,10 @@ class BridgedCall:
 
     def _perform(self, actions: Iterable[t.Action]) -> None:
         for action in actions:
+            if isinstance(action, t.TurnStarted):
+                self.opening.agent_started(self._clock())
+            elif isinstance(action, t.TurnEnded):
+                self.opening.agent_turn_ended()
             if isinstance(action, LINE_ACTIONS):
                 self.agent_line.perform(action)
                 continue
@@ -260,8 +311,8 @@ class BridgedCall:
                     self.record.note(event, **data)
                 case t.RecordCommand(command=command, ok=ok, error_code=error_code):
                     self.record.command(command, ok, error_code)
-                case t.Transcribe(speaker=speaker, text=text):
-                    self.record.transcript(speaker, text)
+                case t.Transcribe(speaker=speaker, text=text, data=data):
+                    self.record.transcript(speaker, text, **data)
                 case t.RecordUsage(usage=usage):
                     self.record.add_usage(dict(usage))
                 case t.SubmitTool(call=tool_call):
@@ -270,3 +321,15 @@ class BridgedCall:
                 case t.CancelTools(call_ids=ids):
                     if self.tools is not None:
                         self.tools.cancel(ids)
+                case t.TellModel(nudge=nudge):
+                    if nudge:
+                        self.stats.nudges += 1
+                    self._queue_text(action)
+
+    def _queue_text(self, text: t.TellModel) -> None:
+        """Hand a text to the teller; a full queue (the model not taking texts) loses the
+        oldest."""
+        if self._texts.full():
+            lost = self._texts.get_nowait()
+            self.record.note("model_text_dropped", text=lost.text[:80])
+        self._texts.put_nowait(text)

@@ -16,11 +16,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from callbridge.bridge.audio import Quality
 from callbridge.bridge.errors import ConfigError
+from callbridge.bridge.heard import TruthfulMode
+from callbridge.bridge.input_path import ModelInputRate, model_input_rate
+from callbridge.bridge.line_watch import WatchSettings
 from callbridge.bridge.models import (
     DEFAULT_MODEL,
     OVERRIDABLE,
@@ -29,6 +40,7 @@ from callbridge.bridge.models import (
     capabilities,
     setup_problems,
 )
+from callbridge.bridge.opening import OpeningSettings
 from callbridge.bridge.privacy import Redactor
 
 CallRate = Literal[8000, 16000, 24000]
@@ -71,13 +83,19 @@ class TelcoflowSettings(_Strict):
         return self
 
 
+def _int_if_digits(value: object) -> object:
+    """``"8000"`` from an environment variable means the number (a Literal does not coerce)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
 class AudioSettings(_Strict):
     """The audio path. Defaults favour low latency at good quality (see README)."""
 
     call_rate: CallRate = 16000
-    """Sample rate of the Telcoflow leg (Hz); 16000 needs no resampling toward the model."""
-    model_input_rate: Literal[16000, 24000] = 16000
-    """Sample rate of the audio sent to the model (Hz)."""
+    """Sample rate of the Telcoflow leg (Hz); 8000 and 16000 go to the model as they are."""
+    model_input_rate: Annotated[ModelInputRate, BeforeValidator(_int_if_digits)] = "auto"
+    """Rate caller audio is sent to the model at (declared `audio/pcm;rate=N`); `auto`: the
+    call's own rate for 8 and 16 kHz calls (no resampler delay), else 16000."""
     frame_ms: Annotated[int, Field(ge=10, le=200)] = 20
     """Caller audio goes to the model in frames of this many milliseconds."""
     resample_quality: Quality = "HQ"
@@ -91,6 +109,10 @@ class AudioSettings(_Strict):
     max_gated_caller_audio_s: Annotated[float, Field(ge=1, le=120)] = 20.0
     """Caller audio held while a BLOCKING tool runs; beyond it the oldest is dropped
     (`CALLER_AUDIO_DROPPED`)."""
+
+    def model_rate(self) -> int:
+        """The rate caller audio goes to the model at (see ``callbridge.bridge.input_path``)."""
+        return model_input_rate(self.call_rate, self.model_input_rate)
 
 
 class ModelSettings(_Strict):
@@ -167,6 +189,19 @@ class ModelSettings(_Strict):
     """A ping unanswered this long drops the connection (then it reconnects)."""
     max_reconnect_attempts: Annotated[int, Field(ge=0, le=20)] = 5
     """Reconnect attempts after an unplanned drop before the call ends."""
+    truthful_barge_in: TruthfulMode = "auto"
+    """Tell the model what the caller heard of an interrupted reply: `auto`: where the model
+    table says it accepts role content mid-session (3.8); `on`: a short note for other models
+    too; `off`."""
+    # The server's own turn-taking controls (realtimeInputConfig), call-wide; None: its default.
+    start_of_speech_sensitivity: Literal["low", "high"] | None = None
+    """Server VAD start-of-speech sensitivity, for the whole call; unset: the server's."""
+    end_of_speech_sensitivity: Literal["low", "high"] | None = None
+    """Server VAD end-of-speech sensitivity, for the whole call; unset: the server's."""
+    prefix_padding_ms: Annotated[int, Field(ge=0, le=5000)] | None = None
+    """Speech needed before the server VAD commits to a start of speech; unset: the server's."""
+    silence_duration_ms: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """Silence that ends the caller's speech for the server VAD; unset: the server's."""
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:
@@ -221,6 +256,21 @@ class ModelSettings(_Strict):
         return self.caps(model).tools_non_blocking()
 
 
+class OpeningConfig(_Strict):
+    """The protected opening (``callbridge.bridge.opening``): the greeting is not cut by a short
+    sound. Inbound calls with a `model.greeting_prompt` only (outbound calls have their own)."""
+
+    protect_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+    """Protect the first agent turn this long after its audio starts; 0: no protection."""
+    min_barge_in_s: Annotated[float, Field(gt=0, le=10)] = 0.8
+    """Caller speech this long during the opening is a real barge-in (shorter is muted)."""
+    run_gap_s: Annotated[float, Field(gt=0, le=2)] = 0.3
+    """Quiet this long ends a run of caller speech during the opening."""
+
+    def guard(self) -> OpeningSettings:
+        return OpeningSettings(self.protect_s, self.min_barge_in_s, self.run_gap_s)
+
+
 TransferMode = Literal["leave", "whisper", "spy"]
 
 
@@ -268,6 +318,30 @@ class WarningSettings(_Strict):
     """Each webhook attempt gives up after this long."""
     webhook_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     """Warnings waiting for delivery; the oldest is dropped when full."""
+    quiet_agent_rms: Annotated[float, Field(ge=0, le=5000)] = 30.0
+    """Agent audio below this RMS is near-silent (`AGENT_AUDIO_NEAR_SILENT`)."""
+    quiet_agent_audio_s: Annotated[float, Field(gt=0, le=60)] = 1.5
+    """`AGENT_AUDIO_NEAR_SILENT` after this much near-silent agent audio in one turn."""
+    agent_tone_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    """`AGENT_AUDIO_TONE` after this much steady tone without a transcript."""
+    phantom_interruption_window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    """`interrupted` with no caller voice and no bridge input for this long is a phantom
+    (`MODEL_PHANTOM_INTERRUPTION`)."""
+    phantom_resume_after_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+    """After a phantom interruption, ask the model to continue if it is silent this long."""
+    max_recoveries_per_call: Annotated[int, Field(ge=0, le=20)] = 3
+    """Silent-failure recoveries (nudges) per call; past it a symptom is only reported."""
+
+    def line_watch(self) -> WatchSettings:
+        """The silent-failure thresholds (``callbridge.bridge.line_watch``)."""
+        return WatchSettings(
+            quiet_rms=self.quiet_agent_rms,
+            quiet_after_s=self.quiet_agent_audio_s,
+            tone_after_s=self.agent_tone_s,
+            phantom_window_s=self.phantom_interruption_window_s,
+            resume_after_s=self.phantom_resume_after_s,
+            max_recoveries=self.max_recoveries_per_call,
+        )
 
 
 class LimitSettings(_Strict):
@@ -561,6 +635,7 @@ class TenantConfig(BaseSettings):
     model: ModelSettings = ModelSettings()
     tools: ToolsSettings = ToolsSettings()
     warnings: WarningSettings = WarningSettings()
+    opening: OpeningConfig = OpeningConfig()
     limits: LimitSettings = LimitSettings()
     service: ServiceSettings = ServiceSettings()
     outbound: OutboundSettings = OutboundSettings()

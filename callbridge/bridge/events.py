@@ -32,7 +32,12 @@ class GenerationComplete:
 
 @dataclass(frozen=True, slots=True)
 class TurnComplete:
-    """The model's turn is over; the next audio belongs to a new turn."""
+    """The model's turn is over; the next audio belongs to a new turn.
+
+    ``reason`` is the server's ``turnCompleteReason`` when it gave one (``RESPONSE_REJECTED``...).
+    """
+
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@
   wiped by the clear or plays stale audio.
 
 What to write and when is :class:`~callbridge.bridge.playout.PlayoutQueue`'s decision; what happened
-(audio played, the clear done) goes back to the machine through ``feed``.
+(audio played, the clear done and how much of the interrupted turn the caller heard) goes back
+to the machine through ``feed``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,30 @@ from callbridge.bridge import turns as t
 from callbridge.bridge.audio import StreamResampler
 from callbridge.bridge.config import AudioSettings
 from callbridge.bridge.errors import CallGone, CommandFailed, PlaybackFull
+from callbridge.bridge.heard import heard_seconds
 from callbridge.bridge.playout import PACE_S, CallStats, PlayoutQueue
 from callbridge.bridge.ports import CallPort
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.warnings import CallWarner, WarningCode
 
-LineAction = t.QueueAudio | t.FlushAudio | t.DropAudio | t.ClearLine | t.Cleared | t.TurnStarted
-LINE_ACTIONS = (t.QueueAudio, t.FlushAudio, t.DropAudio, t.ClearLine, t.Cleared, t.TurnStarted)
+LineAction = (
+    t.QueueAudio
+    | t.FlushAudio
+    | t.DropAudio
+    | t.ClearLine
+    | t.Cleared
+    | t.TurnStarted
+    | t.TurnEnded
+)
+LINE_ACTIONS = (
+    t.QueueAudio,
+    t.FlushAudio,
+    t.DropAudio,
+    t.ClearLine,
+    t.Cleared,
+    t.TurnStarted,
+    t.TurnEnded,
+)
 
 
 class AgentLine:
@@ -59,6 +77,10 @@ class AgentLine:
         self._clear_wanted, self._clear_idle = asyncio.Event(), asyncio.Event()
         self._clear_idle.set()
         self._clear_for = 0.0
+        # What the caller can have heard of the current turn: the audio written to the call
+        # after everything queued before the turn (its start mark), up to a barge-in.
+        self._turn_mark = 0
+        self._written_for_clear = 0
 
     def perform(self, action: LineAction) -> None:
         """Never awaits: this runs in the model pump."""
@@ -67,10 +89,14 @@ class AgentLine:
                 self._overflowed(self.queue.push(self._resampler.process(pcm)))
             case t.FlushAudio(play=play):
                 self._overflowed(self.queue.end_turn(self._resampler.flush(), play=play))
-            case t.DropAudio(barge_in=False):
+            case t.DropAudio(barge_in=False, cut=False):
                 self.queue.drop()
+            case t.DropAudio(barge_in=False, cut=True):
+                self.queue.drop(new_turn=True)
+                self._resampler.reset()
             case t.DropAudio(barge_in=True, played_s=played):
                 started = self._clock()
+                self._written_for_clear = max(0, self.stats.agent_bytes_written - self._turn_mark)
                 dropped = self.queue.drop(new_turn=True)
                 self._resampler.reset()
                 self.stats.interrupts += 1
@@ -85,8 +111,11 @@ class AgentLine:
                 self._kick.set()
             case t.TurnStarted():
                 self.record.note("agent_turn_start")
+                self._turn_mark = self.stats.agent_bytes_written + self.queue.pending_bytes
                 if self.stats.first_agent_audio_s is None:
                     self.stats.first_agent_audio_s = self.record.elapsed()
+            case t.TurnEnded():
+                self.record.note("agent_turn_end")
             case t.Cleared(cleared_bytes=cleared, took_s=took):
                 self.stats.interrupt_to_clear_s.append(took)
                 self.record.note(
@@ -153,16 +182,19 @@ class AgentLine:
         while True:
             await self._clear_wanted.wait()
             self._clear_wanted.clear()
-            requested_at = self._clear_for
+            requested_at, written = self._clear_for, self._written_for_clear
+            bytes_per_s = self.queue.bytes_per_s
             try:
                 cleared = await self.call.clear_audio()
             except CommandFailed as exc:
-                self._feed(t.ClearDone(requested_at, error_code=exc.error_code))
+                heard_s = heard_seconds(written, None, bytes_per_s)
+                self._feed(t.ClearDone(requested_at, error_code=exc.error_code, heard_s=heard_s))
             except CallGone:
                 self._gone()
                 return
             else:
-                self._feed(t.ClearDone(requested_at, cleared_bytes=cleared))
+                heard_s = heard_seconds(written, cleared, bytes_per_s)
+                self._feed(t.ClearDone(requested_at, cleared_bytes=cleared, heard_s=heard_s))
             finally:
                 if not self._clear_wanted.is_set():
                     self._clear_idle.set()

@@ -31,7 +31,6 @@ from typing import Literal, Protocol
 from callbridge.bridge.amd import DetectorSettings, FrameKind, LineDetector, Verdict, classify_frame
 from callbridge.bridge.audio import duration_s
 from callbridge.bridge.outbound import DialOutcome
-from callbridge.bridge.ports import ModelSession
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.tools import HangUp
 
@@ -49,10 +48,10 @@ class LineControl(Protocol):
     """What the line needs from the bridged call (``callbridge.bridge.call.BridgedCall`` provides
     it)."""
 
-    session: ModelSession
-
     @property
     def agent_speaking(self) -> bool: ...
+
+    async def tell_model(self, text: str) -> None: ...
 
     async def wait_until_played(self, timeout_s: float) -> bool: ...
 
@@ -166,7 +165,7 @@ class OutboundLine:
         spoke = self.detector.heard_speech
         self._record.note("callee_detected", kind="person", spoke_first=spoke)
         self.phase = "opening"
-        await control.session.send_text(self._policy.opening_prompt)
+        await control.tell_model(self._policy.opening_prompt)
         await self._spoken(control)
         if self.phase == "opening":
             # The next feed() hands what was held to the model, before the new chunk.
@@ -185,7 +184,7 @@ class OutboundLine:
             self._changed.clear()
             await self._changed.wait()
         self._record.note("voicemail_message", beep=self.detector.beep_heard)
-        await control.session.send_text(self._policy.voicemail_prompt)
+        await control.tell_model(self._policy.voicemail_prompt)
         await self._spoken(control)
         self.outcome = DialOutcome.VOICEMAIL_LEFT
         self.phase = "done"

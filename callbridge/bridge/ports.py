@@ -11,7 +11,7 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from callbridge.bridge.events import ModelEvent, ToolResult
 from callbridge.bridge.speech import CallerActivity
@@ -144,6 +144,12 @@ class ModelSession(Protocol):
         ...
 
     async def send_tool_result(self, result: ToolResult) -> None: ...
+
+    async def send_context(self, role: Literal["user", "model"], text: str) -> None:
+        """Add a turn with an explicit role to the model's context *without* ending the
+        user's turn (``clientContent``, ``turnComplete`` false): the model does not answer it.
+        Used to correct an interrupted reply (``callbridge.bridge.heard``)."""
+        ...
 
     def bind_call(self, ctx: ToolContext) -> None:
         """The bridged call's tool context, once the call is bridged.

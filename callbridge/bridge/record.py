@@ -80,10 +80,13 @@ class CallRecord:
         """A timeline event (caller speech start, barge-in, turn start...)."""
         self._append("timeline", {"event": event, **data})
 
-    def transcript(self, speaker: str, text: str) -> None:
+    def transcript(self, speaker: str, text: str, **data: Any) -> None:
+        """A line; an interrupted agent line also carries ``heard`` and ``generated`` (redacted
+        like the text: they are the same words)."""
         if self.redact is not None:
             text = self.redact(text)
-        self._append("transcript", {"speaker": speaker, "text": text})
+            data = {k: self.redact(v) if isinstance(v, str) else v for k, v in data.items()}
+        self._append("transcript", {"speaker": speaker, "text": text, **data})
 
     def command(self, command: str, ok: bool, error_code: str | None, **data: Any) -> None:
         self._append("command", {"command": command, "ok": ok, "error_code": error_code, **data})

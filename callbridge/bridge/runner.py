@@ -22,6 +22,7 @@ from callbridge.bridge.call import BridgedCall
 from callbridge.bridge.config import ModelPrice, TenantConfig
 from callbridge.bridge.cost import call_cost
 from callbridge.bridge.errors import CallGone, CallNotServed, ModelUnavailable
+from callbridge.bridge.heard import telling
 from callbridge.bridge.outbound import DialOutcome, outcome_for_code
 from callbridge.bridge.outbound_line import LinePolicy, OutboundLine
 from callbridge.bridge.ports import (
@@ -224,7 +225,7 @@ class CallRunner:
                 warner, None if plan is None else plan.instruction
             ),
             functions=[tool.spec for tool in self._tools.values()],
-            input_rate=self.config.audio.model_input_rate,
+            input_rate=self.config.audio.model_rate(),
             caller=mask_number(call.caller, full=self.config.service.log_full_numbers),
             caller_activity=CallerActivity(call.sample_rate),
         )
@@ -236,13 +237,13 @@ class CallRunner:
                     code = getattr(call, "error_code", None) or answered.error_code
                     record.finish(outcome_for_code(code).value)
                     return None
-                session = await self._open_model(stack, request, record, warner)
+                opened = await self._open_model(stack, request, record, warner)
             else:
                 # Answer while the model session opens: the SDK queues caller audio meanwhile.
                 try:
                     async with asyncio.TaskGroup() as group:
                         answering = group.create_task(call.answer(), name=f"answer-{call.call_id}")
-                        session = await self._open_model(stack, request, record, warner)
+                        opened = await self._open_model(stack, request, record, warner)
                 except* CallNotServed as failed:  # our voice socket would not open
                     raise failed.exceptions[0] from None
                 except* CallGone as gone:  # the caller hung up while we answered
@@ -253,11 +254,12 @@ class CallRunner:
                 record.finish("answer_failed")
                 return None
             record.mark_answered()
-            if session is None:
+            if opened is None:
                 # Nothing to say to the caller without a model: end cleanly, do not leave dead air.
                 await _end_call(call, record)
                 record.finish("model_unavailable" if plan is None else DialOutcome.FAILED.value)
                 return None
+            session, model = opened
             human = HumanLeg()
             bridged = BridgedCall(
                 call,
@@ -270,6 +272,11 @@ class CallRunner:
                 greeting_prompt=self.config.model.greeting_prompt,
                 caller_activity=request.caller_activity,
                 line=None if plan is None else OutboundLine(call.sample_rate, plan.policy, record),
+                opening=self.config.opening.guard(),
+                truthful=telling(
+                    self.config.model.truthful_barge_in,
+                    self.config.model.caps(model).role_content_mid_session,
+                ),
             )
             ctx = ToolContext(
                 call=call,
@@ -306,7 +313,8 @@ class CallRunner:
         request: SessionRequest,
         record: CallRecord,
         warner: CallWarner,
-    ) -> ModelSession | None:
+    ) -> tuple[ModelSession, str] | None:
+        """The first model that connects, and its name."""
         failures: list[str] = []
         for index, named in enumerate(self._connectors):
             try:
@@ -329,7 +337,7 @@ class CallRunner:
             else:
                 log.info("no_price_for_model", model=named.model, call_id=request.call_id)
             record.note("model_connected", model=named.model)
-            return session
+            return session, named.model
         warner.warn(
             WarningCode.MODEL_REQUEST_FAILED,
             "no model could be connected (" + "; ".join(failures) + "); ending the call",

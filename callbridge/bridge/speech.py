@@ -54,6 +54,11 @@ class CallerActivity:
         """How long since the last voiced frame (at a stop: the hangover, about)."""
         return self._clock() - self._last_voiced
 
+    @property
+    def last_voiced_at(self) -> float:
+        """When the caller's energy was last above the threshold (``-inf``: never)."""
+        return self._last_voiced
+
     def update(self, pcm: bytes) -> bool:
         """Feed one caller chunk; returns True when speech just ended."""
         now = self._clock()

@@ -9,7 +9,11 @@ time it happened, and performs the actions it returns, in order.
 Rule 1: every decision about turns lives here. The phase of the agent's turn is a literal
 table (:data:`TRANSITIONS`); everything else the rules need (what the current turn has
 produced, when the caller stopped, who was nudged for what) is state of :class:`TurnMachine`,
-changed only by :meth:`TurnMachine.handle`.
+changed only by :meth:`TurnMachine.handle`. The machine also owns the pure detectors of what
+the caller hears: :class:`~callbridge.bridge.line_watch.LineWatch` (silent failures of a model
+turn, each with one bounded recovery) and the interrupted turn's words on its audio timeline
+(:mod:`callbridge.bridge.heard`: what the caller really heard of it, and the correction the
+model is told).
 
 Rule 2: actions are values. The machine never touches audio bytes beyond passing them on,
 never awaits and never measures time; the runner resamples, queues, writes and clears.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any, Final, assert_never
 
 from callbridge.bridge.events import (
     GenerationComplete,
@@ -41,10 +45,14 @@ from callbridge.bridge.events import (
     TurnComplete,
     Usage,
 )
+from callbridge.bridge.heard import Role, Spoken, Telling, TurnText, correction, heard
+from callbridge.bridge.line_watch import NUDGES, Finding, LineWatch, Recovery
 from callbridge.bridge.warnings import WarningCode
 
 WARN_NOTICES = frozenset({"reconnected", "resume_rejected"})
 """Session notices that mean the model connection failed (planned rotations do not warn)."""
+NUDGE: Final = "(The caller is waiting for your spoken answer. Please answer now.)"
+"""What a stalled model is told."""
 
 
 # ── Call-side input events (model events are ``callbridge.bridge.events.ModelEvent``)
@@ -67,16 +75,31 @@ class CallerStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerVoiced:
+    """A caller frame above the speech threshold arrived (even a blip too short to count as
+    speaking): a model ``interrupted`` soon after it is a real barge-in, not a phantom."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToldModel:
+    """The bridge sent the model a text (greeting, nudge, injection, correction): a model
+    ``interrupted`` soon after it is the bridge's own doing, not a phantom."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClearDone:
     """The line clear after a barge-in finished: ``error_code`` set if the server refused.
 
     ``requested_at`` is from the :class:`ClearLine` the clear answered, so overlapping
-    barge-ins still time each clear from its own request.
+    barge-ins still time each clear from its own request. ``heard_s`` is how much of the
+    interrupted turn's audio the caller heard: what was written to the call before the
+    barge-in, less what the clear dropped unplayed (all of it when the clear failed).
     """
 
     requested_at: float
     cleared_bytes: int = 0
     error_code: str | None = None
+    heard_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +131,37 @@ class CallError:
     message: str
 
 
-CallSideEvent = CallerStarted | CallerStopped | ClearDone | Played | AgentAudio | Tick | CallError
+CallSideEvent = (
+    CallerStarted
+    | CallerStopped
+    | CallerVoiced
+    | ToldModel
+    | ClearDone
+    | Played
+    | AgentAudio
+    | Tick
+    | CallError
+)
 TurnEvent = ModelEvent | CallSideEvent
-CALL_SIDE = (CallerStarted, CallerStopped, ClearDone, Played, AgentAudio, Tick, CallError)
+CALL_SIDE = (
+    CallerStarted,
+    CallerStopped,
+    CallerVoiced,
+    ToldModel,
+    ClearDone,
+    Played,
+    AgentAudio,
+    Tick,
+    CallError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCut:
+    """The machine's own event, never fed from outside: a silent failure
+    (``AGENT_AUDIO_TONE``) cut the agent's turn, which is then discarded like a barged-in one.
+    :meth:`TurnMachine.handle` applies its row of :data:`TRANSITIONS` after the event that
+    found it."""
 
 
 # ── Actions ─────────────────────────────────────────────────────────────────────────────
@@ -134,9 +185,12 @@ class FlushAudio:
 @dataclass(frozen=True, slots=True)
 class DropAudio:
     """Drop queued agent audio. On a barge-in also reset the resampler and record it, with
-    ``played_s``: how much of the interrupted turn had played (written less still buffered)."""
+    ``played_s``: how much of the interrupted turn had played (written less still buffered);
+    on a ``cut`` (a silent failure ended the turn) reset it the same way, not counted as a
+    barge-in."""
 
     barge_in: bool
+    cut: bool = False
     played_s: float = 0.0
 
 
@@ -156,8 +210,19 @@ class TurnStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class Nudge:
-    """Tell the stalled model to answer now (at most once per caller utterance)."""
+class TurnEnded:
+    """The agent's turn (one that played, not a barged-in one) has ended: record it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TellModel:
+    """Send the model a text: with ``role`` unset a user text turn it answers (a nudge, a
+    recovery); with ``role`` set a turn added to its context without ending the user's turn
+    (the correction after a barge-in). ``nudge``: count it in the call's nudges."""
+
+    text: str
+    role: Role | None = None
+    nudge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +257,12 @@ class RecordCommand:
 
 @dataclass(frozen=True, slots=True)
 class Transcribe:
-    """One finished line of the transcript."""
+    """One finished line of the transcript; ``data`` goes with it (an interrupted agent line:
+    ``heard`` and ``generated``)."""
 
     speaker: Speaker
     text: str
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +286,8 @@ Action = (
     | DropAudio
     | ClearLine
     | TurnStarted
-    | Nudge
+    | TurnEnded
+    | TellModel
     | Warn
     | Note
     | Cleared
@@ -245,7 +313,7 @@ class Phase(enum.Enum):
 
 IDLE, SPEAKING, DISCARDING = Phase.IDLE, Phase.SPEAKING, Phase.DISCARDING
 
-TRANSITIONS: Mapping[tuple[Phase, type[TurnEvent]], Phase] = {
+TRANSITIONS: Mapping[tuple[Phase, type[TurnEvent | TurnCut]], Phase] = {
     (IDLE, ModelAudio): SPEAKING,
     (IDLE, Interrupted): DISCARDING,
     (IDLE, TurnComplete): IDLE,
@@ -253,6 +321,7 @@ TRANSITIONS: Mapping[tuple[Phase, type[TurnEvent]], Phase] = {
     (SPEAKING, TurnComplete): IDLE,
     (DISCARDING, Interrupted): DISCARDING,
     (DISCARDING, TurnComplete): IDLE,
+    (SPEAKING, TurnCut): DISCARDING,
 }
 """Phase changes; an event not listed for a phase leaves the phase as it is."""
 
@@ -264,8 +333,18 @@ class TurnMachine:
     """Turn, barge-in and stall rules of one call (see the module docstring)."""
 
     def __init__(
-        self, *, now: float, model_turn_stall_s: float, slow_model_response_s: float
+        self,
+        *,
+        now: float,
+        model_turn_stall_s: float,
+        slow_model_response_s: float,
+        line_watch: LineWatch | None = None,
+        truthful: Telling = "off",
+        model_rate: int = 24000,
     ) -> None:
+        """``line_watch``: the silent-failure detector (``None``: none watched);
+        ``truthful``: how the model is told what the caller heard of an interrupted turn
+        (:func:`callbridge.bridge.heard.telling`); ``model_rate``: the model's audio rate."""
         self.stall_s = model_turn_stall_s
         self.slow_s = slow_model_response_s
         self.phase = IDLE
@@ -273,6 +352,18 @@ class TurnMachine:
         self.interrupted_at: float | None = None
         self.caller_speaking = False
         self.caller_stopped_at: float | None = None
+        self.line_watch = line_watch
+        self._truthful = truthful
+        self._model_bytes_per_s = model_rate * 2
+        self._caller_voiced_at = float("-inf")
+        self._told_model_at = float("-inf")
+        # A silent failure's recovery waits for its time: (what, due, agent chunks then).
+        self._recovery: tuple[Recovery, float, int] | None = None
+        self._cut = False
+        # The current turn's words on its audio timeline, and an interrupted turn's words
+        # waiting for its clear to say how much of it was heard.
+        self._spoken = TurnText()
+        self._pending_heard: Spoken | None = None
         # A stall is measured from the call's start until the model first speaks.
         self._last_model_activity = now
         self._playout_until = now
@@ -293,6 +384,9 @@ class TurnMachine:
         """Apply one event that happened at ``now``; returns the actions to perform, in order."""
         actions = self._actions(event, now)
         self.phase = TRANSITIONS.get((self.phase, type(event)), self.phase)
+        if self._cut:  # a finding cut the turn while handling the event
+            self._cut = False
+            self.phase = TRANSITIONS.get((self.phase, TurnCut), self.phase)
         return actions
 
     def refuse_inject(self, *, audio_queued: bool) -> Warn | None:
@@ -311,7 +405,12 @@ class TurnMachine:
 
     def flush_transcripts(self) -> list[Action]:
         """Pending transcript text as finished lines (the call is ending)."""
-        return [*self._flush_caller(), *self._flush_agent()]
+        unheard: list[Action] = []
+        if self._pending_heard is not None and self._pending_heard.generated:
+            # The call ended before the clear said how much of it was heard.
+            unheard = [Transcribe("agent", self._pending_heard.generated + " [interrupted]")]
+        self._pending_heard = None
+        return [*self._flush_caller(), *unheard, *self._flush_agent()]
 
     def _actions(self, event: TurnEvent, now: float) -> list[Action]:
         if isinstance(event, CALL_SIDE):
@@ -319,31 +418,36 @@ class TurnMachine:
         self._last_model_activity = now
         match event:
             case ModelAudio(pcm=pcm):
-                return self._model_audio(pcm)
+                return self._model_audio(pcm, now)
             case Interrupted():
-                self.interrupted_at = now
-                unplayed = max(0.0, self._playout_until - now)
-                played = max(0.0, self._turn_written_s - unplayed)
-                self._playout_until = now
-                return [
-                    DropAudio(barge_in=True, played_s=played),
-                    *self._flush_agent(" [interrupted]"),
-                    ClearLine(now),
-                ]
+                return self._interrupted(now)
             case GenerationComplete():
+                if self.line_watch is not None:
+                    self.line_watch.generation_complete()
                 return [] if self.phase is DISCARDING else [FlushAudio(self.agent_audio_enabled)]
-            case TurnComplete():
-                return self._turn_complete()
+            case TurnComplete(reason=reason):
+                found: list[Action] = []
+                if self.line_watch is not None:
+                    found = self._finding(self.line_watch.turn_complete(reason), now)
+                return [*found, *self._turn_complete(silent_failure_handled=bool(found))]
             case Transcript(speaker=speaker, text=text, finished=finished):
                 (self._agent_text if speaker == "agent" else self._caller_text).append(text)
+                if speaker == "agent":
+                    self._spoken.text(text)
+                    if self.line_watch is not None:
+                        self.line_watch.agent_text(text)
                 # Real models finish the caller's transcript late; keep lines in order.
                 return self._flush_caller() if finished and speaker == "caller" else []
             case ToolCall(name=name):
                 self._turn_had_content = self._tool_in_turn = True
+                if self.line_watch is not None:
+                    self.line_watch.tool_call()
                 note = Note("tool_call", {"name": name})
-                return [note, *self.flush_transcripts(), SubmitTool(event)]
+                return [note, *self._flush_caller(), *self._flush_agent(), SubmitTool(event)]
             case ToolRunByModelSide(name=name):
                 self._turn_had_content = self._tool_in_turn = True
+                if self.line_watch is not None:
+                    self.line_watch.tool_call()
                 return [Note("tool_call", {"name": name, "run_by": "model_side"})]
             case ToolCallCancelled(call_ids=ids):
                 return [Note("tool_call_cancelled", {"ids": list(ids)}), CancelTools(ids)]
@@ -374,9 +478,15 @@ class TurnMachine:
                 self.caller_speaking = False
                 self.caller_stopped_at = now
                 return [Note("caller_stopped_speaking", {"silence_ms": round(silence * 1000)})]
-            case ClearDone(requested_at=at, cleared_bytes=cleared, error_code=None):
-                return [Cleared(cleared, now - at)]
-            case ClearDone(error_code=code):
+            case CallerVoiced():
+                self._caller_voiced_at = now
+                return []
+            case ToldModel():
+                self._told_model_at = now
+                return []
+            case ClearDone(requested_at=at, cleared_bytes=cleared, error_code=None, heard_s=h):
+                return [Cleared(cleared, now - at), *self._report_heard(h)]
+            case ClearDone(error_code=code, heard_s=h):
                 message = (
                     f"agent.interrupt failed with {code}; the caller may hear up to the "
                     "server's prefetch of stale audio"
@@ -385,6 +495,7 @@ class TurnMachine:
                 return [
                     Warn(WarningCode.CALL_COMMAND_FAILED, message, details),
                     RecordCommand("agent.interrupt", False, code),
+                    *self._report_heard(h),
                 ]
             case Played(seconds=seconds):
                 self._playout_until = max(now, self._playout_until) + seconds
@@ -408,7 +519,7 @@ class TurnMachine:
             case _:
                 assert_never(event)
 
-    def _model_audio(self, pcm: bytes) -> list[Action]:
+    def _model_audio(self, pcm: bytes, now: float) -> list[Action]:
         if self.phase is DISCARDING:
             return []
         actions: list[Action] = []
@@ -416,14 +527,91 @@ class TurnMachine:
             self._turn_written_s = 0.0
             actions += [*self._flush_caller(), TurnStarted()]
         self._turn_had_content = True
+        self._spoken.audio(len(pcm) / self._model_bytes_per_s)
+        if self.line_watch is not None:
+            actions += self._finding(self.line_watch.agent_audio(pcm), now)
+            if self._cut:
+                return actions  # the finding cut this turn's audio
         if self.agent_audio_enabled:
             actions.append(QueueAudio(pcm))
         return actions
 
-    def _turn_complete(self) -> list[Action]:
+    def _interrupted(self, now: float) -> list[Action]:
+        """Barge-in: drop unplayed audio now; the line clear runs beside the audio path."""
+        found: list[Action] = []
+        if self.line_watch is not None:
+            since_caller, since_told = now - self._caller_voiced_at, now - self._told_model_at
+            found = self._finding(self.line_watch.interrupted(since_caller, since_told), now)
+        self.interrupted_at = now
+        played = max(0.0, self._turn_written_s - max(0.0, self._playout_until - now))
+        self._playout_until = now
+        spoken = self._spoken.take()
+        if self._truthful == "off":
+            line = self._flush_agent(" [interrupted]")
+        else:  # the line is written once the clear says how much was heard
+            line = []
+            self._agent_text.clear()
+            self._pending_heard = spoken
+        return [*found, DropAudio(barge_in=True, played_s=played), *line, ClearLine(now)]
+
+    def _report_heard(self, heard_s: float) -> list[Action]:
+        """The interrupted turn's line as the caller heard it, and the model's correction."""
+        if self._pending_heard is None:
+            return []
+        turn = heard(self._pending_heard, heard_s)
+        self._pending_heard = None
+        words = {"heard": turn.heard, "generated": turn.generated}
+        actions: list[Action] = [
+            Transcribe("agent", turn.heard + " [interrupted]", words),
+            Note(
+                "barge_in_heard",
+                {
+                    **words,
+                    "heard_s": round(turn.heard_s, 3),
+                    "generated_s": round(turn.generated_s, 3),
+                },
+            ),
+        ]
+        fix = correction(self._truthful, turn)
+        if fix is not None:
+            role, text = fix
+            actions.append(TellModel(text, role=role))
+        return actions
+
+    def _finding(self, finding: Finding | None, now: float) -> list[Action]:
+        """A silent failure: warn, cut the turn if its recovery says so, schedule the recovery."""
+        if finding is None:
+            return []
+        actions: list[Action] = [
+            Warn(finding.code, finding.description, {"recovery": finding.recovery}),
+            Note("silent_failure", {"code": finding.code.value, "recovery": finding.recovery}),
+        ]
+        if finding.recovery == "cut_and_repeat":
+            self._cut = True
+            self._playout_until = now
+            actions += [DropAudio(barge_in=False, cut=True), ClearLine(now)]
+        if finding.recovery is not None and self.line_watch is not None:
+            chunks = self.line_watch.audio_chunks
+            self._recovery = (finding.recovery, now + finding.after_s, chunks)
+        return actions
+
+    def _due_recovery(self, now: float) -> list[Action]:
+        """A pending recovery once it is due; a "continue" is dropped if the model spoke
+        again meanwhile (it recovered by itself)."""
+        if self._recovery is None or self.line_watch is None:
+            return []
+        what, due, chunks_then = self._recovery
+        if now < due:
+            return []
+        self._recovery = None
+        if what == "continue" and self.line_watch.audio_chunks != chunks_then:
+            return []
+        return [Note("model_recovery", {"recovery": what}), TellModel(NUDGES[what], nudge=True)]
+
+    def _turn_complete(self, *, silent_failure_handled: bool = False) -> list[Action]:
         actions: list[Action] = []
         if self.phase is not DISCARDING:
-            if not self._turn_had_content:
+            if not self._turn_had_content and not silent_failure_handled:
                 message = "model turn ended without any audio; nudging"
                 actions.append(Warn(WarningCode.MODEL_TURN_INCOMPLETE, message))
                 self._nudge_wanted = True
@@ -433,7 +621,8 @@ class TurnMachine:
         self._turn_had_content = self._tool_in_turn
         self._tool_in_turn = False
         if self.phase is SPEAKING:
-            actions.append(Note("agent_turn_end"))
+            actions.append(TurnEnded())
+        self._spoken.take()
         return [*actions, *self._flush_agent()]
 
     def _tick(self, now: float, audio_queued: bool) -> list[Action]:
@@ -442,7 +631,8 @@ class TurnMachine:
         - the caller stopped speaking and no model turn started (``SLOW_MODEL_RESPONSE``;
           after a barge-in this is a stall: ``MODEL_TURN_INCOMPLETE`` and a nudge);
         - a turn started but nothing came for the stall threshold after its audio played;
-        - a turn ended without any audio (flagged by :meth:`_turn_complete`).
+        - a turn ended without any audio (flagged by :meth:`_turn_complete`);
+        - a silent failure's recovery is due (scheduled by :meth:`_finding`).
         """
         actions: list[Action] = []
         stopped = self.caller_stopped_at
@@ -470,12 +660,13 @@ class TurnMachine:
             message = f"model turn stalled: nothing for {self.stall_s:.1f} s; nudging"
             actions.append(Warn(WarningCode.MODEL_TURN_INCOMPLETE, message))
             self._nudge_wanted = True
+        actions += self._due_recovery(now)
         if self._nudge_wanted:
             self._nudge_wanted = False
             # One nudge per caller utterance: never a nudge loop.
             if self._nudged_for != stopped:
                 self._nudged_for = stopped
-                actions.append(Nudge())
+                actions += [Note("model_nudged"), TellModel(NUDGE, nudge=True)]
         return actions
 
     def _flush_caller(self) -> list[Action]:

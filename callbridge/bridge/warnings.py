@@ -31,6 +31,11 @@ class WarningCode(enum.StrEnum):
     CALLER_AUDIO_DROPPED = "CALLER_AUDIO_DROPPED"
     TELEPHONY_CALL_ERROR = "TELEPHONY_CALL_ERROR"
     OUTBOUND_CALL_REFUSED = "OUTBOUND_CALL_REFUSED"
+    MODEL_RESPONSE_REJECTED = "MODEL_RESPONSE_REJECTED"
+    AGENT_AUDIO_NEAR_SILENT = "AGENT_AUDIO_NEAR_SILENT"
+    MODEL_PHANTOM_INTERRUPTION = "MODEL_PHANTOM_INTERRUPTION"
+    MODEL_TURN_CUT_MID_SENTENCE = "MODEL_TURN_CUT_MID_SENTENCE"
+    AGENT_AUDIO_TONE = "AGENT_AUDIO_TONE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,43 @@ CATALOGUE: Mapping[WarningCode, CatalogueEntry] = {
         "QUOTA_EXCEEDED / OUTBOUND_OVERFLOW: dial fewer calls at once (`outbound.max_concurrent_"
         "calls`) or raise the quota; CHANNEL_NOT_CONFIGURED: enable outbound calls for the "
         "connector with the telephony provider and set `outbound.enabled`.",
+    ),
+    WarningCode.MODEL_RESPONSE_REJECTED: CatalogueEntry(
+        "The model ended a turn with `turnComplete` reason `RESPONSE_REJECTED` and no audio: "
+        "the caller heard nothing. The bridge asked the model once to answer again (at most "
+        "one recovery per turn and `warnings.max_recoveries_per_call` per call).",
+        "Frequent rejections point at the system instruction or the caller's request "
+        "tripping the model's filters; review the transcript and the instruction.",
+    ),
+    WarningCode.AGENT_AUDIO_NEAR_SILENT: CatalogueEntry(
+        "The model sent `warnings.quiet_agent_audio_s` of agent audio in one turn, all below "
+        "RMS `warnings.quiet_agent_rms` (near-zero amplitude): the caller heard silence while "
+        "every other metric looked healthy. The bridge asked the model once to say it again.",
+        "Report the model version and session to Google if it repeats; a fresh call usually "
+        "recovers. Raise `warnings.quiet_agent_rms` only if your agent speaks very softly.",
+    ),
+    WarningCode.MODEL_PHANTOM_INTERRUPTION: CatalogueEntry(
+        "The model reported `interrupted` although the caller had been silent for "
+        "`warnings.phantom_interruption_window_s` and the bridge had sent nothing. If the "
+        "model said nothing more within `warnings.phantom_resume_after_s`, the bridge asked "
+        "it once to continue where it stopped.",
+        "Line noise or echo can look like speech to the server's VAD: check the line, and "
+        "consider lowering the start-of-speech sensitivity for the tenant.",
+    ),
+    WarningCode.MODEL_TURN_CUT_MID_SENTENCE: CatalogueEntry(
+        "The model ended a turn (`turnComplete`, no barge-in, no tool call, no "
+        "`generationComplete`) with its transcript stopping mid-sentence. The bridge asked "
+        "the model once to continue from where it stopped. Judged once the back end has sent "
+        "a `generationComplete` in the call (google-genai does; ADK does not pass it on).",
+        "Report the model version if it repeats. Needs `model.output_transcription` (the "
+        "transcript is how the bridge sees a sentence was not finished).",
+    ),
+    WarningCode.AGENT_AUDIO_TONE: CatalogueEntry(
+        "The model sent `warnings.agent_tone_s` of a steady non-speech tone (one spectral "
+        "peak, no transcript). The bridge cut the turn's audio, cleared the line and asked the "
+        "model once to say its reply again.",
+        "Report the model version and session; if it repeats, end such calls or start a "
+        "fresh session.",
     ),
 }
 

@@ -150,7 +150,7 @@ async def test_an_operator_watches_steers_and_ends_a_call_then_finds_it_in_histo
                 lambda: b.d.find_elements(By.ID, "history-link"), what="the call's end"
             )
         except AssertionError:
-            state = await b.texts("#stream-status, #call-state, #action-result")
+            state = await b.texts("#stream-status, #call-state, #action-result, #call-ended")
             logs = await b.run(lambda: b.d.get_log("browser"))  # type: ignore[no-untyped-call]
             raise AssertionError(f"the page never heard the end: {state} {logs}") from None
         assert "ended_by_operator" in await b.run(

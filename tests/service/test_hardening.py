@@ -315,8 +315,12 @@ async def test_store_outage_during_shutdown_exits_within_the_flush_deadline(
                 await service.started.wait()
                 call = telco.place_call(CallerScript([Pause(60)]))
                 await eventually(lambda: answered(call), timeout=20)
-                blocker = sqlite3.connect(db, timeout=0, isolation_level=None)
-                blocker.execute("BEGIN EXCLUSIVE")  # the database is unavailable from now
+                # Waits (off the loop) for a transaction of the writer in flight to end, then
+                # holds the lock: the database is unavailable from now.
+                blocker = sqlite3.connect(
+                    db, timeout=10, isolation_level=None, check_same_thread=False
+                )
+                await asyncio.to_thread(blocker.execute, "BEGIN EXCLUSIVE")
                 try:
                     await asyncio.sleep(0.5)
                     started = time.monotonic()

@@ -6,7 +6,12 @@ from google.adk.agents.run_config import RunConfig
 from google.genai import types
 
 from callbridge.adapters.adk.calls import CALL_ID_KEY, TENANT_KEY
-from callbridge.adapters.genai_common import compression_config, optional_setup, speech_config
+from callbridge.adapters.genai_common import (
+    activity_config,
+    compression_config,
+    optional_setup,
+    speech_config,
+)
 from callbridge.bridge.config import ModelSettings
 from callbridge.bridge.models import Capabilities
 from callbridge.bridge.ports import SessionRequest
@@ -29,7 +34,8 @@ def run_config(settings: ModelSettings, request: SessionRequest, caps: Capabilit
         speech_config=speech_config(settings),
         input_audio_transcription=transcription() if settings.input_transcription else None,
         output_audio_transcription=transcription() if settings.output_transcription else None,
-        realtime_input_config=types.RealtimeInputConfig(
+        realtime_input_config=activity_config(settings)
+        or types.RealtimeInputConfig(
             automatic_activity_detection=types.AutomaticActivityDetection(disabled=False),
             activity_handling=types.ActivityHandling.START_OF_ACTIVITY_INTERRUPTS,
         ),

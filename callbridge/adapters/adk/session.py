@@ -26,9 +26,11 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 import structlog
 import websockets
+from google.adk.agents.live_request_queue import LiveRequest
 from google.adk.events.event import Event
 from google.adk.runners import Runner
 from google.auth.exceptions import GoogleAuthError
@@ -161,6 +163,12 @@ class AdkSession:
 
     async def send_text(self, text: str) -> None:
         self._queue.send_content(types.Content(role="user", parts=[types.Part(text=text)]))
+
+    async def send_context(self, role: Literal["user", "model"], text: str) -> None:
+        """A ``partial`` request: ADK sends it as ``clientContent`` with ``turnComplete`` false
+        and does not store it as a user event (see the port)."""
+        content = types.Content(role=role, parts=[types.Part(text=text)])
+        self._queue.send(LiveRequest(content=content, partial=True))
 
     async def send_tool_result(self, result: ToolResult) -> None:
         """Answer a call the host owns (e.g. a long-running tool); ADK forwards it as is."""

@@ -108,5 +108,6 @@ class EventTranslator:
             out.append(SessionNotice("model_error", detail))
         if event.turn_complete and not self._stale:  # a stale one ended an earlier turn
             self._interrupted = False
-            out.append(TurnComplete())
+            reason = event.turn_complete_reason
+            out.append(TurnComplete(reason.value if reason is not None else ""))
         return out

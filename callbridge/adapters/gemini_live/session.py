@@ -28,14 +28,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 import websockets
 from google import genai
 from google.auth.credentials import Credentials
 from google.auth.exceptions import GoogleAuthError
-from google.genai import errors, live
+from google.genai import errors, live, types
 
 from callbridge.adapters.gemini_live.setup import live_config
 from callbridge.adapters.gemini_live.translate import function_response
@@ -65,6 +65,7 @@ from callbridge.bridge.events import (
     Transcript,
     TurnComplete,
 )
+from callbridge.bridge.line_watch import ROTATION_CUT
 from callbridge.bridge.ports import SessionRequest
 from callbridge.bridge.speech import CallerActivity
 from callbridge.bridge.tools import ToolContext
@@ -254,6 +255,16 @@ class GeminiLiveSession:
     def bind_call(self, ctx: ToolContext) -> None:
         """Nothing to bind: tool calls come back as events and the bridge runs them."""
 
+    async def send_context(self, role: Literal["user", "model"], text: str) -> None:
+        """``clientContent`` with one ``role`` turn and ``turnComplete`` false (see the port)."""
+        content = types.Content(role=role, parts=[types.Part(text=text)])
+        async with self._send_lock:
+            if self._live is not None:
+                try:
+                    await self._live.send_client_content(turns=content, turn_complete=False)
+                except (websockets.ConnectionClosed, OSError) as exc:
+                    self._log.warning("context_not_sent", error=str(exc))
+
     async def send_tool_result(self, result: ToolResult) -> None:
         self._pending_tools.discard(result.call_id)
         response = function_response(result)
@@ -408,7 +419,7 @@ class GeminiLiveSession:
         """The turn this connection will never finish: end it for the call and the transcript."""
         self._in_turn = False
         self._end_lines(cut=not self._generated)
-        return TurnComplete()
+        return TurnComplete(ROTATION_CUT)
 
     def _standing_instruction(self) -> str:
         """What every resumed connection adds to the system instruction.

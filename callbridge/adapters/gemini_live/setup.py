@@ -10,6 +10,7 @@ from __future__ import annotations
 from google.genai import types
 
 from callbridge.adapters.genai_common import (
+    activity_config,
     compression_config,
     optional_setup,
     resumption_config,
@@ -61,6 +62,7 @@ def live_config(
         if settings.output_transcription
         else None,
         tools=tools,
+        realtime_input_config=activity_config(settings),
         session_resumption=resumption_config(settings, caps, handle),
         context_window_compression=compression_config(settings),
         **optional_setup(settings, caps),

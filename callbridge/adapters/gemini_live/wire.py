@@ -126,7 +126,8 @@ def _content(content: dict[str, Any], out: list[ModelEvent]) -> None:
     if _get(content, "generationComplete", "generation_complete"):
         out.append(GenerationComplete())
     if _get(content, "turnComplete", "turn_complete"):
-        out.append(TurnComplete())
+        reason = _get(content, "turnCompleteReason", "turn_complete_reason")
+        out.append(TurnComplete(str(reason or "")))
 
 
 def _usage(meta: dict[str, Any]) -> Usage:

@@ -27,7 +27,8 @@ class SessionLog:
     profile: str = ""  # the model family: "2.5", "3.1", "3.8", ...
     provider: str = ""  # "gemini_api" or "vertex" (from the path)
     client_turns: list[tuple[str, str, bool]] = field(default_factory=list)
-    """clientContent turns received: (role, text, turn_complete of that message)."""
+    """clientContent turns received: (role, text, turn_complete of that message), in arrival
+    order; user-role texts also go to ``texts_in``."""
     conversation_id: str = ""
     connection_index: int = 0  # 0 for a fresh conversation, then 1, 2... for each resume
     resumed_from: str | None = None

@@ -97,6 +97,12 @@ FaultKind = Literal[
     "raw_frame",
     "oversized",
     "slow_setup",
+    # Silent failures seen on phone lines (peers-2026.md), each on one script turn:
+    "response_rejected",
+    "quiet_audio",
+    "phantom_interrupt",
+    "cut_mid_sentence",
+    "tone",
 ]
 
 
@@ -120,6 +126,7 @@ class Fault:
     payload: str = ""
     size_bytes: int = 0
     delay_s: float = 0.0
+    amount: float = 0.0
 
     @classmethod
     def go_away(
@@ -185,6 +192,35 @@ class Fault:
         if delay_s < 0:
             raise ValueError("Fault.slow_setup needs delay_s >= 0")
         return cls("slow_setup", delay_s=delay_s, on_connection=on_connection)
+
+    # ── Silent failures (played by ``symptoms.py``); each applies to script turn ``turn_index``.
+
+    @classmethod
+    def response_rejected(cls, turn_index: int) -> Fault:
+        """The turn sends no audio and ends with turnComplete reason RESPONSE_REJECTED."""
+        return cls("response_rejected", turn_index=turn_index)
+
+    @classmethod
+    def quiet_audio(cls, turn_index: int, gain: float = 0.001) -> Fault:
+        """The turn's audio is scaled by ``gain`` (near-zero amplitude); transcripts unchanged."""
+        return cls("quiet_audio", turn_index=turn_index, amount=gain)
+
+    @classmethod
+    def phantom_interrupt(cls, turn_index: int, after_s: float = 1.0) -> Fault:
+        """``after_s`` into the turn's speech the server sends ``interrupted`` though nobody
+        spoke, then stays silent until the next user turn."""
+        return cls("phantom_interrupt", turn_index=turn_index, amount=after_s)
+
+    @classmethod
+    def cut_mid_sentence(cls, turn_index: int, fraction: float = 0.5) -> Fault:
+        """The turn's speech stops at ``fraction`` (audio and words) and ``turnComplete``
+        follows without ``generationComplete``."""
+        return cls("cut_mid_sentence", turn_index=turn_index, amount=fraction)
+
+    @classmethod
+    def tone(cls, turn_index: int, seconds: float = 4.0) -> Fault:
+        """The turn's speech is replaced by ``seconds`` of a steady 1 kHz tone, no transcript."""
+        return cls("tone", turn_index=turn_index, amount=seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from websockets.frames import OP_PONG, Frame
 
 from . import messages as msg
 from .log import SessionLog
+from .native_rate import NATIVE_INPUT_RATE, NativeRate
 from .protocol import (
     ProtocolError,
     close_reason,
@@ -42,6 +43,7 @@ from .protocol import (
 from .resumption import Conversation, HandleStore
 from .script import CallTool, Fault, Pause, Speak, Turn
 from .setup import INVALID_ARGUMENT, SetupInfo
+from .symptoms import Symptom, symptom_of
 from .vad import EnergyVad
 
 __all__ = ["LiveSession", "SessionConfig"]
@@ -114,6 +116,7 @@ class LiveSession:
         self._conv = conversation
         self._handles = handles
         self._vad = EnergyVad(config.vad_threshold_rms, config.vad_hangover_s)
+        self._native = NativeRate()
         self._triggers: asyncio.Queue[_Trigger] = asyncio.Queue(maxsize=_TRIGGER_QUEUE)
         self._pending: dict[str, _PendingCall] = {}
         self._turn_task: asyncio.Task[None] | None = None
@@ -279,7 +282,7 @@ class LiveSession:
         self._audio_in_s += len(pcm) / (2 * rate)
         if self._info.manual_activity:
             return
-        events = self._vad.feed(pcm, rate)
+        events = self._vad.feed(self._native.to_native(pcm, rate), NATIVE_INPUT_RATE)
         if events.started:
             log.speech_started_at.append(now)
         if events.started or events.in_speech:
@@ -401,7 +404,12 @@ class LiveSession:
         )
         if muted:
             self._log.notes.append(f"fault: turn {index} without audio")
-        for step in () if muted else turn.steps:
+        symptom = symptom_of(self._conv.script, index)
+        steps = tuple(turn.steps)
+        if symptom is not None:
+            self._log.notes.append(f"fault: turn {index} {symptom.fault.kind}")
+            steps = symptom.rewrite(steps)
+        for step in () if muted else steps:
             if isinstance(step, Speak):
                 await self._speak(step, progress)
             elif isinstance(step, CallTool):
@@ -410,6 +418,9 @@ class LiveSession:
                     break
             elif isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
+        if symptom is not None and symptom.ending != "normal":
+            await self._end_with_symptom(symptom, progress)
+            return
         await self._send(msg.server_content(generationComplete=True), "generationComplete")
         # The real model holds turnComplete until its audio has had time to play out.
         hold = progress.play_end - time.monotonic()
@@ -448,6 +459,23 @@ class LiveSession:
                 progress.spoken.append(piece)
                 content = msg.server_content(outputTranscription={"text": piece})
                 await self._send(content, "outputTranscription")
+
+    async def _end_with_symptom(self, symptom: Symptom, progress: _TurnProgress) -> None:
+        """End a turn the broken way its symptom says (see ``symptoms.py``)."""
+        if symptom.ending == "phantom":
+            progress.completing = True  # from here on a real barge-in cannot cancel it
+            await self._send_interruption(progress)
+            return
+        if symptom.ending == "cut":
+            hold = progress.play_end - time.monotonic()
+            if hold > 0:
+                await asyncio.sleep(hold)
+            content = msg.server_content(turnComplete=True)
+        else:
+            content = msg.server_content(turnComplete=True, turnCompleteReason="RESPONSE_REJECTED")
+        progress.completing = True
+        await self._send(content, "turnComplete")
+        await self._finish_turn(progress)
 
     async def _call_tool(self, step: CallTool, progress: _TurnProgress) -> str | None:
         """Call a function and wait for its response; returns the scheduling that applies.

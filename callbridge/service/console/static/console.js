@@ -98,6 +98,8 @@ function describe(e) {
 function callView(section) {
   const feed = document.getElementById("feed");
   const result = document.getElementById("action-result");
+  // The end has its own line: an action's answer arriving after the end must not hide it.
+  const ended = document.getElementById("call-ended");
   const state = document.getElementById("call-state");
   const source = new EventSource(section.dataset.stream);
   source.addEventListener("open", () => streamStatus("live"));
@@ -130,7 +132,7 @@ function callView(section) {
     const link = el("a", null, "see it in history");
     link.href = section.dataset.history;
     link.id = "history-link";
-    result.replaceChildren(document.createTextNode("The call ended (" + outcome + "): "), link);
+    ended.replaceChildren(document.createTextNode("The call ended (" + outcome + "): "), link);
   });
   for (const form of section.querySelectorAll("form[data-action]")) {
     form.addEventListener("submit", async (ev) => {
