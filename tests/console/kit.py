@@ -64,6 +64,7 @@ async def console_service(
     full_numbers: bool = False,
     admin: bool = True,
     tools: dict[str, Any] | None = None,
+    outbound: dict[str, Any] | None = None,
 ) -> AsyncIterator[Console]:
     """``Service.run`` with a SQLite record store; drained on exit (exit status 0)."""
     tmp_path.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before serving
@@ -75,6 +76,8 @@ async def console_service(
     }
     if tools:
         overrides["tools"] = tools
+    if outbound:
+        overrides["outbound"] = outbound
     config = load_config(overrides=overrides, env=secrets_env(telco, admin=admin), service=True)
     async with RecordStore(config.service.records_url, full_numbers=full_numbers) as store:
         service = Service(config, store=store)

@@ -279,7 +279,7 @@ def create_console_app(deps: ConsoleDeps) -> Starlette:
         return {
             "call_id": call_id,
             "caller": mask_number(record.caller, full=deps.full_numbers),
-            "direction": "inbound",
+            "direction": record.direction,
             "state": summary.state,
             "started_at": record.started_at,
             "started": _iso(record.started_at),
