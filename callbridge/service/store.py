@@ -540,7 +540,7 @@ class RecordStore:
             query = query.where(calls.c.tenant == tenant)
         async with self.engine.connect() as conn:
             result = await conn.execute(query)
-            return [_stored(row._mapping) for row in result]
+            return [stored_call(row._mapping) for row in result]
 
     async def get_call(self, call_id: str) -> StoredCall | None:
         """One call with all its stored entries in order, or ``None`` if unknown."""
@@ -554,7 +554,7 @@ class RecordStore:
                 .order_by(call_entries.c.seq)
             )
             entries = tuple(RecordEntry(cast(EntryKind, kind), t, data) for kind, t, data in result)
-        return _stored(row._mapping, entries)
+        return stored_call(row._mapping, entries)
 
 
 async def _settle(task: asyncio.Task[None], grace: float) -> None:
@@ -612,7 +612,8 @@ def _create_private_sqlite_file(url: str) -> None:
     os.close(fd)
 
 
-def _stored(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
+def stored_call(row: Any, entries: tuple[RecordEntry, ...] = ()) -> StoredCall:
+    """A ``calls`` row as a :class:`StoredCall`: the one place columns map to fields."""
     return StoredCall(
         call_id=row["call_id"],
         tenant=row["tenant"],
@@ -641,4 +642,5 @@ __all__ = [
     "campaign_rows",
     "campaigns",
     "metadata",
+    "stored_call",
 ]

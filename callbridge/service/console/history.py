@@ -13,7 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from callbridge.service.store import RecordStore, StoredCall, call_entries, calls
+from callbridge.service.store import (
+    RecordStore,
+    StoredCall,
+    call_entries,
+    calls,
+    stored_call,
+)
 
 PAGE = 100
 
@@ -75,23 +81,7 @@ async def find_calls(
     query = query.order_by(calls.c.started_at.desc()).limit(limit)
     async with store.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [_plain(row._mapping) for row in rows]
-
-
-def _plain(row: sa.RowMapping) -> StoredCall:
-    return StoredCall(
-        call_id=row["call_id"],
-        tenant=row["tenant"],
-        caller=row["caller"],
-        callee=row["callee"],
-        session_id=row["session_id"],
-        started_at=row["started_at"],
-        answered_at=row["answered_at"],
-        ended_at=row["ended_at"],
-        outcome=row["outcome"],
-        usage=dict(row["usage"]),
-        updated_at=row["updated_at"],
-    )
+    return [stored_call(row._mapping) for row in rows]
 
 
 async def warning_codes(store: RecordStore, call_ids: list[str]) -> dict[str, list[str]]:
