@@ -37,6 +37,7 @@ from starlette.routing import Mount
 from callbridge.bench import variants
 from callbridge.bench.load import tag_instruction
 from callbridge.bench.procs import GcWatch, JsonDict, serve_parent
+from callbridge.bench.stall_watch import StallWatch
 from callbridge.bridge.config import TenantConfig, load_config
 from callbridge.bridge.ports import ModelConnector, ModelSession, SessionRequest
 from callbridge.bridge.runner import NamedConnector
@@ -75,6 +76,7 @@ async def _run(config_sections: JsonDict, variant: str) -> None:
     warnings: Counter[str] = Counter()
     gc_watch = GcWatch()
     gc_watch.install()
+    stall_watch = StallWatch()
 
     def count_warning(warning: BridgeWarning) -> None:
         warnings[warning.code.value] += 1
@@ -95,10 +97,12 @@ async def _run(config_sections: JsonDict, variant: str) -> None:
             "source": dict(source.stats.__dict__),
             "warnings": dict(warnings),
             "gc": gc_watch.export(),
+            "stalls": stall_watch.export(),
         }
 
     async with asyncio.TaskGroup() as group:
         app_task = group.create_task(app.run(), name="bridge-app")
+        watch_task = group.create_task(stall_watch.run(), name="stall-watch")
         async with asyncio.timeout(30):
             await app.source.ready.wait()
         for v in chosen:
@@ -113,6 +117,7 @@ async def _run(config_sections: JsonDict, variant: str) -> None:
                 await asyncio.shield(app_task)
         except TimeoutError:
             app_task.cancel()
+        watch_task.cancel()
 
 
 @contextlib.asynccontextmanager

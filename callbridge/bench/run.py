@@ -177,6 +177,7 @@ async def measure_run(
         "foreign_load": _foreign(options, busy0, busy1, b0, b1, [(t0, t1), (g0, g1)]),
         "priority": bridge_priority,
         "gc_in_window": _gc_in_window(bridge_stats, window),
+        "stalls_in_window": _stalls_in_window(bridge_stats, window),
         "answered": final["answered"],
         "failed": final["failed"],
         "bridge_stats": bridge_stats,
@@ -208,6 +209,16 @@ def _gc_in_window(stats: JsonDict, window: measure.Window) -> dict[str, Any] | N
         "full_collections": len(full),
         "frozen_objects": gc.get("frozen", 0),
     }
+
+
+def _stalls_in_window(stats: JsonDict, window: measure.Window) -> dict[str, Any] | None:
+    """Times the bridge's event loop was held >= ``stall_watch.STALL_S`` in the steady window
+    (where: ``bridge_stats.stalls.stacks``)."""
+    stalls = stats.get("stalls")
+    if not stalls:
+        return None
+    inside = [ms for t, ms in stalls["stalls_ms"] if window.start <= t < window.end]
+    return {"stalls": len(inside), "max_ms": max(inside, default=0.0)}
 
 
 def _busy(options: StackOptions) -> tuple[float, float]:
