@@ -10,6 +10,11 @@ Usage keys are ``tokens_<direction>_<modality>`` (``tokens_prompt_audio``,
 ``tokens_response_text``...). A usage message without modality details only has
 ``prompt_tokens``/``response_tokens``; the part not covered by details is priced at the
 audio rate, the higher one, so an estimate errs on the side of cost.
+
+Thinking tokens (``tokens_response_thoughts``, Gemini 3.8's ``thoughtsTokenCount``) are
+output the caller never hears, reported beside the response count rather than inside it; the
+Gemini pricing page prices output "including thinking tokens", and thinking is text, so they
+are charged at the output text rate and never count as covering the response total.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from callbridge.bridge.config import ModelPrice
+
+THOUGHTS = "thoughts"
+"""The modality name of thinking tokens in the record's usage keys."""
 
 PER_TOKEN = 1e-6
 """Prices are per million tokens."""
@@ -36,7 +44,7 @@ def _rate(price: ModelPrice, direction: str, modality: str) -> float:
         if special is not None:
             return special
         return price.input_text if modality == "text" else price.input_audio
-    return price.output_text if modality == "text" else price.output_audio
+    return price.output_text if modality in ("text", THOUGHTS) else price.output_audio
 
 
 def call_cost(usage: Mapping[str, int], price: ModelPrice) -> CallCost:
@@ -49,7 +57,8 @@ def call_cost(usage: Mapping[str, int], price: ModelPrice) -> CallCost:
         direction, _, modality = key.removeprefix("tokens_").partition("_")
         if direction not in detailed:
             continue  # e.g. cache or tool-use details, already inside the prompt count
-        detailed[direction] += tokens
+        if modality != THOUGHTS:
+            detailed[direction] += tokens
         part = f"{direction}_{modality or 'unknown'}"
         by_part[part] = by_part.get(part, 0.0) + tokens * _rate(price, direction, modality)
     for direction, total_key in (("prompt", "prompt_tokens"), ("response", "response_tokens")):

@@ -50,6 +50,7 @@ def test_audio_interruption_turns_usage_and_errors() -> None:
         candidates_token_count=5,
         total_token_count=15,
         prompt_tokens_details=[types.ModalityTokenCount(modality="AUDIO", token_count=8)],
+        thoughts_token_count=7,
     )
     out = [
         *tr.translate(_event(content=audio)),
@@ -64,7 +65,7 @@ def test_audio_interruption_turns_usage_and_errors() -> None:
         Interrupted(),
         TurnComplete(),
         Interrupted(),
-        Usage(10, 5, 15, {"prompt_AUDIO": 8}),
+        Usage(10, 5, 15, {"prompt_AUDIO": 8, "response_THOUGHTS": 7}),
         SessionNotice("model_error", "SAFETY: blocked"),
     ]
 

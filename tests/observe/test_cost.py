@@ -39,6 +39,16 @@ PRICE = ModelPrice(input_text=0.5, input_audio=3.0, output_text=2.0, output_audi
         # Details covering part of the count: the rest at the audio rate.
         ({"prompt_tokens": 300, "tokens_prompt_text": 100}, 100 * 0.5e-6 + 200 * 3e-6),
         ({}, 0.0),
+        # Thinking tokens (Gemini 3.8) are output at the text rate, beside the response count:
+        # they never stand in for response tokens without details.
+        (
+            {"response_tokens": 42, "tokens_response_thoughts": 136},
+            42 * 12e-6 + 136 * 2e-6,
+        ),
+        (
+            {"response_tokens": 42, "tokens_response_audio": 42, "tokens_response_thoughts": 136},
+            42 * 12e-6 + 136 * 2e-6,
+        ),
     ],
 )
 def test_call_cost_prices_each_direction_and_modality(
@@ -92,3 +102,31 @@ async def test_a_call_is_priced_on_the_record_store_metrics_and_calls_show(
     out = capsys.readouterr().out
     assert f"cost:     ${expected:.4f}" in out
     assert f"model:    {DEFAULT_MODEL}" in out
+
+
+async def test_a_38_call_pays_for_its_thinking_tokens_at_the_output_text_rate() -> None:
+    """Gemini 3.8 reports thinking tokens beside the response count; they are billed."""
+    model = "gemini-3.8-live"
+    price = ModelPrice(input_text=1.0, input_audio=4.0, output_text=3.0, output_audio=16.0)
+    collect = Collect()
+    script, caller = short_call()
+    async with LocalStack(
+        script,
+        overrides={
+            "model": {"model": model, "greeting_prompt": None},
+            "cost": {"prices": {model: price.model_dump()}},
+        },
+        record_listeners=[collect],
+    ) as stack:
+        await stack.place_call(caller).ended(timeout=60)
+    record = collect.records[0]
+
+    thoughts = record.usage.get("tokens_response_thoughts", 0)
+    assert thoughts > 0, record.usage
+    assert record.usage["total_tokens"] == (
+        record.usage["prompt_tokens"] + record.usage["response_tokens"] + thoughts
+    )
+    unthinking = {k: v for k, v in record.usage.items() if k != "tokens_response_thoughts"}
+    assert record.cost_usd == pytest.approx(
+        call_cost(unthinking, price).usd + thoughts * price.output_text * 1e-6
+    )

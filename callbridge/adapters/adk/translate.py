@@ -49,6 +49,7 @@ def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
         response=meta.candidates_token_count,
         total=meta.total_token_count,
         details=details,
+        thoughts=meta.thoughts_token_count,
     )
 
 

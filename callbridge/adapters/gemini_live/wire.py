@@ -153,6 +153,7 @@ def _usage(meta: dict[str, Any]) -> Usage:
         response=int(response or 0),
         total=int(_get(meta, "totalTokenCount", "total_token_count") or 0),
         details=details,
+        thoughts=int(_get(meta, "thoughtsTokenCount", "thoughts_token_count") or 0),
     )
 
 

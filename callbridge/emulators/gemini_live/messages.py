@@ -82,27 +82,35 @@ def resumption_update(handle: str | None, consumed: int | None = None) -> Messag
 
 
 def usage_metadata(
-    prompt_text: int, prompt_audio: int, response_audio: int, *, vertex: bool = False
+    prompt_text: int,
+    prompt_audio: int,
+    response_audio: int,
+    *,
+    vertex: bool = False,
+    thoughts: int = 0,
 ) -> Message:
     """Token accounting after a turn, split by modality like the real service reports it.
 
     Vertex names the output count `candidatesTokenCount` (and its details
-    `candidatesTokensDetails`); the Developer API says `responseTokenCount`.
+    `candidatesTokensDetails`); the Developer API says `responseTokenCount`. `thoughts`
+    (thinking tokens) go in `thoughtsTokenCount`, beside the response count and inside the
+    total, as a public wire capture of `gemini-3.8-live` shows.
     """
     prompt = prompt_text + prompt_audio
     out = "candidates" if vertex else "response"
-    return {
-        "usageMetadata": {
-            "promptTokenCount": prompt,
-            f"{out}TokenCount": response_audio,
-            "totalTokenCount": prompt + response_audio,
-            "promptTokensDetails": [
-                {"modality": "TEXT", "tokenCount": prompt_text},
-                {"modality": "AUDIO", "tokenCount": prompt_audio},
-            ],
-            f"{out}TokensDetails": [{"modality": "AUDIO", "tokenCount": response_audio}],
-        }
+    meta: Message = {
+        "promptTokenCount": prompt,
+        f"{out}TokenCount": response_audio,
+        "totalTokenCount": prompt + response_audio + thoughts,
+        "promptTokensDetails": [
+            {"modality": "TEXT", "tokenCount": prompt_text},
+            {"modality": "AUDIO", "tokenCount": prompt_audio},
+        ],
+        f"{out}TokensDetails": [{"modality": "AUDIO", "tokenCount": response_audio}],
     }
+    if thoughts:
+        meta["thoughtsTokenCount"] = thoughts
+    return {"usageMetadata": meta}
 
 
 @lru_cache(maxsize=64)

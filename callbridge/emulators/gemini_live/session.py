@@ -51,6 +51,9 @@ __all__ = ["LiveSession", "SessionConfig"]
 _log = logging.getLogger(__name__)
 
 TOKENS_PER_AUDIO_S = 25  # the Live API bills audio at 25 tokens per second
+THOUGHT_TOKENS_PER_TURN_38 = 136
+"""ASSUMPTION: 3.8 thinks before every turn; the count is the one public capture's
+(discuss.ai.google.dev t/188765: 136 thinking tokens for a short reply), not a model of it."""
 _DEADLINE = "Deadline expired before operation could complete."
 _EMPTY_TURN = Turn()
 _TRIGGER_QUEUE = 32
@@ -536,6 +539,9 @@ class LiveSession:
             state.context_audio_tokens,
             response,
             vertex=self._info.profile.provider == "vertex",
+            thoughts=THOUGHT_TOKENS_PER_TURN_38
+            if self._info.profile.caps.family.startswith("3.8")
+            else 0,
         )
         await self._send(usage, "usageMetadata")
         state.context_audio_tokens += response
