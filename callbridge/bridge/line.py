@@ -135,6 +135,20 @@ class AgentLine:
                 f"{self.stats.overflow_dropped_bytes} bytes of the oldest audio dropped",
             )
 
+    async def wait_until_played(self, timeout_s: float, speaking: Callable[[], bool]) -> bool:
+        """Whether, within ``timeout_s``, the agent stopped ``speaking`` and the call's send
+        buffer ran empty (a call that is gone has nothing left to play)."""
+        deadline = self._clock() + timeout_s
+        while self._clock() < deadline:
+            if not speaking():
+                try:
+                    if await self.call.buffered_bytes() == 0:
+                        return True
+                except CallGone:
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def playout(self) -> None:
         """Move agent audio into the call's send buffer without ever overfilling it."""
         queue = self.queue
