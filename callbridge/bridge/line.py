@@ -77,8 +77,9 @@ class AgentLine:
         self._clear_wanted, self._clear_idle = asyncio.Event(), asyncio.Event()
         self._clear_idle.set()
         self._clear_for = 0.0
-        # What the caller can have heard of the current turn: the audio written to the call
-        # after everything queued before the turn (its start mark), up to a barge-in.
+        # The one count of the current turn's audio written to the call (for the barge-in's
+        # played_ms and the clear's heard_s): what was written after everything queued before
+        # the turn (its start mark), up to a barge-in.
         self._turn_mark = 0
         self._written_for_clear = 0
 
@@ -94,9 +95,11 @@ class AgentLine:
             case t.DropAudio(barge_in=False, cut=True):
                 self.queue.drop(new_turn=True)
                 self._resampler.reset()
-            case t.DropAudio(barge_in=True, played_s=played):
+            case t.DropAudio(barge_in=True, buffered_s=buffered):
                 started = self._clock()
-                self._written_for_clear = max(0, self.stats.agent_bytes_written - self._turn_mark)
+                written = max(0, self.stats.agent_bytes_written - self._turn_mark)
+                self._written_for_clear = written
+                played = max(0.0, written / self.queue.bytes_per_s - buffered)
                 dropped = self.queue.drop(new_turn=True)
                 self._resampler.reset()
                 self.stats.interrupts += 1
