@@ -16,8 +16,8 @@ from callbridge.bridge.heard import Role
 from callbridge.bridge.ports import CallCommand, CommandOutcome
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.tools import ToolContext
-from callbridge.bridge.warnings import BridgeWarning, CallWarner
-from tests.kit import eventually
+from callbridge.bridge.warnings import CallWarner
+from tests.kit import ManualClock, WarningList, eventually
 
 RATE = 16000  # the call's and the model's: no resampling, so every byte is accounted for
 BYTES_PER_S = RATE * 2
@@ -27,14 +27,6 @@ def speech(seconds: float, seed: int) -> bytes:
     """Loud noise: not quiet, not a tone (the silent-failure watch flags both)."""
     rng = np.random.default_rng(seed)
     return (rng.standard_normal(int(seconds * RATE)) * 6000).astype("<i2").tobytes()
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -106,14 +98,6 @@ class MemorySession:
             yield event
 
 
-@dataclass
-class Sink:
-    warnings: list[BridgeWarning] = field(default_factory=list)
-
-    def submit(self, warning: BridgeWarning) -> None:
-        self.warnings.append(warning)
-
-
 def _note(record: CallRecord, event: str) -> dict[str, object]:
     [entry] = [e.data for e in record.events("timeline") if e.data["event"] == event]
     return entry
@@ -124,9 +108,9 @@ async def test_a_barge_in_counts_only_the_interrupted_turns_audio_as_played() ->
     the barge-in comes 2.8 s later by the call's clock: 0.2 s is still in the send buffer,
     so the caller heard all of turn 1 and 0.8 s of turn 2. The barge-in's ``played_ms`` and
     the clear's ``heard_s`` are the same count: the line's written-this-turn."""
-    clock, call, session = Clock(), MemoryCall(), MemorySession()
+    clock, call, session = ManualClock(), MemoryCall(), MemorySession()
     record = CallRecord(call.call_id, "t", call.caller, call.callee)
-    warner = CallWarner(call_id=call.call_id, tenant="t", sink=Sink(), min_interval_s=0)
+    warner = CallWarner(call_id=call.call_id, tenant="t", sink=WarningList(), min_interval_s=0)
     bridged = BridgedCall(
         call,
         session,

@@ -17,7 +17,8 @@ from callbridge.bridge.outbound_line import LinePolicy, OutboundLine
 from callbridge.bridge.playout import CallStats
 from callbridge.bridge.record import CallRecord
 from callbridge.bridge.speech import CallerActivity
-from callbridge.bridge.warnings import BridgeWarning, CallWarner, WarningCode
+from callbridge.bridge.warnings import CallWarner, WarningCode
+from tests.kit import ManualClock, WarningList
 
 RATE = 16000
 FRAME = 640  # 20 ms at 16 kHz
@@ -26,27 +27,11 @@ QUIET = bytes(FRAME)
 
 
 @dataclass
-class Clock:
-    now: float = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Sink:
-    warnings: list[BridgeWarning] = field(default_factory=list)
-
-    def submit(self, warning: BridgeWarning) -> None:
-        self.warnings.append(warning)
-
-
-@dataclass
 class Harness:
     """A CallerLine over in-memory ends: what it sends, what it feeds, what it warns."""
 
-    clock: Clock = field(default_factory=Clock)
-    sink: Sink = field(default_factory=Sink)
+    clock: ManualClock = field(default_factory=lambda: ManualClock(100.0))
+    sink: WarningList = field(default_factory=WarningList)
     blocking: bool = False
     sent: list[bytes] = field(default_factory=list)
     fed: list[tuple[t.TurnEvent, float | None]] = field(default_factory=list)
