@@ -1,15 +1,19 @@
 """What every suite needs to make sound and wait for things: one copy, not one per folder.
 
 ``tone`` and ``caller_says`` make s16le mono PCM; ``eventually`` polls a condition and fails
-the test with what it waited for.
+the test with what it waited for; ``ManualClock`` is a clock the test moves and ``WarningList``
+a warning sink that keeps what it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from callbridge.bridge.warnings import BridgeWarning
 
 CALL_RATE = 16000
 """The tenant default call rate (the Telcoflow leg)."""
@@ -34,3 +38,23 @@ async def eventually(pred: Callable[[], bool], timeout: float = 15.0, what: str 
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout} s waiting for: {what or pred}") from None
+
+
+@dataclass
+class ManualClock:
+    """A clock the test moves (``clock.now = 2.8``), for objects that take ``clock=``."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class WarningList:
+    """A :class:`~callbridge.bridge.warnings.WarningSink` that keeps every warning."""
+
+    warnings: list[BridgeWarning] = field(default_factory=list)
+
+    def submit(self, warning: BridgeWarning) -> None:
+        self.warnings.append(warning)

@@ -77,8 +77,9 @@ class AgentLine:
         self._clear_wanted, self._clear_idle = asyncio.Event(), asyncio.Event()
         self._clear_idle.set()
         self._clear_for = 0.0
-        # What the caller can have heard of the current turn: the audio written to the call
-        # after everything queued before the turn (its start mark), up to a barge-in.
+        # The one count of the current turn's audio written to the call (for the barge-in's
+        # played_ms and the clear's heard_s): what was written after everything queued before
+        # the turn (its start mark), up to a barge-in.
         self._turn_mark = 0
         self._written_for_clear = 0
 
@@ -94,9 +95,11 @@ class AgentLine:
             case t.DropAudio(barge_in=False, cut=True):
                 self.queue.drop(new_turn=True)
                 self._resampler.reset()
-            case t.DropAudio(barge_in=True, played_s=played):
+            case t.DropAudio(barge_in=True, buffered_s=buffered):
                 started = self._clock()
-                self._written_for_clear = max(0, self.stats.agent_bytes_written - self._turn_mark)
+                written = max(0, self.stats.agent_bytes_written - self._turn_mark)
+                self._written_for_clear = written
+                played = max(0.0, written / self.queue.bytes_per_s - buffered)
                 dropped = self.queue.drop(new_turn=True)
                 self._resampler.reset()
                 self.stats.interrupts += 1
@@ -134,6 +137,20 @@ class AgentLine:
                 f"agent audio queue over {self._audio.max_pending_agent_audio_s:.0f} s; "
                 f"{self.stats.overflow_dropped_bytes} bytes of the oldest audio dropped",
             )
+
+    async def wait_until_played(self, timeout_s: float, speaking: Callable[[], bool]) -> bool:
+        """Whether, within ``timeout_s``, the agent stopped ``speaking`` and the call's send
+        buffer ran empty (a call that is gone has nothing left to play)."""
+        deadline = self._clock() + timeout_s
+        while self._clock() < deadline:
+            if not speaking():
+                try:
+                    if await self.call.buffered_bytes() == 0:
+                        return True
+                except CallGone:
+                    return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def playout(self) -> None:
         """Move agent audio into the call's send buffer without ever overfilling it."""

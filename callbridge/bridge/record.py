@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
-from callbridge.bridge.warnings import BridgeWarning
+from callbridge.bridge import turns as t
+from callbridge.bridge.warnings import BridgeWarning, CallWarner
 
 EntryKind = Literal["timeline", "transcript", "command", "warning", "tool", "usage", "state"]
 
@@ -124,3 +125,23 @@ class CallRecord:
 
     def events(self, kind: EntryKind) -> list[RecordEntry]:
         return [e for e in self.entries if e.kind == kind]
+
+
+RecordAction = t.Warn | t.Note | t.RecordCommand | t.Transcribe | t.RecordUsage
+RECORD_ACTIONS: Final = (t.Warn, t.Note, t.RecordCommand, t.Transcribe, t.RecordUsage)
+"""The turn machine's actions that only write a fact down (:func:`write_down`)."""
+
+
+def write_down(action: RecordAction, record: CallRecord, warner: CallWarner) -> None:
+    """Perform one of the turn machine's record-keeping actions. Never awaits."""
+    match action:
+        case t.Warn(code=code, message=message, details=details):
+            warner.warn(code, message, **details)
+        case t.Note(event=event, data=data):
+            record.note(event, **data)
+        case t.RecordCommand(command=command, ok=ok, error_code=error_code):
+            record.command(command, ok, error_code)
+        case t.Transcribe(speaker=speaker, text=text, data=data):
+            record.transcript(speaker, text, **data)
+        case t.RecordUsage(usage=usage):
+            record.add_usage(dict(usage))

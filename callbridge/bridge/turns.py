@@ -185,13 +185,15 @@ class FlushAudio:
 @dataclass(frozen=True, slots=True)
 class DropAudio:
     """Drop queued agent audio. On a barge-in also reset the resampler and record it, with
-    ``played_s``: how much of the interrupted turn had played (written less still buffered);
-    on a ``cut`` (a silent failure ended the turn) reset it the same way, not counted as a
+    ``buffered_s``: how much of the audio written to the call was still in its send buffer by
+    the machine's real-time estimate (the line knows what of it was this turn's, so it records
+    how much of the interrupted turn had played: this turn's written audio less this); on a
+    ``cut`` (a silent failure ended the turn) reset it the same way, not counted as a
     barge-in."""
 
     barge_in: bool
     cut: bool = False
-    played_s: float = 0.0
+    buffered_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +369,6 @@ class TurnMachine:
         # A stall is measured from the call's start until the model first speaks.
         self._last_model_activity = now
         self._playout_until = now
-        self._turn_written_s = 0.0
         self._turn_had_content = False
         self._tool_in_turn = False
         self._nudge_wanted = False
@@ -499,7 +500,6 @@ class TurnMachine:
                 ]
             case Played(seconds=seconds):
                 self._playout_until = max(now, self._playout_until) + seconds
-                self._turn_written_s += seconds
                 return []
             case AgentAudio(enabled=enabled):
                 self.agent_audio_enabled = enabled
@@ -524,7 +524,6 @@ class TurnMachine:
             return []
         actions: list[Action] = []
         if self.phase is IDLE:
-            self._turn_written_s = 0.0
             actions += [*self._flush_caller(), TurnStarted()]
         self._turn_had_content = True
         self._spoken.audio(len(pcm) / self._model_bytes_per_s)
@@ -543,7 +542,7 @@ class TurnMachine:
             since_caller, since_told = now - self._caller_voiced_at, now - self._told_model_at
             found = self._finding(self.line_watch.interrupted(since_caller, since_told), now)
         self.interrupted_at = now
-        played = max(0.0, self._turn_written_s - max(0.0, self._playout_until - now))
+        buffered = max(0.0, self._playout_until - now)
         self._playout_until = now
         spoken = self._spoken.take()
         if self._truthful == "off":
@@ -552,7 +551,7 @@ class TurnMachine:
             line = []
             self._agent_text.clear()
             self._pending_heard = spoken
-        return [*found, DropAudio(barge_in=True, played_s=played), *line, ClearLine(now)]
+        return [*found, DropAudio(barge_in=True, buffered_s=buffered), *line, ClearLine(now)]
 
     def _report_heard(self, heard_s: float) -> list[Action]:
         """The interrupted turn's line as the caller heard it, and the model's correction."""

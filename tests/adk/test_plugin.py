@@ -114,3 +114,24 @@ async def test_connector_adds_the_plugin_to_a_bare_agent(tmp_path: Path) -> None
         async with AdkConnector(config, agent=bare) as connector:
             (added,) = connector.app.plugins
     assert isinstance(added, CallbridgePlugin) and connector.app.name == "bare"
+    assert connector.calls is added.calls
+
+
+async def test_each_app_has_its_own_live_calls_held_by_its_plugin(tmp_path: Path) -> None:
+    """No process-wide registry: the connector uses the live calls of its App's plugin (the
+    embedder's own, if the App has one), its sessions register calls there, and another App's
+    connector sees none of them."""
+    plugin = CallbridgePlugin()
+    app = App(name="shop_app", root_agent=Agent(name="shop", instruction="Hi."), plugins=[plugin])
+    async with GeminiLiveEmulator() as emu:
+        config = tenant_config(emu, FAMILIES[0], tmp_path / "adk.sqlite")
+        bare = Agent(name="bare", instruction="Hi.")
+        async with (
+            AdkConnector(config, agent=app) as connector,
+            AdkConnector(config, agent=bare) as other,
+        ):
+            assert connector.calls is plugin.calls and other.calls is not plugin.calls
+            async with connector.open(request("call-a")):
+                assert plugin.calls.get("call-a") is not None
+                assert other.calls.get("call-a") is None
+            assert len(plugin.calls) == 0, "a closed session leaves nothing behind"

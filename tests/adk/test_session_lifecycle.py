@@ -1,6 +1,6 @@
 """AdkSession's life cycle against the emulator: a model that cannot be had fails the open (so
 the runner can fall back), ADK's own reconnects surface as notices, a fatal close ends the event
-stream with ModelUnavailable, and nothing of the call is left in the registry."""
+stream with ModelUnavailable, and nothing of the call is left in the connector's live calls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from google.adk.sessions.database_session_service import DatabaseSessionService
 
 from callbridge.adapters.adk import AdkConnector
-from callbridge.adapters.adk.calls import REGISTRY
 from callbridge.bridge.errors import ModelUnavailable
 from callbridge.bridge.events import SessionNotice, TurnComplete
 from callbridge.bridge.ports import CallCommand
@@ -43,7 +42,7 @@ async def test_open_fails_when_the_model_rejects_the_setup(tmp_path: Path) -> No
                 async with connector.open(request()):
                     pytest.fail("the session must not open")
     assert info.value.close_code == 1008
-    assert len(REGISTRY) == 0
+    assert len(connector.calls) == 0
 
 
 async def test_open_fails_when_nothing_listens(tmp_path: Path) -> None:
@@ -105,7 +104,7 @@ async def test_a_fatal_close_ends_the_events_with_model_unavailable(tmp_path: Pa
                     async for _ in session.events():
                         pass
     assert info.value.close_code == 1007
-    assert len(REGISTRY) == 0
+    assert len(connector.calls) == 0
 
 
 async def test_concurrent_calls_keep_their_own_tools_and_sessions(tmp_path: Path) -> None:
@@ -132,7 +131,7 @@ async def test_concurrent_calls_keep_their_own_tools_and_sessions(tmp_path: Path
 
     assert all(call.sent() == [CallCommand.DISCONNECT] for call in calls.values())
     assert all(c.finished == [("agent_hangup", "none")] for c in controls.values())
-    assert len(emu.sessions) == 3 and len(REGISTRY) == 0
+    assert len(emu.sessions) == 3 and len(connector.calls) == 0
     reopened = DatabaseSessionService(db_url=f"sqlite+aiosqlite:///{tmp_path / 'adk.sqlite'}")
     try:
         listed = await reopened.list_sessions(app_name=app_name)

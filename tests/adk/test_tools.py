@@ -17,7 +17,7 @@ from google.genai import types
 
 from callbridge.adapters.adk import AdkConnector, call_control_tools
 from callbridge.adapters.adk.agent import prepare_agent
-from callbridge.adapters.adk.calls import REGISTRY
+from callbridge.adapters.adk.calls import CallRegistry
 from callbridge.adapters.adk.tools import CallControlTool, run_call_control
 from callbridge.bridge.config import ModelSettings
 from callbridge.bridge.errors import CallGone
@@ -94,9 +94,33 @@ def _adk(call_id: str) -> AdkToolContext:
     return cast(AdkToolContext, _AdkContext(call_id))
 
 
+async def test_prepared_tools_act_on_their_connectors_calls_only(tmp_path: Path) -> None:
+    """``prepare_agent`` binds copies of the call-control tools to the connector's live calls;
+    the embedder's own tools stay unbound and answer "unavailable" wherever they run."""
+    mine = call_control_tools(non_blocking=False)
+    agent = Agent(name="desk", instruction="Help.", tools=[*mine])
+    ours, theirs = CallRegistry(), CallRegistry()
+    tools = _declared(prepare_agent(agent, _settings(MODEL_25), calls=ours).root)
+    async with GeminiLiveEmulator() as emu:
+        config = tenant_config(emu, MODEL_25, tmp_path / "db.sqlite")
+    call, other = FakeCall(call_id="ours"), FakeCall(call_id="theirs")
+    ours.bind("ours", tool_context(config, call, FakeControl(), ListSink()))
+    theirs.bind("theirs", tool_context(config, other, FakeControl(), ListSink()))
+    tool, args = tools["end_call"], {"reason": "done"}
+    assert tool.calls is ours and tool is not mine[1]
+    foreign = await tool.run_async(args=args, tool_context=_adk("theirs"))
+    assert foreign["status"] == "unavailable"
+    assert (await tool.run_async(args=args, tool_context=_adk("ours")))["status"] == "ending_call"
+    assert call.sent() == [CallCommand.DISCONNECT] and other.sent() == []
+    unbound = await mine[1].run_async(args=args, tool_context=_adk("ours"))
+    assert unbound["status"] == "unavailable"
+
+
 async def test_tool_outside_a_call_answers_unavailable() -> None:
-    result = await run_call_control("end_call", end_call, {}, _adk("no-such-call"))
-    assert result["status"] == "unavailable"
+    calls = CallRegistry()
+    for registry in (calls, None):  # a call it does not know; a tool no connector bound
+        result = await run_call_control(registry, "end_call", end_call, {}, _adk("no-such-call"))
+        assert result["status"] == "unavailable"
 
 
 @pytest.mark.parametrize(
@@ -115,13 +139,11 @@ async def test_tool_failures_become_results(
     async with GeminiLiveEmulator() as emu:
         config = tenant_config(emu, MODEL_25, tmp_path / "db.sqlite")
     call, control, sink = Failing(call_id="failing"), FakeControl(), ListSink()
-    REGISTRY.bind("failing", tool_context(config, call, control, sink))
-    try:
-        result = await run_call_control(
-            "transfer_to_human", transfer_to_human, {"reason": "x"}, _adk("failing")
-        )
-    finally:
-        REGISTRY.close("failing")
+    calls = CallRegistry()
+    calls.bind("failing", tool_context(config, call, control, sink))
+    result = await run_call_control(
+        calls, "transfer_to_human", transfer_to_human, {"reason": "x"}, _adk("failing")
+    )
     if expected == "caller_gone":
         assert result == {"status": "caller_gone"}
         assert control.finished == [("caller_hangup", "none")]

@@ -407,13 +407,13 @@ ROWS = [
         IDLE,
     ),
     Row(
-        "a barge-in records how much of the turn had played: written less still buffered",
+        "a barge-in tells the line how much written audio is still buffered, by real time",
         [*SPEAKING_AT_1, (1.0, Played(2.0)), (1.0, Played(1.0)), (2.5, Interrupted())],
-        [DropAudio(barge_in=True, played_s=1.5), ClearLine(2.5)],
+        [DropAudio(barge_in=True, buffered_s=1.5), ClearLine(2.5)],
         DISCARDING,
     ),
     Row(
-        "...counting only this turn's audio",
+        "...the call's buffer, whichever turn wrote it (the line knows what was this turn's)",
         [
             *SPEAKING_AT_1,
             (1.0, Played(2.0)),
@@ -422,7 +422,7 @@ ROWS = [
             (5.0, Played(1.0)),
             (5.5, Interrupted()),
         ],
-        [DropAudio(barge_in=True, played_s=0.5), ClearLine(5.5)],
+        [DropAudio(barge_in=True, buffered_s=0.5), ClearLine(5.5)],
         DISCARDING,
     ),
     Row(

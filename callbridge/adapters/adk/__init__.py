@@ -3,12 +3,11 @@ and a plugin that reports an agent's tool runs to the call.
 
 - :class:`AdkConnector` / :class:`AdkSession`: the bridge's model port for ADK agents.
 - :func:`call_control_tools`: ``transfer_to_human``, ``end_call``, ``set_agent_mode`` as ADK tools.
-- :class:`CallbridgePlugin`: tool outcomes, warnings and counters into the call record.
-- :func:`register_call` / :func:`unregister_call`: how the bridge tells the tools which call
-  they act on (``AdkSession.bind_call`` does the same for its own call).
+- :class:`CallbridgePlugin`: tool outcomes, warnings and counters into the call record; it
+  owns the agent's live calls, which the connector's sessions fill (the bridge binds each call
+  through the model port's ``bind_call``) and its tools read.
 """
 
-from callbridge.adapters.adk.calls import register_call, unregister_call
 from callbridge.adapters.adk.connector import AdkConnector
 from callbridge.adapters.adk.plugin import CallbridgePlugin
 from callbridge.adapters.adk.session import AdkSession
@@ -20,6 +19,4 @@ __all__ = [
     "CallControlTool",
     "CallbridgePlugin",
     "call_control_tools",
-    "register_call",
-    "unregister_call",
 ]

@@ -9,7 +9,8 @@ The user's objects are never changed: every agent in the tree is cloned with
   and key. A plain ``Gemini`` object keeps its settings unless the tenant names an endpoint.
   Agents with another ``BaseLlm`` are left alone (callbridge then cannot see their connects).
 - the call-control tools, declared NON_BLOCKING or BLOCKING for the model family that serves
-  each agent (:meth:`~callbridge.adapters.adk.tools.CallControlTool.for_model`).
+  each agent and bound to the connector's live calls
+  (:meth:`~callbridge.adapters.adk.tools.CallControlTool.for_call`).
 
 The agent's own model name wins over ``model.model``, which is only the default for an agent
 that names none.
@@ -34,6 +35,7 @@ from google.adk.tools.base_tool import BaseTool
 from google.adk.tools.function_tool import FunctionTool
 from google.genai import types
 
+from callbridge.adapters.adk.calls import CallRegistry
 from callbridge.adapters.adk.model import ObservedGemini
 from callbridge.adapters.adk.tools import CallControlTool
 from callbridge.adapters.genai_common import client_kwargs, socket_args, vertex_credentials
@@ -159,12 +161,18 @@ class PreparedAgent:
 
 
 def prepare_agent(
-    root: BaseAgent, settings: ModelSettings, *, model_override: str | None = None
+    root: BaseAgent,
+    settings: ModelSettings,
+    *,
+    model_override: str | None = None,
+    calls: CallRegistry | None = None,
 ) -> PreparedAgent:
     """Clone the tree with the tenant's model settings and per-family call-control tools.
 
     ``model_override`` (the tenant's fallback model) replaces the model name of every agent
-    served by Gemini, whatever it named; agents on another ``BaseLlm`` keep theirs.
+    served by Gemini, whatever it named; agents on another ``BaseLlm`` keep theirs. ``calls``:
+    the live calls the call-control tools act on (the connector's; ``None``: they answer
+    "unavailable").
     """
     make = model_factory(settings)
     root_model = settings.model
@@ -172,7 +180,9 @@ def prepare_agent(
         root_model = model_name(root.model)
     if model_override is not None:
         root_model = model_override
-    clone = _clone(root, settings, make, inherited=root_model, rename=model_override, is_root=True)
+    clone = _clone(
+        root, settings, make, inherited=root_model, rename=model_override, is_root=True, calls=calls
+    )
     if model_override is not None and not any(
         isinstance(a, LlmAgent) and model_name(a.model) == model_override for a in walk(clone)
     ):
@@ -200,6 +210,7 @@ def _clone(
     inherited: str,
     rename: str | None,
     is_root: bool,
+    calls: CallRegistry | None,
 ) -> BaseAgent:
     updates: dict[str, Any] = {}
     family = inherited
@@ -214,9 +225,9 @@ def _clone(
         if new_model is not None:
             updates["model"] = new_model
         if agent.tools:
-            updates["tools"] = [_for_phone(t, family, settings) for t in agent.tools]
+            updates["tools"] = [_for_phone(t, family, settings, calls) for t in agent.tools]
     children = [
-        _clone(sub, settings, make, inherited=family, rename=rename, is_root=False)
+        _clone(sub, settings, make, inherited=family, rename=rename, is_root=False, calls=calls)
         for sub in agent.sub_agents
     ]
     if children:
@@ -227,17 +238,18 @@ def _clone(
     return clone
 
 
-def _for_phone(tool: Any, family: str, settings: ModelSettings) -> Any:
+def _for_phone(tool: Any, family: str, settings: ModelSettings, calls: CallRegistry | None) -> Any:
     """Declare the agent's plain function tools NON_BLOCKING where the model family allows.
 
     On a phone line a BLOCKING call freezes ADK's event stream (no barge-in while a tool
     runs) and Gemini closes the session (1008) if caller audio arrives while it is pending,
     which on a live line it always does. Tools that already chose a behaviour keep it;
-    call-control tools pick theirs per family; other tool kinds are left as they are.
+    call-control tools pick theirs per family and act on ``calls``; other tool kinds are left
+    as they are.
     """
     async_ok = settings.tools_non_blocking(family)
     if isinstance(tool, CallControlTool):
-        return tool.for_model(async_ok)
+        return tool.for_call(async_ok, calls)
     if not async_ok:
         return tool
     if callable(tool) and not isinstance(tool, BaseTool):

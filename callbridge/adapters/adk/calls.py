@@ -1,17 +1,24 @@
-"""The per-process registry of live calls that ADK tools and the plugin look up.
+"""The live calls of one ADK agent, which its call-control tools and plugin look up.
 
-ADK builds tool and plugin calls itself, so the only thing that reaches them from our side is
-``RunConfig.custom_metadata`` (copied onto every ``ToolContext``). We put the call id there and
-keep, per call id, what a call-control tool needs: the bridge's
-:class:`~callbridge.bridge.tools.ToolContext`
-(the phone call, its record and warner) and a way to run follow-up work (``ToolReply.then``)
-in a task the call's model session owns, so a tool can return at once and never hold up ADK.
+ADK builds tool and plugin calls itself, so the only per-call thing that reaches them from our
+side is ``RunConfig.custom_metadata`` (copied onto every ``ToolContext``). We put the call id
+there and keep, per call id, what a call-control tool needs: the bridge's
+:class:`~callbridge.bridge.tools.ToolContext` (the phone call, its record and warner) and a way
+to run follow-up work (``ToolReply.then``) in a task the call's model session owns, so a tool
+can return at once and never hold up ADK.
+
+There is no process-wide registry: a :class:`CallRegistry` belongs to the agent's
+:class:`~callbridge.adapters.adk.plugin.CallbridgePlugin` (the one object an ``App`` carries to
+every callback), and the :class:`~callbridge.adapters.adk.connector.AdkConnector` serving that
+App hands the same registry to its sessions and binds its call-control tools to it when it
+prepares the agent. A tool that was never prepared by a connector has no registry and answers
+"unavailable".
 
 Two parties fill an entry, in either order: the
-:class:`~callbridge.adapters.adk.session.AdkSession` (the
-follow-up runner and thresholds) when it opens, and the call runner (the ``ToolContext``) once
-the call is bridged, through :func:`register_call` or ``AdkSession.bind_call``. The session
-removes the entry when it closes, so nothing outlives the call.
+:class:`~callbridge.adapters.adk.session.AdkSession` (the follow-up runner and thresholds) when
+it opens, and the call runner (the ``ToolContext``) once the call is bridged, through the
+model port's ``bind_call``. The session removes the entry when it closes, so nothing outlives
+the call.
 """
 
 from __future__ import annotations
@@ -21,11 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from callbridge.bridge.tools import ToolContext
-
-log = structlog.get_logger("callbridge.adk")
 
 FollowUp = Callable[[], Awaitable[None]]
 Spawner = Callable[[FollowUp, str], None]
@@ -54,7 +57,7 @@ class LiveCall:
 
 
 class CallRegistry:
-    """Live calls by call id; one instance per process (:data:`REGISTRY`)."""
+    """Live calls by call id, for one ADK agent (see the module docstring)."""
 
     def __init__(self) -> None:
         self._calls: dict[str, LiveCall] = {}
@@ -92,21 +95,6 @@ class CallRegistry:
     def close(self, call_id: str) -> None:
         """Forget the call entirely (the session is gone)."""
         self._calls.pop(call_id, None)
-
-
-REGISTRY = CallRegistry()
-"""The process-wide registry the tools and the plugin read."""
-
-
-def register_call(call_id: str, ctx: ToolContext) -> None:
-    """Make ``ctx`` the call that ADK tools with this ``call_id`` act on."""
-    REGISTRY.bind(call_id, ctx)
-    log.debug("adk_call_registered", call_id=call_id)
-
-
-def unregister_call(call_id: str) -> None:
-    """The call is over: tools for it now answer that call control is unavailable."""
-    REGISTRY.unbind(call_id)
 
 
 def call_id_from(metadata: Mapping[str, Any] | None) -> str | None:

@@ -5,7 +5,9 @@ Built once per tenant process from ``model.adk_agent`` (``module:attribute``, an
 plugins and adds a :class:`~callbridge.adapters.adk.plugin.CallbridgePlugin` first if the App has
 none,
 and owns one ``Runner`` over a ``DatabaseSessionService`` (``model.adk_session_db``: SQLite by
-default, any SQLAlchemy async URL), so conversations outlive the process.
+default, any SQLAlchemy async URL), so conversations outlive the process. The plugin's live
+calls (:attr:`AdkConnector.calls`) are what the connector's sessions register each call in and
+what the prepared agent's call-control tools are bound to.
 
 The bridge's own ``SessionRequest.system_instruction`` and ``functions`` are not used: the
 agent brings its instruction and tools (call-control tools via
@@ -69,15 +71,21 @@ class AdkConnector:
         loaded = load_agent(target)
         self._source: BaseAgent | App = loaded.app if loaded.app is not None else loaded.root
         self._owns_runner = True
-        prepared = prepare_agent(loaded.root, settings, model_override=model_override)
+        plugins = list(loaded.app.plugins) if loaded.app is not None else []
+        plugin = next((p for p in plugins if isinstance(p, CallbridgePlugin)), None)
+        if plugin is None:
+            plugin = CallbridgePlugin()
+            plugins.insert(0, plugin)
+        self.calls = plugin.calls
+        """This agent's live calls: the plugin's, shared with the sessions and the tools."""
+        prepared = prepare_agent(
+            loaded.root, settings, model_override=model_override, calls=self.calls
+        )
         self.config = config
         self.model = prepared.model
         self.non_blocking_tools = prepared.non_blocking_tools
         root = prepared.root
         self.observed = isinstance(root, LlmAgent) and isinstance(root.model, ObservedGemini)
-        plugins = list(loaded.app.plugins) if loaded.app is not None else []
-        if not any(isinstance(p, CallbridgePlugin) for p in plugins):
-            plugins.insert(0, CallbridgePlugin())
         if loaded.app is not None:
             self.app = loaded.app.model_copy(update={"root_agent": root, "plugins": plugins})
         else:
@@ -130,6 +138,7 @@ class AdkConnector:
             non_blocking_tools=self.non_blocking_tools,
             slow_tool_after_s=self.config.warnings.slow_tool_call_s,
             max_held_audio_s=self.config.audio.max_gated_caller_audio_s,
+            calls=self.calls,
         )
         async with session:
             self.sessions_opened += 1

@@ -23,7 +23,7 @@ from google.adk.tools.base_tool import BaseTool
 from google.adk.tools.tool_context import ToolContext as AdkToolContext
 from typing_extensions import override
 
-from callbridge.adapters.adk.calls import REGISTRY, CallRegistry, LiveCall, call_id_from
+from callbridge.adapters.adk.calls import CallRegistry, LiveCall, call_id_from
 from callbridge.bridge.tools import tool_failed, tool_slow
 
 log = structlog.get_logger("callbridge.adk.plugin")
@@ -69,6 +69,11 @@ class CallbridgePlugin(BasePlugin):
     (:func:`callbridge.adapters.adk.tools.call_control_tools`); this plugin only watches and
     accounts.
     Every callback is guarded: a bug here is logged, never raised into ADK.
+
+    The plugin owns the agent's live calls (:attr:`calls`, a
+    :class:`~callbridge.adapters.adk.calls.CallRegistry`): the App carries it to every callback,
+    and the connector serving the App gives the same registry to its sessions and call-control
+    tools, so one App's plugin, tools and sessions see the same calls and no other App's.
     """
 
     def __init__(
@@ -78,14 +83,15 @@ class CallbridgePlugin(BasePlugin):
         answer_tool_errors: bool = True,
         record_transcripts: bool = False,
         slow_tool_after_s: float | None = None,
-        registry: CallRegistry = REGISTRY,
+        calls: CallRegistry | None = None,
     ) -> None:
         super().__init__(name=name)
         self.answer_tool_errors = answer_tool_errors
         self.record_transcripts = record_transcripts
         self.slow_tool_after_s = slow_tool_after_s
         self.counters: Counter[str] = Counter()
-        self._registry = registry
+        self.calls = calls if calls is not None else CallRegistry()
+        """The live calls of the App this plugin is on (see the class docstring)."""
         self._running: dict[tuple[str, str], _Running] = {}
 
     # ── helpers ────────────────────────────────────────────────────────────────────────
@@ -97,7 +103,7 @@ class CallbridgePlugin(BasePlugin):
 
     def _entry(self, metadata: Mapping[str, Any] | None) -> tuple[str | None, LiveCall | None]:
         call_id = call_id_from(metadata)
-        return call_id, self._registry.get(call_id)
+        return call_id, self.calls.get(call_id)
 
     def _slow(self, entry: LiveCall | None, name: str, threshold: float) -> None:
         self._count(entry, "slow_tools")

@@ -11,8 +11,10 @@ end.
 
 ADK reconnects by itself on ``goAway`` and on 1000/1006/1011 drops (with the resumption handle);
 those surface here as ``SessionNotice`` s (``go_away``, ``rotated``, ``reconnected``). ADK runs
-the agent's tools; call-control tools reach the phone call through :mod:`.calls`, and their
-follow-up work (``ToolReply.then``) runs as tasks of this session's TaskGroup.
+the agent's tools; call-control tools reach the phone call through the agent's live calls
+(:mod:`.calls`, given by the connector), where opening registers this call and
+:meth:`AdkSession.bind_call` binds it; their follow-up work (``ToolReply.then``) runs as tasks
+of this session's TaskGroup.
 
 Closing closes the request queue (ADK closes the connection and ends ``run_live``), waits a
 bounded time for that, cancels what is left and removes the call from the registry.
@@ -36,7 +38,7 @@ from google.adk.runners import Runner
 from google.auth.exceptions import GoogleAuthError
 from google.genai import errors, types
 
-from callbridge.adapters.adk.calls import REGISTRY, FollowUp
+from callbridge.adapters.adk.calls import CallRegistry, FollowUp
 from callbridge.adapters.adk.model import CURRENT_OBSERVER
 from callbridge.adapters.adk.queue import CallerQueue
 from callbridge.adapters.adk.runconfig import run_config
@@ -98,8 +100,12 @@ class AdkSession:
         non_blocking_tools: frozenset[str] = frozenset(),
         slow_tool_after_s: float = 5.0,
         max_held_audio_s: float = 20.0,
+        calls: CallRegistry,
     ) -> None:
+        """``calls``: the agent's live calls (the connector's), which its tools and plugin
+        read."""
         self._runner = runner
+        self._calls = calls
         self._settings = settings
         self._request = request
         self._model = model
@@ -191,7 +197,7 @@ class AdkSession:
 
     def bind_call(self, ctx: ToolContext) -> None:
         """Let this call's ADK tools act on ``ctx`` (the bridge's per-call tool context)."""
-        REGISTRY.bind(self._request.call_id, ctx)
+        self._calls.bind(self._request.call_id, ctx)
 
     # ── ConnectionObserver (called from ADK's tasks, synchronously) ─────────────────────
 
@@ -229,7 +235,7 @@ class AdkSession:
                 self._events.put_nowait(Interrupted())
 
     def _held_audio_dropped(self, dropped: int) -> None:
-        entry = REGISTRY.get(self.call_id)
+        entry = self._calls.get(self.call_id)
         if entry is not None and entry.ctx is not None:
             entry.ctx.warner.warn(
                 WarningCode.CALLER_AUDIO_DROPPED,
@@ -265,7 +271,7 @@ class AdkSession:
         self._group = group
         try:
             await self._ensure_adk_session()
-            REGISTRY.open(
+            self._calls.open(
                 self._request.call_id,
                 spawn=self._spawn,
                 slow_tool_after_s=self._slow_tool_after_s,
@@ -364,7 +370,7 @@ class AdkSession:
         task.add_done_callback(self._followups.discard)
 
     async def _follow_up(self, work: FollowUp, name: str) -> None:
-        entry = REGISTRY.get(self.call_id)
+        entry = self._calls.get(self.call_id)
         ctx = entry.ctx if entry is not None else None
         try:
             await work()
@@ -397,7 +403,7 @@ class AdkSession:
             if self._group is not None:
                 await self._group.__aexit__(None, None, None)
         finally:
-            REGISTRY.close(self._request.call_id)
+            self._calls.close(self._request.call_id)
             self._drain()
             self._events.put_nowait(_Ended(None))
             self._log.info(

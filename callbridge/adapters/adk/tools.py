@@ -3,10 +3,11 @@
 ``transfer_to_human``, ``end_call`` and ``set_agent_mode`` run the very same handlers as the raw
 Gemini back end (:mod:`callbridge.bridge.tools`), with the same declarations: one implementation,
 two front
-doors. A tool finds its phone call through the per-process registry
-(:mod:`callbridge.adapters.adk.calls`)
-by the ``call_id`` callbridge puts into ``RunConfig.custom_metadata``; outside a callbridge call
-it answers ``{"status": "unavailable"}`` instead of failing.
+doors. The connector serving the agent binds each tool to its agent's live calls
+(:mod:`callbridge.adapters.adk.calls`) when it prepares the agent; a tool finds its phone call
+there by the ``call_id`` callbridge puts into ``RunConfig.custom_metadata``. Outside a
+callbridge call (or on an agent no connector prepared) it answers ``{"status": "unavailable"}``
+instead of failing.
 
 Add them to an agent in one line::
 
@@ -49,7 +50,7 @@ from google.adk.tools.tool_context import ToolContext as AdkToolContext
 from google.genai import types
 from typing_extensions import override
 
-from callbridge.adapters.adk.calls import REGISTRY, call_id_from
+from callbridge.adapters.adk.calls import CallRegistry, call_id_from
 from callbridge.bridge.errors import CallGone
 from callbridge.bridge.ports import FunctionSpec
 from callbridge.bridge.tools import (
@@ -76,10 +77,14 @@ UNAVAILABLE = {
 
 
 async def run_call_control(
-    name: str, handler: ToolHandler, args: Mapping[str, Any], adk_context: AdkToolContext
+    calls: CallRegistry | None,
+    name: str,
+    handler: ToolHandler,
+    args: Mapping[str, Any],
+    adk_context: AdkToolContext,
 ) -> dict[str, Any]:
     """Run a bridge handler for the call this ADK invocation serves; never raises."""
-    entry = REGISTRY.get(call_id_from(adk_context.custom_metadata))
+    entry = calls.get(call_id_from(adk_context.custom_metadata)) if calls is not None else None
     if entry is None or entry.ctx is None:
         log.warning("adk_call_control_unavailable", tool=name)
         return dict(UNAVAILABLE)
@@ -98,41 +103,33 @@ async def run_call_control(
     return dict(reply.response)
 
 
-# The functions ADK calls. Their signatures give FunctionTool the argument names it passes
-# through; the declaration the model sees comes from the bridge's FunctionSpec instead.
-
-
-async def _transfer_to_human(
-    reason: str, summary: str = "", *, tool_context: AdkToolContext
-) -> dict[str, Any]:
-    args = {"reason": reason, "summary": summary}
-    return await run_call_control("transfer_to_human", transfer_to_human, args, tool_context)
-
-
-async def _end_call(reason: str = "", *, tool_context: AdkToolContext) -> dict[str, Any]:
-    return await run_call_control("end_call", end_call, {"reason": reason}, tool_context)
-
-
-async def _set_agent_mode(mode: str, *, tool_context: AdkToolContext) -> dict[str, Any]:
-    return await run_call_control("set_agent_mode", set_agent_mode, {"mode": mode}, tool_context)
-
-
-_FUNCTIONS: dict[str, tuple[Callable[..., Awaitable[dict[str, Any]]], FunctionSpec]] = {
-    "transfer_to_human": (_transfer_to_human, TRANSFER_SPEC),
-    "end_call": (_end_call, END_CALL_SPEC),
-    "set_agent_mode": (_set_agent_mode, SET_MODE_SPEC),
+SPECS: dict[str, tuple[ToolHandler, FunctionSpec]] = {
+    "transfer_to_human": (transfer_to_human, TRANSFER_SPEC),
+    "end_call": (end_call, END_CALL_SPEC),
+    "set_agent_mode": (set_agent_mode, SET_MODE_SPEC),
 }
+"""Each call-control tool's bridge handler and declaration."""
 
 
 class CallControlTool(FunctionTool):
-    """One call-control tool; ``mode`` says how it is declared (see the module docstring)."""
+    """One call-control tool; ``mode`` says how it is declared (see the module docstring),
+    ``calls`` where it finds its phone call (``None``: it answers "unavailable")."""
 
-    def __init__(self, name: str, mode: ToolMode = "auto") -> None:
-        func, spec = _FUNCTIONS[name]
-        super().__init__(func)
+    def __init__(
+        self, name: str, mode: ToolMode = "auto", calls: CallRegistry | None = None
+    ) -> None:
+        self.handler, self.spec = SPECS[name]
+        self.calls = calls
+        # The functions ADK calls: their signatures give FunctionTool the argument names it
+        # passes through; the declaration the model sees is the bridge's FunctionSpec.
+        functions: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+            "transfer_to_human": self._transfer_to_human,
+            "end_call": self._end_call,
+            "set_agent_mode": self._set_agent_mode,
+        }
+        super().__init__(functions[name])
         self.name = name
-        self.spec: FunctionSpec = spec
-        self.description = spec.description
+        self.description = self.spec.description
         self.mode: ToolMode = mode
         if mode == "non_blocking":
             self.behavior = types.Behavior.NON_BLOCKING
@@ -140,15 +137,29 @@ class CallControlTool(FunctionTool):
         elif mode == "blocking":
             self.behavior = types.Behavior.BLOCKING
 
-    def for_model(self, async_ok: bool) -> CallControlTool:
-        """This tool as the serving model supports it: a new tool if ``auto``, else ``self``.
+    def for_call(self, async_ok: bool, calls: CallRegistry | None) -> CallControlTool:
+        """A copy of this tool for a connector's agent: declared as the serving model supports
+        (``auto`` resolved by ``async_ok``, whether that model honours NON_BLOCKING
+        declarations: ``ModelSettings.tools_non_blocking``, from
+        :mod:`callbridge.bridge.models`) and bound to that agent's live ``calls``."""
+        mode: ToolMode = self.mode
+        if mode == "auto":
+            mode = "non_blocking" if async_ok else "blocking"
+        return CallControlTool(self.name, mode, calls)
 
-        ``async_ok`` is whether that model honours NON_BLOCKING declarations
-        (``ModelSettings.tools_non_blocking``, from :mod:`callbridge.bridge.models`).
-        """
-        if self.mode != "auto":
-            return self
-        return CallControlTool(self.name, "non_blocking" if async_ok else "blocking")
+    async def _run(self, args: Mapping[str, Any], tool_context: AdkToolContext) -> dict[str, Any]:
+        return await run_call_control(self.calls, self.name, self.handler, args, tool_context)
+
+    async def _transfer_to_human(
+        self, reason: str, summary: str = "", *, tool_context: AdkToolContext
+    ) -> dict[str, Any]:
+        return await self._run({"reason": reason, "summary": summary}, tool_context)
+
+    async def _end_call(self, reason: str = "", *, tool_context: AdkToolContext) -> dict[str, Any]:
+        return await self._run({"reason": reason}, tool_context)
+
+    async def _set_agent_mode(self, mode: str, *, tool_context: AdkToolContext) -> dict[str, Any]:
+        return await self._run({"mode": mode}, tool_context)
 
     @override
     def _get_declaration(self) -> types.FunctionDeclaration | None:
@@ -170,7 +181,7 @@ def call_control_tools(
     mode: ToolMode = (
         "auto" if non_blocking is None else "non_blocking" if non_blocking else "blocking"
     )
-    unknown = [n for n in names if n not in _FUNCTIONS]
+    unknown = [n for n in names if n not in SPECS]
     if unknown:
         raise ValueError(f"unknown call-control tools {unknown}; choose from {CALL_CONTROL_NAMES}")
     return [CallControlTool(name, mode) for name in names]
