@@ -47,7 +47,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,20 @@ WORKER_HTTP_TIMEOUT_S = 5.0
 LOST_OUTCOME = "worker_lost"
 """The outcome recorded for a call whose worker process died under it."""
 MAX_REMEMBERED_DIALS = 4096
-FORWARDED_REQUEST_HEADERS = ("authorization", "content-type", "cookie", "accept", "x-csrf-token")
+CONSOLE_RETRY_S = 1.0
+"""A merged console stream reopens a worker's stream this long after it ended (restart)."""
+CONSOLE_KEEPALIVE_S = 15.0
+FORWARDED_REQUEST_HEADERS = (
+    "authorization",
+    "content-type",
+    "cookie",
+    "accept",
+    "x-csrf-token",
+    # The console compares Origin with Host (same-origin checks): the browser's, unchanged.
+    "host",
+    "origin",
+    "referer",
+)
 FORWARDED_RESPONSE_HEADERS = (
     "content-type",
     "set-cookie",
@@ -612,18 +625,87 @@ class Supervisor:
                 return await self._stream(request, owner or self.slots[0], path)
             return await self._to_owner(request, call_id, path)
 
+        async def live_stream(request: Request) -> Response:
+            return await self._merged_live_stream(request)
+
         async def rest(request: Request) -> Response:
-            path = request.url.path
-            if path.rstrip("/").endswith("/stream"):
-                return await self._stream(request, self.slots[0], path)
-            return await self._to_slot(request, self.slots[0], path)
+            return await self._to_slot(request, self.slots[0], request.url.path)
 
         methods = ["GET", "POST"]
         return [
             Route("/calls/{call_id}", per_call, methods=methods),
             Route("/calls/{call_id}/{rest:path}", per_call, methods=methods),
+            Route("/stream", live_stream, methods=["GET"]),
             Route("/{rest:path}", rest, methods=methods),
         ]
+
+    async def _merged_live_stream(self, request: Request) -> Response:
+        """The live-calls table's stream over every worker: each worker's own stream is
+        followed (with the operator's session cookie, so each worker checks it) and every
+        change to any of them is sent as one ``calls`` event listing all workers' calls."""
+        first = self.slots[0]
+        if first.admin is None:
+            return JSONResponse({"error": f"worker {first.index} is restarting"}, 503)
+        path = request.url.path
+        headers = _request_headers(request)
+        # Worker 0 answers the session check (401, 503 when streams are full) as it would.
+        probe = await first.admin.send(
+            first.admin.build_request("GET", path, headers=headers), stream=True
+        )
+        if probe.status_code != 200:
+            await probe.aread()
+            await probe.aclose()
+            return _relayed(Response(probe.content, status_code=probe.status_code), probe)
+        await probe.aclose()  # only its answer matters here; the followers open their own
+        latest: dict[int, list[Any]] = {}
+        changed = asyncio.Event()
+
+        async def follow(slot: Slot) -> None:
+            opened: httpx.Response | None = None
+            while True:
+                try:
+                    if opened is None:
+                        client = slot.admin
+                        if client is None:
+                            await asyncio.sleep(CONSOLE_RETRY_S)
+                            continue
+                        opened = await client.send(
+                            client.build_request("GET", path, headers=headers), stream=True
+                        )
+                    if opened.status_code == 200:
+                        async for rows in _sse_calls(opened):
+                            latest[slot.index] = [{**row, "worker": slot.index} for row in rows]
+                            changed.set()
+                except httpx.HTTPError:
+                    pass
+                finally:
+                    if opened is not None:
+                        await opened.aclose()
+                    opened = None
+                if latest.pop(slot.index, None) is not None:
+                    changed.set()
+                await asyncio.sleep(CONSOLE_RETRY_S)
+
+        async def body() -> AsyncIterator[str]:
+            async with asyncio.TaskGroup() as group:
+                followers = [group.create_task(follow(slot)) for slot in self.slots]
+                try:
+                    while True:
+                        try:
+                            async with asyncio.timeout(CONSOLE_KEEPALIVE_S):
+                                await changed.wait()
+                        except TimeoutError:
+                            yield ": keepalive\n\n"
+                            continue
+                        changed.clear()
+                        merged = [row for i in sorted(latest) for row in latest[i]]
+                        yield f"event: calls\ndata: {json.dumps(merged, default=str)}\n\n"
+                finally:
+                    for follower in followers:
+                        follower.cancel()
+
+        relay = StreamingResponse(body(), media_type="text/event-stream")
+        return _relayed(relay, probe)
 
     async def _stream(self, request: Request, slot: Slot, path: str) -> Response:
         """A console event stream, relayed as it comes (server-sent events never end)."""
@@ -650,6 +732,22 @@ def _request_headers(request: Request) -> dict[str, str]:
     if client is not None:
         headers["x-forwarded-for"] = client.host
     return headers
+
+
+async def _sse_calls(response: httpx.Response) -> AsyncIterator[list[Any]]:
+    """The ``calls`` events of a console live stream, each its list of rows."""
+    event, data = "", []
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            event = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").strip())
+        elif not line:
+            if event == "calls" and data:
+                rows = json.loads("\n".join(data))
+                if isinstance(rows, list):
+                    yield rows
+            event, data = "", []
 
 
 def _active_calls_of(slot: Slot) -> Callable[[], float]:

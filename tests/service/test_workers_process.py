@@ -9,6 +9,7 @@ SIGKILL is restarted while the other's calls go on, and SIGTERM drains both and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from callbridge.emulators.gemini_live import GeminiLiveEmulator, Script, Turn
 from callbridge.emulators.telcoflow import CallerScript, EmulatedCall, Pause, TelcoflowEmulator
+from callbridge.service.console.auth import COOKIE_NAME
 from callbridge.service.metrics_merge import parse
 from callbridge.service.store import RecordStore
 from callbridge.service.worker_link import REPORT_EVERY_S
@@ -74,6 +76,34 @@ def worker_pids(proc: ServeProcess) -> dict[int, int]:
     return {int(line["worker"]): int(line["pid"]) for line in proc.events("worker_launched")}
 
 
+async def login(proc: ServeProcess) -> dict[str, str]:
+    """A console session through the supervisor's admin listener (its cookie, as a header)."""
+    async with proc.admin_client() as admin:
+        answer = await admin.post("/console/login", data={"operator": "Ada", "token": ADMIN_TOKEN})
+    assert answer.status_code == 303, answer.text
+    return {"Cookie": f"{COOKIE_NAME}={answer.cookies[COOKIE_NAME]}"}
+
+
+async def console_live_rows(proc: ServeProcess) -> list[dict[str, Any]]:
+    """The first ``calls`` event of the console's live stream, through the supervisor."""
+    session = await login(proc)
+    async with (
+        proc.admin_client() as admin,
+        admin.stream("GET", "/console/stream", headers=session) as stream,
+    ):
+        assert stream.status_code == 200
+        async with asyncio.timeout(15):
+            event = ""
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and event == "calls":
+                    rows: list[dict[str, Any]] = json.loads(line.removeprefix("data:"))
+                    if len({r["worker"] for r in rows}) == 2:
+                        return rows
+    raise AssertionError("the live stream ended")
+
+
 async def stored_outcome(records: str, call_id: str) -> str | None:
     async with RecordStore(records) as store:
         row = await store.get_call(call_id)
@@ -127,6 +157,14 @@ async def test_calls_spread_over_two_workers_behind_one_port_and_sigterm_drains_
                 ].samples.items()
             }
             assert sorted(per_worker.values()) == [3, 3]
+            # One console: its live table's stream lists both workers' calls, and a call's
+            # page comes from the worker that owns it (another would redirect to history).
+            rows = await console_live_rows(proc)
+            assert {r["call_id"]: r["worker"] for r in rows} == by_worker
+            on_1 = next(cid for cid, worker in by_worker.items() if worker == 1)
+            async with proc.admin_client() as admin:
+                page = await admin.get(f"/console/calls/{on_1}", headers=await login(proc))
+            assert page.status_code == 200 and on_1 in page.text
             # A per-call action reaches the worker that owns the call.
             victim = calls[0]
             async with proc.admin_client() as admin:
