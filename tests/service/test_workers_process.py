@@ -76,6 +76,15 @@ def worker_pids(proc: ServeProcess) -> dict[int, int]:
     return {int(line["worker"]): int(line["pid"]) for line in proc.events("worker_launched")}
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie left to an init that does not reap counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 async def login(proc: ServeProcess) -> dict[str, str]:
     """A console session through the supervisor's admin listener (its cookie, as a header)."""
     async with proc.admin_client() as admin:
@@ -243,12 +252,78 @@ async def test_a_killed_worker_is_restarted_its_call_ends_and_the_other_goes_on(
             metrics = (await http.get("/metrics")).text
             assert sample_sum(metrics, "callbridge_worker_restarts_total") == 1
             assert sample_sum(metrics, "callbridge_worker_calls_lost_total") == 1
-            await kept.hang_up()
-            proc.signal(signal.SIGTERM)
-            status = await proc.wait(timeout=60)
-    assert status == 0
+            # Last, the supervisor itself is killed: its workers notice (end of file on their
+            # link) and drain on their own, so the kept call is hung up at the grace's end.
+            pids = worker_pids(proc)
+            proc.signal(signal.SIGKILL)
+            try:
+                gone = await poll_until(
+                    lambda: asyncio.sleep(0, proc.events("supervisor_gone")),
+                    lambda lines: len(lines) == 2,
+                    timeout=30,
+                    what="both workers noticing the supervisor is gone",
+                )
+                await poll_until(
+                    lambda: asyncio.sleep(0, [p for p in pids.values() if alive(p)]),
+                    lambda left: not left,
+                    timeout=60,
+                    what="both workers exiting on their own",
+                )
+            finally:
+                for pid in pids.values():
+                    if alive(pid):
+                        os.kill(pid, signal.SIGKILL)
+            kept_end = await kept.ended(timeout=30)
+    assert sorted(line["worker"] for line in gone) == [0, 1]
+    assert kept_end.end_reason == "agent_disconnect"  # hung up by its draining worker
     [exited] = proc.events("worker_exited")
     assert exited["worker"] == 0 and exited["status"] == -signal.SIGKILL
     assert exited["calls_lost"] == 1
     assert await stored_outcome(records, lost.call_id) == "worker_lost"
-    assert await stored_outcome(records, kept.call_id) == "caller_hangup"
+    assert await stored_outcome(records, kept.call_id) not in (None, "in_progress", "worker_lost")
+
+
+async def test_a_worker_that_never_becomes_ready_stops_the_supervisor_with_its_status(
+    tmp_path: Path,
+) -> None:
+    """Refused credentials: restarting would not help, so the pod exits 1 as one process
+    would, with the worker's one clear line, and the other worker is stopped."""
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator() as gemini,
+    ):
+        proc, _ = workers_process(tmp_path, telco, gemini)
+        proc.env["TELCOFLOW_API_KEY"] = "not-the-key"
+        async with serve_processes(proc):
+            status = await proc.wait(timeout=90)
+    assert status == 1
+    assert any("TELCOFLOW_API_KEY" in line["error"] for line in proc.events("service_failed"))
+    assert not proc.events("worker_restarting")
+    assert not any("Traceback" in line for line in proc.raw)
+
+
+async def test_a_second_signal_exits_at_once_with_every_worker(tmp_path: Path) -> None:
+    script = Script(greeting=Turn([agent("agent_greeting")]))
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=script) as gemini,
+    ):
+        proc, _ = workers_process(tmp_path, telco, gemini, drain_grace_s=600)
+        async with serve_processes(proc), await proc.wait_started() as http:
+            await wait_ready(http, timeout=60)
+            call = telco.place_call(CallerScript([Pause(120)]))
+            await call.answered(timeout=30)
+            pids = worker_pids(proc)
+            proc.signal(signal.SIGINT)
+            await poll_until(lambda: http.get("/readyz"), lambda r: r.status_code == 503)
+            proc.signal(signal.SIGINT)
+            # Far sooner than the 600 s grace.
+            status = await proc.wait(timeout=30)
+            await poll_until(
+                lambda: asyncio.sleep(0, [p for p in pids.values() if alive(p)]),
+                lambda left: not left,
+                timeout=30,
+                what="both workers gone",
+            )
+    assert status == 130
+    assert len(proc.events("forced_exit")) == 3  # the supervisor's and each worker's
