@@ -73,6 +73,7 @@ from callbridge.service.serve import (
     EXIT_OK,
     STALE_CALL_AFTER_S,
     _open_store,
+    _report,
     bind_listener,
     embedded_server,
 )
@@ -86,6 +87,8 @@ POLL_S = 0.5
 START_TIMEOUT_S = 120.0
 """A worker that has not reported its listeners by then is killed and restarted."""
 WORKER_HTTP_TIMEOUT_S = 5.0
+LINK_LINE_LIMIT = 8 * 1024 * 1024
+"""A link line lists at most every live call id of a worker (10 000 x ~20 bytes)."""
 LOST_OUTCOME = "worker_lost"
 """The outcome recorded for a call whose worker process died under it."""
 MAX_REMEMBERED_DIALS = 4096
@@ -285,9 +288,10 @@ class Supervisor:
         if self.failed_status is not None:
             log.error("service_failed", error="a worker failed before it was ever ready")
             return self.failed_status
-        bad = [status for status in statuses if status != EXIT_OK]
+        # A worker that got SIGTERM before it could handle it (still starting) stopped cleanly.
+        clean = (EXIT_OK, -signal.SIGTERM)
         log.info("service_stopped", worker_statuses=statuses)
-        return bad[0] if bad else EXIT_OK
+        return EXIT_OK if all(status in clean for status in statuses) else EXIT_FAILED
 
     async def _keep(self, slot: Slot) -> int:
         """Run this slot's worker until the drain; restart it whenever it dies."""
@@ -337,7 +341,7 @@ class Supervisor:
         log.info("worker_launched", worker=slot.index, pid=proc.pid, max_calls=slot.max_calls)
         if self.draining:  # a drain began while it was starting: it drains at once
             proc.send_signal(signal.SIGTERM)
-        reader, writer = await asyncio.open_connection(sock=parent)
+        reader, writer = await asyncio.open_connection(sock=parent, limit=LINK_LINE_LIMIT)
         try:
             async with asyncio.TaskGroup() as group:
                 link = group.create_task(self._read_link(slot, reader), name="worker-link")
@@ -360,25 +364,30 @@ class Supervisor:
         try:
             async with asyncio.timeout(START_TIMEOUT_S) as deadline:
                 async for raw in reader:
-                    message: dict[str, Any] = json.loads(raw)
-                    if "started" in message:
-                        ports = message["started"]
-                        slot.http = httpx.AsyncClient(
-                            base_url=f"http://127.0.0.1:{ports['http_port']}",
-                            timeout=WORKER_HTTP_TIMEOUT_S,
-                        )
-                        slot.admin = httpx.AsyncClient(
-                            base_url=f"http://127.0.0.1:{ports['admin_port']}",
-                            timeout=WORKER_HTTP_TIMEOUT_S,
-                        )
-                        started = True
-                        deadline.reschedule(None)
-                    slot.calls.update(message.get("add", ()))
-                    slot.calls.difference_update(message.get("gone", ()))
+                    try:
+                        message: dict[str, Any] = json.loads(raw)
+                        if "started" in message:
+                            self._worker_started(slot, message["started"])
+                            started = True
+                            deadline.reschedule(None)
+                        slot.calls.update(map(str, message.get("add", ())))
+                        slot.calls.difference_update(map(str, message.get("gone", ())))
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        log.error("worker_link_garbled", worker=slot.index, error=repr(exc))
         except TimeoutError:
             if not started and slot.proc is not None:
                 log.error("worker_start_timeout", worker=slot.index, timeout_s=START_TIMEOUT_S)
                 slot.proc.kill()
+
+    def _worker_started(self, slot: Slot, ports: dict[str, int]) -> None:
+        slot.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{int(ports['http_port'])}",
+            timeout=WORKER_HTTP_TIMEOUT_S,
+        )
+        slot.admin = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{int(ports['admin_port'])}",
+            timeout=WORKER_HTTP_TIMEOUT_S,
+        )
 
     async def _end_lost_calls(self, slot: Slot, call_ids: Sequence[str]) -> None:
         if not call_ids:
@@ -792,7 +801,14 @@ async def supervise(config: TenantConfig, workers: int, config_path: str, log_le
             await store.abandon_stale(config.tenant, older_than_s=STALE_CALL_AFTER_S)
         except Exception as exc:
             log.warning("stale_call_sweep_failed", error=repr(exc))
-        return await Supervisor(config, workers, worker_argv, store).run(install_signals=True)
+        supervisor = Supervisor(config, workers, worker_argv, store)
+        try:
+            return await supervisor.run(install_signals=True)
+        except ExceptionGroup as failure:
+            # A fault of the supervisor itself: the workers drain (they also would on their
+            # own, seeing their link close), and the reason is logged, one line per cause.
+            supervisor.request_drain("the supervisor failed")
+            return _report(failure)
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(15):

@@ -248,3 +248,17 @@ def test_a_dead_workers_counters_stay_in_the_sum() -> None:
 )
 def test_merge_rules(name: str, rule: str) -> None:
     assert rule_for(name) == rule
+
+
+def test_check_config_names_the_workers_problem_and_shows_the_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from callbridge.service import config_cli
+
+    path = tmp_path / "t.toml"
+    path.write_text('tenant = "t"\n[limits]\nmax_concurrent_calls = 2\n[service]\nworkers = 4\n')
+    assert config_cli.main(["--without-secrets", str(path)]) == 2
+    assert "service.workers: 4 workers cannot share" in capsys.readouterr().err
+    path.write_text('tenant = "t"\n[service]\nworkers = 3\n')
+    assert config_cli.main(["--without-secrets", str(path)]) == 0
+    assert ", 3 workers" in capsys.readouterr().out
