@@ -19,13 +19,18 @@ The supervisor owns the public listeners and serves the same paths a single proc
   carries its ``worker``); per-call actions and console pages go to the worker that owns the
   call (the workers report their live calls), ``POST /calls`` to the worker with the most free
   capacity, ``/dials/{id}`` to the worker that placed it, campaigns and the rest of the console
-  to worker 0. The supervisor authenticates admin API requests itself before forwarding them.
+  to worker 0. The supervisor authenticates admin API requests itself before forwarding them;
+  every relayed answer says which worker gave it (``X-Callbridge-Worker``).
 
 A worker that dies (SIGKILL, OOM, a crash) is restarted after a backoff
 (:class:`~callbridge.service.workers.RestartBackoff`), logged (``worker_exited``,
-``worker_restarting``) and counted. Its calls' voice WebSockets close with the process, so
-the platform ends those phone calls (the caller hears the line drop; the Telcoflow emulator
-records ``voice_dropped``); the supervisor marks their records ``worker_lost``, ended now.
+``worker_restarting``) and counted. Its calls' voice WebSockets close with the process and
+no other process can take them over, so the callers lose the agent (the Telcoflow emulator
+then ends the call as ``voice_dropped``; the real platform's handling of a dropped agent leg
+is not in the verified wire notes); the supervisor marks their records ``worker_lost``, ended
+now (the calls the worker reported: one started within
+:data:`~callbridge.service.worker_link.REPORT_EVERY_S` of the death
+may be missed; it is swept as ``abandoned`` by a start once silent for 15 minutes).
 A worker that fails before it was ever ready (bad credentials, say) stops the supervisor with
 its exit status, as the single process would exit, and exit 2 (configuration) always does.
 
@@ -92,6 +97,8 @@ LINK_LINE_LIMIT = 8 * 1024 * 1024
 LOST_OUTCOME = "worker_lost"
 """The outcome recorded for a call whose worker process died under it."""
 MAX_REMEMBERED_DIALS = 4096
+WORKER_HEADER = "X-Callbridge-Worker"
+"""On every answer the admin listener relays: which worker gave it."""
 CONSOLE_RETRY_S = 1.0
 """A merged console stream reopens a worker's stream this long after it ended (restart)."""
 CONSOLE_KEEPALIVE_S = 15.0
@@ -621,7 +628,9 @@ class Supervisor:
         except httpx.HTTPError as exc:
             log.warning("worker_unreachable", worker=slot.index, path=path, error=repr(exc))
             return JSONResponse({"error": f"worker {slot.index} did not answer"}, 502)
-        return _relayed(Response(answer.content, status_code=answer.status_code), answer)
+        relayed = _relayed(Response(answer.content, status_code=answer.status_code), answer)
+        relayed.headers[WORKER_HEADER] = str(slot.index)
+        return relayed
 
     # ── Console ──────────────────────────────────────────────────────────────────────
 

@@ -16,6 +16,7 @@ than ``limits.drain_grace_s``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Collection
@@ -47,21 +48,30 @@ class WorkerLink:
         self._writer: asyncio.StreamWriter | None = None
 
     async def run(self, service: Service) -> None:
-        """Until cancelled (the service has stopped) or the supervisor hangs up."""
-        reader, self._writer = await asyncio.open_connection(sock=self._sock)
+        """Until cancelled (the service has stopped) or the supervisor hangs up.
+
+        Never raises: a link that fails (it should not) is logged and drains the worker,
+        since a worker the supervisor cannot see must not go on taking calls."""
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._watch_supervisor(reader, service))
-                await service.started.wait()
-                self._send(
-                    {"started": {"http_port": service.port, "admin_port": service.admin_port}}
-                )
-                await self._report_calls(service)
-        finally:
-            self._writer.close()
+            reader, self._writer = await asyncio.open_connection(sock=self._sock)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._watch_supervisor(reader, service))
+                    await service.started.wait()
+                    ports = {"http_port": service.port, "admin_port": service.admin_port}
+                    self._send({"started": ports})
+                    await self._report_calls(service)
+            finally:
+                self._writer.close()
+        except Exception as exc:
+            log.error("worker_link_failed", error=repr(exc))
+            service.request_drain("the link to the supervisor failed")
 
     async def _watch_supervisor(self, reader: asyncio.StreamReader, service: Service) -> None:
-        await reader.read()  # the supervisor never writes: this returns at end of file
+        # The supervisor never writes: this returns at end of file, or raises a reset when the
+        # supervisor died with our last report unread. Either way it is gone.
+        with contextlib.suppress(OSError):
+            await reader.read()
         log.warning("supervisor_gone")
         service.request_drain("the supervisor is gone")
 

@@ -23,6 +23,7 @@ from callbridge.service.store import RecordStore
 from callbridge.service.worker_link import REPORT_EVERY_S
 from tests.e2e.scenarios import agent
 from tests.kit import eventually
+from tests.outbound.kit import REMINDER, TO, person
 from tests.service.helpers import (
     ADMIN_TOKEN,
     API_KEY,
@@ -43,9 +44,12 @@ def workers_process(
     tmp_path: Path,
     telco: TelcoflowEmulator,
     gemini: GeminiLiveEmulator,
+    outbound: dict[str, Any] | None = None,
     **limits: float,
 ) -> tuple[ServeProcess, str]:
     data = sections(gemini, limits=limits, tenant="pool")
+    if outbound is not None:
+        data["outbound"] = outbound
     records = f"sqlite+aiosqlite:///{tmp_path / 'records.sqlite'}"
     data["service"] = {**data["service"], "workers": 2, "records_url": records}
     path = tmp_path / "pool.toml"
@@ -69,6 +73,11 @@ def sample_sum(text: str, name: str) -> float:
         for (sample, _), value in family.samples.items()
         if sample == name
     )
+
+
+def per_worker_active(text: str) -> list[float]:
+    family = parse(text)["callbridge_worker_active_calls"]
+    return sorted(family.samples.values())
 
 
 def worker_pids(proc: ServeProcess) -> dict[int, int]:
@@ -155,17 +164,16 @@ async def test_calls_spread_over_two_workers_behind_one_port_and_sigterm_drains_
             # The emulator agrees: two connections (one per worker) claimed three calls each.
             claimed = [call.claimed_by for call in calls]
             assert len(set(claimed)) == 2 and all(claimed.count(c) == 3 for c in set(claimed))
-            metrics = (await http.get("/metrics")).text
+            # The per-worker gauge is the supervisor's view (it polls each worker's /readyz).
+            scraped = await poll_until(
+                lambda: http.get("/metrics"),
+                lambda r: per_worker_active(r.text) == [3, 3],
+                what="three active calls on each worker in /metrics",
+            )
+            metrics = scraped.text
             assert sample_sum(metrics, "callbridge_active_calls") == total
             assert sample_sum(metrics, "callbridge_max_concurrent_calls") == total
             assert sample_sum(metrics, "callbridge_workers_running") == 2
-            per_worker = {
-                labels: value
-                for (sample, labels), value in parse(metrics)[
-                    "callbridge_worker_active_calls"
-                ].samples.items()
-            }
-            assert sorted(per_worker.values()) == [3, 3]
             # One console: its live table's stream lists both workers' calls, and a call's
             # page comes from the worker that owns it (another would redirect to history).
             rows = await console_live_rows(proc)
@@ -327,3 +335,55 @@ async def test_a_second_signal_exits_at_once_with_every_worker(tmp_path: Path) -
             )
     assert status == 130
     assert len(proc.events("forced_exit")) == 3  # the supervisor's and each worker's
+
+
+async def test_an_outbound_call_goes_to_the_worker_with_room(tmp_path: Path) -> None:
+    """One inbound call fills worker X (capacity 2 split 1/1); ``POST /calls`` on the one
+    admin port is placed by the other worker, and ``GET /dials/{id}`` finds it there."""
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=REMINDER) as gemini,
+    ):
+        proc, _ = workers_process(
+            tmp_path,
+            telco,
+            gemini,
+            max_concurrent_calls=2,
+            outbound={
+                "enabled": True,
+                "instruction_template": "You call {name} to remind them of their appointment.",
+            },
+        )
+        async with serve_processes(proc), await proc.wait_started() as http:
+            await wait_ready(http, timeout=60)
+            await eventually(lambda: len(telco.sm_connection_ids) == 2, what="both SM-WS")
+            inbound = telco.place_call(CallerScript([Pause(120)]))
+            await inbound.answered(timeout=30)
+            listed = await poll_until(lambda: admin_calls(proc), lambda b: b["count"] == 1)
+            [busy] = [int(c["worker"]) for c in listed["calls"]]
+            await poll_until(
+                lambda: http.get("/readyz"),
+                lambda r: sorted(w["active_calls"] for w in r.json()["workers"]) == [0, 1],
+                what="the supervisor seeing the inbound call",
+            )
+            telco.expect_callee(TO, person())
+            async with proc.admin_client() as admin:
+                placed = await admin.post(
+                    "/calls", json={"to": TO, "variables": {"name": "Ada"}}, headers=ADMIN
+                )
+                assert placed.status_code == 202, placed.text
+                dialler = int(placed.headers["x-callbridge-worker"])
+                dial_id = placed.json()["dial_id"]
+                status = await poll_until(
+                    lambda: admin.get(f"/dials/{dial_id}", headers=ADMIN),
+                    lambda r: r.json().get("status") == "done",
+                    timeout=40,
+                    what="the dial's outcome",
+                )
+            assert status.json()["outcome"] == "answered"
+            assert int(status.headers["x-callbridge-worker"]) == dialler
+            await inbound.hang_up()
+            proc.signal(signal.SIGTERM)
+            assert await proc.wait(timeout=60) == 0
+    assert dialler != busy
+    assert telco.dialled == [TO]
