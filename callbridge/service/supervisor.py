@@ -92,6 +92,8 @@ POLL_S = 0.5
 START_TIMEOUT_S = 120.0
 """A worker that has not reported its listeners by then is killed and restarted."""
 WORKER_HTTP_TIMEOUT_S = 5.0
+LINK_DRAIN_S = 1.0
+"""After a worker exits, how long its link's last lines may take to be read."""
 LINK_LINE_LIMIT = 8 * 1024 * 1024
 """A link line lists at most every live call id of a worker (10 000 x ~20 bytes)."""
 LOST_OUTCOME = "worker_lost"
@@ -353,6 +355,8 @@ class Supervisor:
             async with asyncio.TaskGroup() as group:
                 link = group.create_task(self._read_link(slot, reader), name="worker-link")
                 status = await proc.wait()
+                # Its last reports are still in the socket: read them up to the end of file.
+                await asyncio.wait([link], timeout=LINK_DRAIN_S)
                 link.cancel()
         finally:
             writer.close()
@@ -385,6 +389,8 @@ class Supervisor:
             if not started and slot.proc is not None:
                 log.error("worker_start_timeout", worker=slot.index, timeout_s=START_TIMEOUT_S)
                 slot.proc.kill()
+        except (ValueError, OSError) as exc:  # a line over the limit; a broken socket
+            log.error("worker_link_failed", worker=slot.index, error=repr(exc))
 
     def _worker_started(self, slot: Slot, ports: dict[str, int]) -> None:
         slot.http = httpx.AsyncClient(
