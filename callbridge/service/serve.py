@@ -23,6 +23,11 @@ Two listeners: probes and metrics on ``service.http_host:http_port``; the admin 
 operator console (``/console``) on ``service.admin_host:admin_port`` (loopback by default),
 each bounded by ``callbridge.service.http_guard``.
 
+With ``service.workers`` > 1 this command becomes a supervisor over that many bridge
+processes behind the same two listeners (:mod:`callbridge.service.supervisor`); each worker
+is this same command started with ``--worker INDEX/COUNT/FD`` and runs exactly the path above
+on loopback ports, with its share of the limits (:mod:`callbridge.service.workers`).
+
 Exit status: 0 after a drain, 1 when the bridge fails (e.g. Telcoflow refused the
 credentials), 2 for a configuration problem (one line per problem, naming the setting).
 """
