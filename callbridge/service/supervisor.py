@@ -33,9 +33,11 @@ its exit status, as the single process would exit, and exit 2 (configuration) al
 
 SIGTERM (or a first SIGINT) drains: ``/readyz`` turns 503, every worker gets SIGTERM and runs
 its own drain (``limits.drain_grace_s``), nothing is restarted, and the supervisor exits 0
-once all have exited 0. A second signal is passed on (each worker then exits at once) and the
-supervisor exits 130. Workers run in their own session, so a terminal's Ctrl-C reaches only
-the supervisor, and drain by themselves if the supervisor disappears.
+once all have exited 0; a worker still running when its drain should long be over
+(:meth:`Supervisor.drain_deadline_s`) is killed and the exit status is 1. A second signal
+is passed on (each worker then exits at once) and the supervisor exits 130. Workers run in
+their own session, so a terminal's Ctrl-C reaches only the supervisor, and drain by
+themselves if the supervisor disappears.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ POLL_S = 0.5
 START_TIMEOUT_S = 120.0
 """A worker that has not reported its listeners by then is killed and restarted."""
 WORKER_HTTP_TIMEOUT_S = 5.0
+DRAIN_SLACK_S = 2.0
+"""Past everything a worker's drain may take, how long before a stuck worker is killed."""
 LINK_DRAIN_S = 1.0
 """After a worker exits, how long its link's last lines may take to be read."""
 LINK_LINE_LIMIT = 8 * 1024 * 1024
@@ -224,8 +228,10 @@ class Supervisor:
                     for slot in self.slots
                 ]
                 poller = group.create_task(self._poll(), name="worker-poll")
+                deadline = group.create_task(self._drain_deadline(), name="drain-deadline")
                 statuses = list(await asyncio.gather(*keepers))
                 poller.cancel()
+                deadline.cancel()
                 server.should_exit = True
                 admin_server.should_exit = True
         finally:
@@ -241,6 +247,26 @@ class Supervisor:
         clean = (EXIT_OK, -signal.SIGTERM)
         log.info("service_stopped", worker_statuses=statuses)
         return EXIT_OK if all(status in clean for status in statuses) else EXIT_FAILED
+
+    def drain_deadline_s(self) -> float:
+        """What a worker's own drain may take: the grace, the record flush, the trace flush."""
+        config = self.config
+        return (
+            config.limits.drain_grace_s
+            + config.service.records_flush_timeout_s
+            + config.tracing.export_timeout_s
+            + DRAIN_SLACK_S
+        )
+
+    async def _drain_deadline(self) -> None:
+        """A worker still running well after its own drain could end is killed: the pod's
+        exit must not wait on a stuck process (Kubernetes would kill it less politely)."""
+        await self._drain.wait()
+        await asyncio.sleep(self.drain_deadline_s())
+        stuck = [s.index for s in self.slots if s.proc is not None and s.proc.returncode is None]
+        if stuck:
+            log.error("workers_killed_after_drain", workers=stuck)
+            self._signal_workers(signal.SIGKILL)
 
     async def _keep(self, slot: Slot) -> int:
         """Run this slot's worker until the drain; restart it whenever it dies."""

@@ -45,13 +45,14 @@ def workers_process(
     telco: TelcoflowEmulator,
     gemini: GeminiLiveEmulator,
     outbound: dict[str, Any] | None = None,
+    service: dict[str, Any] | None = None,
     **limits: float,
 ) -> tuple[ServeProcess, str]:
     data = sections(gemini, limits=limits, tenant="pool")
     if outbound is not None:
         data["outbound"] = outbound
     records = f"sqlite+aiosqlite:///{tmp_path / 'records.sqlite'}"
-    data["service"] = {**data["service"], "workers": 2, "records_url": records}
+    data["service"] = {**data["service"], "workers": 2, "records_url": records, **(service or {})}
     path = tmp_path / "pool.toml"
     path.write_text(toml_text(data), encoding="utf-8")
     return ServeProcess(path, secrets_env(telco)), records
@@ -387,3 +388,33 @@ async def test_an_outbound_call_goes_to_the_worker_with_room(tmp_path: Path) -> 
             assert await proc.wait(timeout=60) == 0
     assert dialler != busy
     assert telco.dialled == [TO]
+
+
+async def test_a_worker_stuck_in_its_drain_is_killed_and_the_pod_still_exits(
+    tmp_path: Path,
+) -> None:
+    """A worker that cannot finish its drain (stopped here with SIGSTOP) is killed once its
+    drain should be over (grace 1 s + record flush 1 s + trace flush 5 s + 2 s), so the pod
+    exits (status 1, naming the worker) instead of hanging until something kills it."""
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator() as gemini,
+    ):
+        proc, _ = workers_process(
+            tmp_path, telco, gemini, service={"records_flush_timeout_s": 1.0}, drain_grace_s=1
+        )
+        async with serve_processes(proc), await proc.wait_started() as http:
+            await wait_ready(http, timeout=60)
+            stuck = worker_pids(proc)[1]
+            os.kill(stuck, signal.SIGSTOP)
+            try:
+                proc.signal(signal.SIGTERM)
+                status = await proc.wait(timeout=60)
+            finally:
+                if alive(stuck):
+                    os.kill(stuck, signal.SIGKILL)
+    assert status == 1
+    [killed] = proc.events("workers_killed_after_drain")
+    assert killed["workers"] == [1]
+    stopped = {line["worker"]: line["status"] for line in proc.events("worker_stopped")}
+    assert stopped == {0: 0, 1: -signal.SIGKILL}
