@@ -37,6 +37,7 @@ from google.auth.credentials import Credentials
 from google.auth.exceptions import GoogleAuthError
 from google.genai import errors, live, types
 
+from callbridge.adapters import ws_send
 from callbridge.adapters.gemini_live.setup import live_config
 from callbridge.adapters.gemini_live.translate import function_response
 from callbridge.adapters.gemini_live.wire import (
@@ -231,7 +232,7 @@ class GeminiLiveSession:
                 self._queue(pcm)
                 return
             try:
-                await ws.send(audio_frame(pcm, self._mime))
+                await ws_send.send(ws, audio_frame(pcm, self._mime))
             except (websockets.ConnectionClosed, OSError):
                 # The receive side sees the close and reconnects; this frame goes out then.
                 self._queue(pcm)
@@ -281,7 +282,7 @@ class GeminiLiveSession:
         sent = 0
         while self._unsent:
             try:
-                await self._ws.send(audio_frame(self._unsent[0], self._mime))
+                await ws_send.send(self._ws, audio_frame(self._unsent[0], self._mime))
             except (websockets.ConnectionClosed, OSError):
                 return sent  # the receive side sees the close and reconnects; the rest goes then
             self._unanswered.append(self._unsent.popleft())

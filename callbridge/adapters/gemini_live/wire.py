@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 import pybase64
 
+from callbridge.adapters import ws_send
 from callbridge.adapters.gemini_live.translate import parse_duration_s, usage_event
 from callbridge.bridge.errors import BridgeError
 from callbridge.bridge.events import (
@@ -69,6 +70,8 @@ def raw_socket(session: object) -> RawSocket:
             "google-genai's AsyncSession has no usable `_ws`; re-check "
             "adapters/gemini_live/wire.py against the installed SDK version"
         )
+    # Caller audio is written with ws_send.send_now (the hot path): fail here, not mid-call.
+    ws_send.check_connection(ws, "google-genai's AsyncSession._ws")
     return ws  # type: ignore[no-any-return]
 
 
