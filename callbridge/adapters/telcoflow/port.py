@@ -7,7 +7,7 @@ from typing import Any
 
 import telcoflow
 
-from callbridge.adapters.telcoflow import errors
+from callbridge.adapters.telcoflow import errors, voice_wire
 from callbridge.bridge.errors import CallGone, CallNotServed
 from callbridge.bridge.ports import CallCommand, CommandOutcome
 
@@ -47,7 +47,7 @@ class TelcoflowCall:
     async def answer(self) -> CommandOutcome:
         try:
             return await errors.run_command(
-                CallCommand.ANSWER, self._call.answer(), ended=self._ended
+                CallCommand.ANSWER, self._answer_command(), ended=self._ended
             )
         except CallGone as gone:
             # A plain WSSCallError while the call is not TERMINATED: the voice socket could not
@@ -57,6 +57,11 @@ class TelcoflowCall:
                 self.not_served = True
                 raise CallNotServed(f"answer: {cause}") from cause
             raise
+
+    async def _answer_command(self) -> telcoflow.CommandResult:
+        """``call.answer()`` on a voice socket opened with the fast path (``voice_wire``)."""
+        await voice_wire.open_voice(self._call)
+        return await self._call.answer()
 
     async def caller_audio(self) -> AsyncIterator[bytes]:
         async for chunk in self._call.audio_stream(0):
