@@ -207,3 +207,21 @@ def test_the_start_up_check_notices_a_call_that_opens_another_class(
     monkeypatch.setattr(sdk_call, "_VoiceConnection", type("Other", (), {}))
     with pytest.raises(SdkIncompatible, match="no longer opens"):
         voice_wire.check_sdk_internals()
+
+
+async def test_frame_queue_keeps_order_wakes_its_reader_and_survives_a_cancelled_one() -> None:
+    queue = voice_wire.FrameQueue()
+    stream = voice_wire.FrameStream(queue)
+    cancelled = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    reader = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    assert not reader.done(), "nothing queued yet: the reader waits"
+    queue.put_nowait(b"a")
+    queue.put_nowait(b"b")
+    assert await reader == b"a", "the cancelled reader took nothing"
+    await queue.put(b"c")
+    await queue.put(None)
+    assert [chunk async for chunk in stream] == [b"b", b"c"]
+    assert queue.empty()
