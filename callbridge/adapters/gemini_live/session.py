@@ -226,6 +226,16 @@ class GeminiLiveSession:
             # reading, or a hang-up meanwhile goes unnoticed until the reconnect ends.
             self._queue(pcm)
             return
+        ws = self._ws
+        # The common case, without the lock's two coroutines: nothing awaits between this
+        # check and the write, so no other sender can be in between either.
+        if (
+            ws is not None
+            and not self._send_lock.locked()
+            and ws_send.send_now(ws, audio_frame(pcm, self._mime))
+        ):
+            self._unanswered.append(pcm)
+            return
         async with self._send_lock:
             ws = self._ws
             if ws is None:
