@@ -83,11 +83,29 @@ class TelcoflowCall:
 
         self._call.on_call_event(telcoflow.CallEvent.CALL_ERROR)(relay)
 
+    def _fast_voice(self) -> voice_wire.FastVoiceConnection | None:
+        """The call's voice connection when it is ours and the call LIVE (the playout's path:
+        the SDK's ``Call`` methods would only add their coroutines and state checks)."""
+        voice = self._call.voice_session
+        if self._call.state == telcoflow.CallState.LIVE and isinstance(
+            voice, voice_wire.FastVoiceConnection
+        ):
+            return voice
+        return None
+
     async def write_audio(self, pcm: bytes) -> None:
-        await errors.write(self._call.send_audio(pcm))
+        voice = self._fast_voice()
+        if voice is None:
+            await errors.write(self._call.send_audio(pcm))
+            return
+        with errors.write_errors():
+            voice.write_now(pcm)
 
     async def buffered_bytes(self) -> int:
-        return await errors.query(self._call.get_send_audio_buffer_size())
+        voice = self._fast_voice()
+        if voice is None:
+            return await errors.query(self._call.get_send_audio_buffer_size())
+        return voice.buffered_now()
 
     async def clear_audio(self) -> int:
         return await errors.clear_buffer(self._call.clear_send_audio_buffer())

@@ -377,7 +377,8 @@ class FastVoiceConnection(sdk_voice._VoiceConnection):
 
     # ── The agent's audio ─────────────────────────────────────────────────────────────
 
-    async def send_audio(self, audio_data: bytes) -> None:
+    def write_now(self, audio_data: bytes) -> None:
+        """``send_audio`` without the coroutine (the same checks and exceptions)."""
         if self._closed:
             raise telcoflow.WSSSessionError("Voice session is closed (call terminated)")
         if not self._connected or not self._ws:
@@ -385,6 +386,12 @@ class FastVoiceConnection(sdk_voice._VoiceConnection):
         self._fifo.put(audio_data)
         if self._owed:
             self._serve()
+
+    def buffered_now(self) -> int:
+        return len(self._fifo)
+
+    async def send_audio(self, audio_data: bytes) -> None:
+        self.write_now(audio_data)
 
     async def get_send_audio_buffer_size(self) -> int:
         return len(self._fifo)
