@@ -37,6 +37,7 @@ from google.auth.credentials import Credentials
 from google.auth.exceptions import GoogleAuthError
 from google.genai import errors, live, types
 
+from callbridge.adapters import ws_send
 from callbridge.adapters.gemini_live.setup import live_config
 from callbridge.adapters.gemini_live.translate import function_response
 from callbridge.adapters.gemini_live.wire import (
@@ -225,13 +226,23 @@ class GeminiLiveSession:
             # reading, or a hang-up meanwhile goes unnoticed until the reconnect ends.
             self._queue(pcm)
             return
+        ws = self._ws
+        # The common case, without the lock's two coroutines: nothing awaits between this
+        # check and the write, so no other sender can be in between either.
+        if (
+            ws is not None
+            and not self._send_lock.locked()
+            and ws_send.send_now(ws, audio_frame(pcm, self._mime))
+        ):
+            self._unanswered.append(pcm)
+            return
         async with self._send_lock:
             ws = self._ws
             if ws is None:
                 self._queue(pcm)
                 return
             try:
-                await ws.send(audio_frame(pcm, self._mime))
+                await ws_send.send(ws, audio_frame(pcm, self._mime))
             except (websockets.ConnectionClosed, OSError):
                 # The receive side sees the close and reconnects; this frame goes out then.
                 self._queue(pcm)
@@ -281,7 +292,7 @@ class GeminiLiveSession:
         sent = 0
         while self._unsent:
             try:
-                await self._ws.send(audio_frame(self._unsent[0], self._mime))
+                await ws_send.send(self._ws, audio_frame(self._unsent[0], self._mime))
             except (websockets.ConnectionClosed, OSError):
                 return sent  # the receive side sees the close and reconnects; the rest goes then
             self._unanswered.append(self._unsent.popleft())

@@ -111,7 +111,7 @@ class DialledCall(TelcoflowCall):
             while True:
                 # No ``ended`` check: a refusal's code must survive the call.terminated that
                 # the platform sends right after it.
-                outcome = await errors.run_command(CallCommand.ANSWER, self._call.answer())
+                outcome = await errors.run_command(CallCommand.ANSWER, self._answer_command())
                 self.rang_s = time.monotonic() - started
                 if outcome.ok:
                     return outcome

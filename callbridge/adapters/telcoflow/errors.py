@@ -15,7 +15,8 @@ for a call that no longer exists. Nothing else from the SDK leaks into the bridg
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import telcoflow
@@ -107,14 +108,21 @@ async def clear_buffer(pending: Awaitable[Any]) -> int:
     return int(cleared) if isinstance(cleared, int) else 0
 
 
-async def write(pending: Awaitable[None]) -> None:
-    """``send_audio()``: full buffer and gone caller, as our exceptions."""
+@contextmanager
+def write_errors() -> Iterator[None]:
+    """``send_audio()``'s exceptions (full buffer, gone caller) as ours."""
     try:
-        await pending
+        yield
     except telcoflow.BufferFullError as exc:
         raise PlaybackFull(str(exc)) from exc
     except GONE_ERRORS as exc:
         raise CallGone(f"send_audio: {exc}") from exc
+
+
+async def write(pending: Awaitable[None]) -> None:
+    """``send_audio()``: full buffer and gone caller, as our exceptions."""
+    with write_errors():
+        await pending
 
 
 async def query(pending: Awaitable[int]) -> int:

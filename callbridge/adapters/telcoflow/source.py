@@ -22,7 +22,7 @@ import telcoflow
 # AttributeError, raised only when a lost race is being handled.
 from telcoflow.exceptions import WSSSessionBusy
 
-from callbridge.adapters.telcoflow import sdk_fixes
+from callbridge.adapters.telcoflow import sdk_fixes, voice_wire
 from callbridge.adapters.telcoflow.port import TelcoflowCall
 from callbridge.bridge.config import CallRate, TelcoflowSettings
 from callbridge.bridge.errors import BridgeError, ConfigError
@@ -80,6 +80,7 @@ def build_manager(settings: TelcoflowSettings, sample_rate: CallRate) -> telcofl
         raise ConfigError(f"telcoflow: {exc}") from None
     manager = telcoflow.SessionManager(config)
     sdk_fixes.apply_fixes(manager)
+    voice_wire.check_sdk_internals()  # the per-call voice fast path: fail here, not mid-call
     return manager
 
 
