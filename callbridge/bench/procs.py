@@ -207,8 +207,10 @@ class Child:
         ready_timeout_s: float = 60.0,
         nice: int | None = None,
         realtime: bool = False,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_spawn = on_spawn
         self._argv = [sys.executable, "-m", module, *args]
         self._cores = cores
         self._log_path = log_path
@@ -245,6 +247,8 @@ class Child:
         )
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(self._proc.pid, self._cores)
+        if self._on_spawn is not None:
+            self._on_spawn(self._proc.pid)  # e.g. into a CPU-limited cgroup, before any work
         if self._nice is not None:
             _raise_priority(self._proc.pid, self._nice)
         if self._realtime:
