@@ -4,9 +4,10 @@
 :class:`CeilingSearch` proposes the next N from what the runs so far showed: it doubles N from
 a start until a run loses real time (halving instead if the start already lost), then bisects
 between the largest N held and the smallest N lost until they are within ``resolution`` of each
-other. A run in which the emulators lost real time ends the search: nothing higher can be
-measured on this machine, and the ceiling is reported as "at least". A run that failed counts
-as lost (a bridge that cannot even answer its calls does not hold them).
+other. A run in which the emulators lost real time bounds the search like a loss (nothing at or
+above it can be measured here, so the search narrows below it), but the ceiling is then
+reported as limited by the emulators, an "at least". A run that failed counts as lost (a bridge
+that cannot even answer its calls does not hold them).
 
 :func:`ceiling` turns one bridge's runs into the figure operators size pods with: calls held
 per core = N held / quota. Both are pure; ``callbridge.bench.run`` does the runs.
@@ -54,7 +55,7 @@ class CeilingSearch:
     lost: int | None = None
     """Smallest N above ``held`` that lost real time."""
     capped: int | None = None
-    """N at which the emulators lost real time (the search stops there)."""
+    """Smallest N at which the emulators lost real time (the search stays below it)."""
     tried: list[tuple[int, Outcome]] = field(default_factory=list)
 
     def record(self, n: int, result: Outcome) -> None:
@@ -68,26 +69,26 @@ class CeilingSearch:
 
     def next(self) -> int | None:
         """The next N to run, or None when the ceiling is found (or cannot be)."""
-        if self.capped is not None:
-            return None
-        if self.lost is None:
+        bounds = [n for n in (self.lost, self.capped) if n is not None]
+        if not bounds:
             if self.held == 0:
                 return self.start
             return min(self.max_calls, self.held * 2) if self.held < self.max_calls else None
+        upper = min(bounds)
         if self.held == 0:
-            return self.lost // 2 if self.lost > 1 else None
-        if self.lost - self.held <= max(1, math.floor(self.resolution * self.held)):
+            return upper // 2 if upper > 1 else None
+        if upper - self.held <= max(1, math.floor(self.resolution * self.held)):
             return None
-        return (self.held + self.lost) // 2
+        return (self.held + upper) // 2
 
 
 def ceiling(runs: Sequence[Run], quota: float | None) -> dict[str, Any]:
     """One bridge's ceiling from its runs: N held, calls per core, latency and throttling there.
 
-    ``limited_by`` says what stopped the search: ``bridge`` (a larger N lost real time: the
-    ceiling is between ``held_calls`` and ``lost_calls``), ``emulators`` (they lost real time
-    first: the ceiling is at least ``held_calls``), or ``search`` (the time budget ran out
-    before any N lost).
+    ``limited_by`` says what bounded it: ``bridge`` (the next N tried above it lost real time:
+    the ceiling is between ``held_calls`` and ``lost_calls``), ``emulators`` (they lost real
+    time there first: the ceiling is at least ``held_calls``), or ``search`` (no larger N lost:
+    the budget ran out, or fixed ``--calls`` were run).
     """
     cores = quota if quota is not None else 1.0
     by_n = sorted(runs, key=lambda r: r["calls"])
@@ -97,7 +98,10 @@ def ceiling(runs: Sequence[Run], quota: float | None) -> dict[str, Any]:
     lost = [r for r in by_n if outcome(r) == "lost" and r["calls"] > top]
     capped = [r for r in by_n if outcome(r) == "emulators" and r["calls"] > top]
     first_lost = lost[0] if lost else None
-    limited_by = "bridge" if first_lost else "emulators" if capped else "search"
+    if first_lost and (not capped or first_lost["calls"] < capped[0]["calls"]):
+        limited_by = "bridge"
+    else:
+        limited_by = "emulators" if capped else "search"
     return {
         "label": by_n[0]["label"] if by_n else None,
         "quota": quota,

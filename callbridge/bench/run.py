@@ -19,7 +19,7 @@ top costs to the report. ``--variant`` runs a prototype optimisation
 ``--cpu-quota Q`` runs each bridge under a CFS CPU quota of Q cores (a Kubernetes CPU limit;
 ``callbridge.bench.cpu_limit``) and searches for the largest N it holds
 (``callbridge.bench.capacity``): calls held per core = N / Q, with the throttling seen. Outputs
-go to ``bench/results/cpu-quota.{json,md,png}``. ``--no-cpu-quota`` runs the same search with
+go to ``bench/results/cpu-quota-<Q>.{json,md,png}``. ``--no-cpu-quota`` runs the same search with
 the bridge on its whole core, unthrottled (where no cgroup is writable).
 """
 
@@ -466,7 +466,11 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
             "call_rate": options.call_rate,
             "burst_speed": options.burst_speed,
             "variants": options.variants,
-            "scheduling": ("SCHED_RR" if options.realtime else "normal")
+            "scheduling": (
+                ("SCHED_RR" if options.cpu_quota is None else "SCHED_RR emulators")
+                if options.realtime
+                else "normal"
+            )
             + (f", nice {options.nice}" if options.nice else ""),
             "commit": _git_commit(),
             "sweep": list(options.calls),
@@ -652,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workroot, ignore_errors=True)
         return 2
     stem = (
-        "cpu-quota"
+        f"cpu-quota-{options.cpu_quota:g}"
         if options.cpu_quota is not None
         else "capacity-unthrottled"
         if options.capacity

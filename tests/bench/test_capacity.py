@@ -43,11 +43,17 @@ def test_search_where_even_one_call_is_lost_ends_at_zero() -> None:
     assert [n for n, _ in search.tried] == [30, 15, 7, 3, 1]
 
 
-def test_search_stops_when_the_emulators_lose_real_time() -> None:
+def test_search_narrows_below_where_the_emulators_lose_real_time() -> None:
     search = _search(30, bridge_ceiling=500, emulator_ceiling=150)
-    assert search.capped == 240 and search.lost is None
-    assert search.held == 120
-    assert search.tried[-1] == (240, "emulators")
+    assert search.lost is None and search.capped is not None
+    assert search.held <= 150 < search.capped
+    assert search.capped - search.held <= int(0.1 * search.held)
+    assert all(n < 240 for n, _ in search.tried[4:]), "nothing tried above the first loss"
+
+
+def test_search_below_a_busy_machines_emulator_loss_still_finds_the_bridge() -> None:
+    search = _search(30, bridge_ceiling=12, emulator_ceiling=20)
+    assert search.held <= 12 < (search.lost or 0)
 
 
 def _run(n: int, *, held: bool = True, emulators: bool = True, **extra: Any) -> dict[str, Any]:
@@ -87,6 +93,8 @@ def test_ceiling_is_calls_held_per_core_with_the_figures_at_that_n() -> None:
     ("runs", "quota", "held", "per_core", "limited_by"),
     [
         ([_run(120), _run(240, emulators=False)], None, 120, 120.0, "emulators"),
+        ([_run(10), _run(15, held=False), _run(20, emulators=False)], 1.0, 10, 10.0, "bridge"),
+        ([_run(10), _run(15, held=False, emulators=False)], 1.0, 10, 10.0, "emulators"),
         ([_run(10)], 0.5, 10, 20.0, "search"),
         (
             [_run(10, held=False), {"calls": 5, "label": "ours", "error": "boom"}],
