@@ -39,6 +39,12 @@ def outcome(run: Run) -> Outcome:
     return "held" if run["bridge"]["held"] else "lost"
 
 
+def contended(run: Run) -> bool:
+    """A loss while another process's real-time task could take the bridge's core: not the
+    bridge's own (a normal task under a quota cannot compete with SCHED_RR), so worth a rerun."""
+    return outcome(run) != "held" and bool(run.get("foreign_realtime"))
+
+
 def start_calls(quota: float) -> int:
     return max(1, round(quota * START_PER_CORE))
 

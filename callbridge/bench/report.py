@@ -2,7 +2,7 @@
 
 The Markdown has one row per (N, bridge) and a ratio table (ours / reference) for every N both
 bridges ran at. The chart plots CPU per call-second and latency percentiles against N. Under a
-CPU quota (``--cpu-quota``, written as ``cpu-quota.*``) it starts with each bridge's ceiling
+CPU quota (``--cpu-quota Q``, written as ``cpu-quota-<Q>.*``) it starts with each bridge's ceiling
 (calls held per core) and adds the throttling of every run.
 """
 
@@ -191,10 +191,13 @@ def capacity_rows(ceilings: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _foreign(load: dict[str, Any] | None) -> str:
+def _foreign(run: Run) -> str:
+    load = run.get("foreign_load")
     if not load or load.get("bridge_core") is None:
         return "-"
-    return f"{load['bridge_core']:.2f} / {load['emulator_core']:.2f}"
+    rivals = run.get("foreign_realtime")
+    text = f"{load['bridge_core']:.2f} / {load['emulator_core']:.2f}"
+    return text + (f" ({rivals} real-time task(s) on the bridge core)" if rivals else "")
 
 
 def throttle_rows(runs: Sequence[Run]) -> list[str]:
@@ -214,7 +217,7 @@ def throttle_rows(runs: Sequence[Run]) -> list[str]:
             f"| {t['throttled_periods']} / {t['periods']} | {_num(t['throttled_ms_per_s'])} "
             f"| {r['bridge']['caller_late_share'] * 100:.2f} % "
             f"| {_num(r['caller_to_model_ms']['p99'])} "
-            f"| {_foreign(r.get('foreign_load'))} |"
+            f"| {_foreign(r)} |"
         )
     return lines
 

@@ -125,3 +125,14 @@ def test_failed_run_counts_as_lost() -> None:
 @pytest.mark.parametrize(("quota", "start"), [(0.25, 30), (0.5, 60), (1.0, 120), (0.001, 1)])
 def test_search_starts_in_proportion_to_the_quota(quota: float, start: int) -> None:
     assert capacity.start_calls(quota) == start
+
+
+@pytest.mark.parametrize(
+    ("result", "rivals", "expected"),
+    [("lost", 1, True), ("emulators", 2, True), ("lost", 0, False), ("held", 3, False)],
+)
+def test_a_loss_beside_a_foreign_real_time_task_is_contended(
+    result: str, rivals: int, expected: bool
+) -> None:
+    run = _run(10, held=result != "lost", emulators=result != "emulators", foreign_realtime=rivals)
+    assert capacity.contended(run) is expected

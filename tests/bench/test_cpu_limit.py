@@ -218,3 +218,30 @@ def test_real_quota_caps_a_busy_process_and_the_group_is_removed() -> None:
         busy.wait()
     assert share <= 0.2 * 1.1 + 0.02, f"a 0.2 core quota let the process use {share:.2f}"
     assert throttled.periods >= 10 and throttled.throttled > 0, throttled
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4242 (python3) S 17 " + "0 " * 34 + "3 0 2 0 0 0", (17, 2)),
+        ("99 (odd name) with spaces) R 1 " + "0 " * 34 + "0 0 0 0", (1, 0)),
+    ],
+)
+def test_parent_and_policy_from_proc_stat(text: str, expected: tuple[int, int]) -> None:
+    assert procs.stat_policy(text) == expected
+
+
+def test_a_foreign_real_time_task_on_the_core_is_found() -> None:
+    core = min(os.sched_getaffinity(0))
+    task = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        os.sched_setaffinity(task.pid, {core})
+        try:
+            os.sched_setscheduler(task.pid, os.SCHED_RR, os.sched_param(1))
+        except PermissionError:
+            pytest.skip("setting SCHED_RR needs root")
+        assert task.pid in procs.realtime_tasks(frozenset({core}), frozenset())
+        assert task.pid not in procs.realtime_tasks(frozenset({core}), frozenset({task.pid}))
+    finally:
+        task.kill()
+        task.wait()
