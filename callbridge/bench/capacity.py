@@ -45,6 +45,12 @@ def contended(run: Run) -> bool:
     return outcome(run) != "held" and bool(run.get("foreign_realtime"))
 
 
+def better(a: Outcome, b: Outcome) -> Outcome:
+    """The better of two runs at one N: held, else a bridge loss, else an emulator loss."""
+    order: tuple[Outcome, ...] = ("held", "lost", "emulators")
+    return min(a, b, key=order.index)
+
+
 def start_calls(quota: float) -> int:
     return max(1, round(quota * START_PER_CORE))
 

@@ -136,3 +136,15 @@ def test_a_loss_beside_a_foreign_real_time_task_is_contended(
 ) -> None:
     run = _run(10, held=result != "lost", emulators=result != "emulators", foreign_realtime=rivals)
     assert capacity.contended(run) is expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "best"),
+    [
+        ("lost", "held", "held"),
+        ("emulators", "lost", "lost"),
+        ("emulators", "emulators", "emulators"),
+    ],
+)
+def test_the_better_of_two_runs_counts(a: Outcome, b: Outcome, best: Outcome) -> None:
+    assert capacity.better(a, b) == best == capacity.better(b, a)
