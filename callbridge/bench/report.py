@@ -258,6 +258,12 @@ def markdown(result: dict[str, Any]) -> str:
         out += ["Ratios, ours / reference (below 1 is better for ours):", "", *ratios, ""]
     if meta.get("skipped"):
         out += ["Not run: " + "; ".join(meta["skipped"]), ""]
+    if meta.get("reruns"):
+        out += [
+            "Run twice (a loss while another process's real-time task shared the bridge's "
+            "core; the better of the two counts for the search): " + "; ".join(meta["reruns"]),
+            "",
+        ]
     if "profile" in result:
         out += profile_markdown(result["profile"])
     return "\n".join(out)

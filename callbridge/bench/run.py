@@ -354,6 +354,7 @@ class Sweep:
         self.began = time.monotonic()
         self.runs: list[Run] = []
         self.skipped: list[str] = []
+        self.reruns: list[str] = []
 
     def _fits(self, n: int) -> bool:
         estimate = self.options.seconds + ramp_seconds(n) + RUN_OVERHEAD_S
@@ -419,7 +420,7 @@ class Sweep:
             if capacity.contended(run):
                 # Another process's real-time task shared the bridge's core: once more, and
                 # the better of the two counts (both are reported).
-                self.skipped.append(f"N={n} {run['label']}: rerun, a foreign real-time task")
+                self.reruns.append(f"N={n} {run['label']}")
                 again = await self.run(n, kind, variant)
                 if again is not None:
                     result = capacity.better(result, capacity.outcome(again))
@@ -488,6 +489,7 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
             "commit": _git_commit(),
             "sweep": list(options.calls),
             "skipped": skipped,
+            "reruns": sweeper.reruns,
             "criteria": {
                 "late_s": measure.LATE_S,
                 "max_late_share": measure.MAX_LATE_SHARE,
@@ -500,7 +502,7 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
         result["meta"]["cpu_limit"] = _limit_meta(options, controller)
         result["capacity"] = [
             capacity.ceiling([r for r in runs if r["label"] == label], options.cpu_quota)
-            for label in report.labels(runs)
+            for label in order  # as run: ours first
         ]
     if options.profile:
         result["profile"] = await _profile(options, runs, workroot, cores)
