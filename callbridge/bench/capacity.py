@@ -39,10 +39,21 @@ def outcome(run: Run) -> Outcome:
     return "held" if run["bridge"]["held"] else "lost"
 
 
+RIVAL_CORES = 0.1
+"""Other processes' real-time tasks using this much of a core make a loss worth a rerun."""
+
+
 def contended(run: Run) -> bool:
-    """A loss while another process's real-time task could take the bridge's core: not the
-    bridge's own (a normal task under a quota cannot compete with SCHED_RR), so worth a rerun."""
-    return outcome(run) != "held" and bool(run.get("foreign_realtime"))
+    """A loss while other processes' real-time tasks took a real share of the core that lost.
+
+    A normal task (the bridge under a quota) cannot compete with SCHED_RR, and the emulators
+    (SCHED_RR with ``--realtime``) share their core round-robin with another run's: such a
+    loss is not the bridge's own, so it is worth a rerun.
+    """
+    rivals = run.get("foreign_realtime") or {}
+    result = outcome(run)
+    where = "bridge_core" if result == "lost" else "emulator_core"
+    return result != "held" and (rivals.get(where) or {}).get("cores", 0.0) >= RIVAL_CORES
 
 
 def better(a: Outcome, b: Outcome) -> Outcome:

@@ -195,9 +195,14 @@ def _foreign(run: Run) -> str:
     load = run.get("foreign_load")
     if not load or load.get("bridge_core") is None:
         return "-"
-    rivals = run.get("foreign_realtime")
     text = f"{load['bridge_core']:.2f} / {load['emulator_core']:.2f}"
-    return text + (f" ({rivals} real-time task(s) on the bridge core)" if rivals else "")
+    rivals = run.get("foreign_realtime") or {}
+    taken = [
+        f"{rivals[k]['cores']:.2f} {name}"
+        for k, name in (("bridge_core", "bridge"), ("emulator_core", "emulator"))
+        if rivals.get(k, {}).get("tasks")
+    ]
+    return text + (f" (real-time: {', '.join(taken)} core)" if taken else "")
 
 
 def throttle_rows(runs: Sequence[Run]) -> list[str]:
@@ -207,7 +212,8 @@ def throttle_rows(runs: Sequence[Run]) -> list[str]:
         return []
     lines = [
         "| N | bridge | real time | quota used | throttled periods | throttled ms per s "
-        "| caller late share | caller→model p99 ms | other load on bridge / emulator core |",
+        "| caller late share | caller→model p99 ms "
+        "| other processes' load on bridge / emulator core |",
         "|" + "---|" * 9,
     ]
     for r in limited:

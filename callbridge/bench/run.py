@@ -54,6 +54,7 @@ from callbridge.bench.procs import (
     pin_self,
     plan_cores,
     realtime_tasks,
+    sample_process,
 )
 from callbridge.bench.stack import BridgeKind, ProcessStack, StackOptions
 
@@ -160,12 +161,14 @@ async def measure_run(
             else None
         )
         peak_rss = b0.rss_bytes
-        ours = frozenset({os.getpid(), bridge.pid, telco.pid, gemini.pid})
-        rivals = realtime_tasks(options.cores.bridge, ours)
+        rivals = RealtimeRivals(
+            options.cores, frozenset({os.getpid(), bridge.pid, telco.pid, gemini.pid})
+        )
+        rivals.scan()
         while time.monotonic() < end:
             await asyncio.sleep(min(0.5, max(0.0, end - time.monotonic())))
             peak_rss = max(peak_rss, bridge.sample().rss_bytes)
-            rivals |= realtime_tasks(options.cores.bridge, ours)
+            rivals.scan()
         b1, t1, g1 = bridge.sample(), telco.sample(), gemini.sample()
         busy1 = _busy(options)
         limited = (
@@ -197,7 +200,7 @@ async def measure_run(
             "gemini": round(cpu_share(g0, g1), 3),
         },
         "foreign_load": _foreign(options, busy0, busy1, b0, b1, [(t0, t1), (g0, g1)]),
-        "foreign_realtime": len(rivals),
+        "foreign_realtime": rivals.cores_used(max(b1.t - b0.t, 1e-9)),
         "priority": bridge_priority,
         "cpu_limit": limited,
         "gc_in_window": _gc_in_window(bridge_stats, window),
@@ -217,6 +220,40 @@ async def measure_run(
             },
         }
     return run
+
+
+class RealtimeRivals:
+    """Other processes' SCHED_FIFO/RR tasks on the benchmark's cores, and the CPU they took.
+
+    On a shared machine another benchmark run with ``--realtime`` takes a core from any normal
+    process whenever it wants it; a bridge under a CFS quota must stay normal, so it then loses
+    real time for reasons that are not its own. Scanned every half second over the window.
+    """
+
+    def __init__(self, cores: CorePlan, exclude: frozenset[int]) -> None:
+        self._cores = {"bridge_core": cores.bridge, "emulator_core": cores.emulators}
+        self._exclude = exclude
+        self._cpu: dict[str, dict[int, tuple[float, float]]] = {k: {} for k in self._cores}
+
+    def scan(self) -> None:
+        for where, cores in self._cores.items():
+            seen = self._cpu[where]
+            for pid in realtime_tasks(cores, self._exclude):
+                try:
+                    cpu_s = sample_process(pid).cpu_s
+                except (OSError, ValueError):
+                    continue
+                seen[pid] = (seen.get(pid, (cpu_s, cpu_s))[0], cpu_s)
+
+    def cores_used(self, elapsed_s: float) -> dict[str, Any]:
+        """Per core set: how many such tasks, and the cores' worth of CPU they used."""
+        return {
+            where: {
+                "tasks": len(seen),
+                "cores": round(sum(last - first for first, last in seen.values()) / elapsed_s, 3),
+            }
+            for where, seen in self._cpu.items()
+        }
 
 
 def _throttling(

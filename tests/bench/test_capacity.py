@@ -128,14 +128,25 @@ def test_search_starts_in_proportion_to_the_quota(quota: float, start: int) -> N
 
 
 @pytest.mark.parametrize(
-    ("result", "rivals", "expected"),
-    [("lost", 1, True), ("emulators", 2, True), ("lost", 0, False), ("held", 3, False)],
+    ("result", "bridge_core", "emulator_core", "expected"),
+    [
+        ("lost", 0.6, 0.0, True),
+        ("lost", 0.05, 0.9, False),
+        ("emulators", 0.0, 0.4, True),
+        ("emulators", 0.9, 0.02, False),
+        ("held", 0.9, 0.9, False),
+    ],
 )
-def test_a_loss_beside_a_foreign_real_time_task_is_contended(
-    result: str, rivals: int, expected: bool
+def test_a_loss_beside_other_real_time_work_on_that_core_is_contended(
+    result: str, bridge_core: float, emulator_core: float, expected: bool
 ) -> None:
+    rivals = {
+        "bridge_core": {"tasks": 1, "cores": bridge_core},
+        "emulator_core": {"tasks": 2, "cores": emulator_core},
+    }
     run = _run(10, held=result != "lost", emulators=result != "emulators", foreign_realtime=rivals)
     assert capacity.contended(run) is expected
+    assert not capacity.contended(_run(10, held=False))
 
 
 @pytest.mark.parametrize(

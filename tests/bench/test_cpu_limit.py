@@ -17,6 +17,7 @@ import pytest
 
 from callbridge.bench import cpu_limit, procs
 from callbridge.bench.cpu_limit import CpuController, CpuLimit, CpuLimitError, Throttling
+from callbridge.bench.run import RealtimeRivals
 
 V1_STAT = "nr_periods 120\nnr_throttled 30\nthrottled_time 1500000000\nnr_bursts 0\nburst_time 0\n"
 V2_STAT = (
@@ -242,6 +243,13 @@ def test_a_foreign_real_time_task_on_the_core_is_found() -> None:
             pytest.skip("setting SCHED_RR needs root")
         assert task.pid in procs.realtime_tasks(frozenset({core}), frozenset())
         assert task.pid not in procs.realtime_tasks(frozenset({core}), frozenset({task.pid}))
+        plan = procs.CorePlan(frozenset({core}), frozenset({core}))
+        rivals = RealtimeRivals(plan, frozenset({os.getpid()}))
+        rivals.scan()
+        rivals.scan()
+        used = rivals.cores_used(1.0)
+        assert used["bridge_core"]["tasks"] >= 1 and used["emulator_core"]["tasks"] >= 1
+        assert 0 <= used["bridge_core"]["cores"] < 0.5, "a sleeping task takes next to nothing"
     finally:
         task.kill()
         task.wait()
