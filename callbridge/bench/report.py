@@ -133,6 +133,19 @@ def ratio_rows(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def _load_line(meta: dict[str, Any]) -> list[str]:
+    load = meta.get("load_average")
+    if not load:
+        return []
+    text = " / ".join(f"{x:.2f}" for x in load["start"])
+    return [
+        f"Machine load average (1 / 5 / 15 min): {text} at the start, "
+        f"{' / '.join(f'{x:.2f}' for x in load['end'])} at the end "
+        f"({meta.get('elapsed_s', 0):.0f} s).",
+        "",
+    ]
+
+
 def _quota_text(meta: dict[str, Any]) -> str:
     limit = meta.get("cpu_limit")
     if not limit:
@@ -240,6 +253,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"model burst {meta['burst_speed']:g}x · {meta.get('scheduling', 'normal')} · "
         f"commit {meta['commit']}{_quota_text(meta)}",
         "",
+        *_load_line(meta),
         "Real time held: < 1 % of caller audio reached the model > 20 ms late and < 1 % of "
         "agent-audio ticks underran. The emulators are judged on their own lateness (caller "
         "pump ticks and event-loop wake-ups late by > 20 ms); when they lose real time, the "

@@ -506,6 +506,7 @@ class Sweep:
 
 async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = _load_average()
     cores = plan_cores()
     pin_self(cores.emulators)
     controller = None
@@ -560,7 +561,13 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
     if options.profile:
         result["profile"] = await _profile(options, runs, workroot, cores)
     result["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
+    result["meta"]["load_average"] = {"start": load_before, "end": _load_average()}
     return result
+
+
+def _load_average() -> list[float]:
+    """``uptime``'s 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _limit_meta(
