@@ -48,12 +48,15 @@ def contended(run: Run) -> bool:
 
     A normal task (the bridge under a quota) cannot compete with SCHED_RR, and the emulators
     (SCHED_RR with ``--realtime``) share their core round-robin with another run's: such a
-    loss is not the bridge's own, so it is worth a rerun.
+    loss is not the bridge's own, so it is worth a rerun. A bridge loss counts the bridge's
+    core; an emulator loss either core.
     """
     rivals = run.get("foreign_realtime") or {}
     result = outcome(run)
-    where = "bridge_core" if result == "lost" else "emulator_core"
-    return result != "held" and (rivals.get(where) or {}).get("cores", 0.0) >= RIVAL_CORES
+    # A bridge loss: its own core. An emulator loss: either (the bridge's stalls backlog them).
+    where = ("bridge_core",) if result == "lost" else ("bridge_core", "emulator_core")
+    taken = max((rivals.get(w) or {}).get("cores", 0.0) for w in where)
+    return result != "held" and taken >= RIVAL_CORES
 
 
 def better(a: Outcome, b: Outcome) -> Outcome:

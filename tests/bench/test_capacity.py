@@ -133,7 +133,8 @@ def test_search_starts_in_proportion_to_the_quota(quota: float, start: int) -> N
         ("lost", 0.6, 0.0, True),
         ("lost", 0.05, 0.9, False),
         ("emulators", 0.0, 0.4, True),
-        ("emulators", 0.9, 0.02, False),
+        ("emulators", 0.9, 0.02, True),
+        ("emulators", 0.05, 0.05, False),
         ("held", 0.9, 0.9, False),
     ],
 )
