@@ -43,9 +43,8 @@ GROUP_PREFIX = "callbridge-bench"
 REMOVE_TRIES = 50
 REMOVE_PAUSE_S = 0.02
 WHAT_TO_DO = (
-    "run as root, give the container a writable cgroup (e.g. docker run --privileged, or "
-    "--cgroupns=private with a writable /sys/fs/cgroup), or pass --no-cpu-quota to search "
-    "on an unthrottled core instead"
+    "run as root, give the container a writable cgroup with the cpu controller (e.g. docker "
+    "run --privileged), or pass --no-cpu-quota to search on an unthrottled core instead"
 )
 
 _serial = itertools.count(1)
