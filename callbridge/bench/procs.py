@@ -141,6 +141,38 @@ def cores_busy_s(cores: frozenset[int]) -> float:
     return busy / CLOCK_TICKS
 
 
+REALTIME_POLICIES = (1, 2)
+"""SCHED_FIFO and SCHED_RR: such a task runs before any normal one, whatever its weight."""
+
+
+def stat_policy(stat_text: str) -> tuple[int, int]:
+    """(parent pid, scheduling policy) from a ``/proc/<pid>/stat`` line."""
+    # The command name (field 2) may hold spaces; fields after its ")" start at field 3.
+    fields = stat_text.rpartition(")")[2].split()
+    return int(fields[1]), int(fields[38])
+
+
+def realtime_tasks(cores: frozenset[int], exclude: frozenset[int]) -> set[int]:
+    """User-space SCHED_FIFO/RR processes (not in ``exclude``) allowed on any of ``cores``.
+
+    On a shared machine another benchmark run with ``--realtime`` takes a core from a normal
+    process whenever it wants it: a bridge under a CFS quota (which must stay normal) then
+    loses real time for reasons that are not its own.
+    """
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        pid = int(entry.name)
+        try:
+            ppid, policy = stat_policy((entry / "stat").read_text())
+            if policy in REALTIME_POLICIES and ppid != 2 and os.sched_getaffinity(pid) & cores:
+                found.add(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def cpu_share(start: ProcSample, end: ProcSample) -> float:
     """Cores used on average between two samples (1.0 = one core fully busy)."""
     elapsed = end.t - start.t
@@ -207,8 +239,10 @@ class Child:
         ready_timeout_s: float = 60.0,
         nice: int | None = None,
         realtime: bool = False,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_spawn = on_spawn
         self._argv = [sys.executable, "-m", module, *args]
         self._cores = cores
         self._log_path = log_path
@@ -245,6 +279,8 @@ class Child:
         )
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(self._proc.pid, self._cores)
+        if self._on_spawn is not None:
+            self._on_spawn(self._proc.pid)  # e.g. into a CPU-limited cgroup, before any work
         if self._nice is not None:
             _raise_priority(self._proc.pid, self._nice)
         if self._realtime:

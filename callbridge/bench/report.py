@@ -1,7 +1,9 @@
 """The benchmark's outputs: ``latest.json`` (everything), ``latest.md`` (tables), ``latest.png``.
 
 The Markdown has one row per (N, bridge) and a ratio table (ours / reference) for every N both
-bridges ran at. The chart plots CPU per call-second and latency percentiles against N.
+bridges ran at. The chart plots CPU per call-second and latency percentiles against N. Under a
+CPU quota (``--cpu-quota Q``, written as ``cpu-quota-<Q>.*``) it starts with each bridge's ceiling
+(calls held per core) and adds the throttling of every run.
 """
 
 from __future__ import annotations
@@ -131,30 +133,157 @@ def ratio_rows(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def _load_line(meta: dict[str, Any]) -> list[str]:
+    load = meta.get("load_average")
+    if not load:
+        return []
+    text = " / ".join(f"{x:.2f}" for x in load["start"])
+    return [
+        f"Machine load average (1 / 5 / 15 min): {text} at the start, "
+        f"{' / '.join(f'{x:.2f}' for x in load['end'])} at the end "
+        f"({meta.get('elapsed_s', 0):.0f} s).",
+        "",
+    ]
+
+
+def _quota_text(meta: dict[str, Any]) -> str:
+    limit = meta.get("cpu_limit")
+    if not limit:
+        return ""
+    if limit.get("quota") is None:
+        return " · no CPU quota (bridge on its whole core)"
+    return (
+        f" · CPU quota {limit['quota']:g} core ({limit['quota_us']} us per "
+        f"{limit['period_us']} us, cgroup {limit['hierarchy']})"
+    )
+
+
+def capacity_rows(ceilings: Sequence[dict[str, Any]]) -> list[str]:
+    """Each bridge's ceiling: N held, calls per core, and what it looked like there."""
+    lines = [
+        "| bridge | quota (cores) | N held | first N lost | calls held per core "
+        "| caller→model p99 at N held (ms) | CPU ms per call-s | quota used "
+        "| throttled periods | throttled ms per s | limited by | N tried |",
+        "|" + "---|" * 12,
+    ]
+    for c in ceilings:
+        at = c.get("at_held") or {}
+        throttle = at.get("throttling") or {}
+        held = c["held_calls"]
+        if c["limited_by"] == "emulators":
+            held_text = f">= {held} (emulators lost real time at {c['emulators_lost_at']})"
+        elif c["limited_by"] == "search":
+            held_text = f">= {held} (no larger N lost)"
+        else:
+            held_text = str(held)
+        tried = ", ".join(
+            f"{n} {'✓' if o == 'held' else '✗' if o == 'lost' else 'E'}" for n, o in c["tried"]
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(c["label"]),
+                    "-" if c["quota"] is None else f"{c['quota']:g}",
+                    held_text,
+                    _num(c["lost_calls"]),
+                    _num(c["calls_per_core"]),
+                    _num(at.get("caller_to_model_p99_ms")),
+                    _num(at.get("cpu_ms_per_call_s"), 2),
+                    "-" if not throttle else f"{throttle['quota_used'] * 100:.0f} %",
+                    "-"
+                    if not throttle
+                    else f"{throttle['throttled_periods']} / {throttle['periods']}",
+                    _num(throttle.get("throttled_ms_per_s")),
+                    c["limited_by"],
+                    tried,
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
+def _foreign(run: Run) -> str:
+    load = run.get("foreign_load")
+    if not load or load.get("bridge_core") is None:
+        return "-"
+    text = f"{load['bridge_core']:.2f} / {load['emulator_core']:.2f}"
+    rivals = run.get("foreign_realtime") or {}
+    taken = [
+        f"{rivals[k]['cores']:.2f} {name}"
+        for k, name in (("bridge_core", "bridge"), ("emulator_core", "emulator"))
+        if rivals.get(k, {}).get("tasks")
+    ]
+    return text + (f" (real-time: {', '.join(taken)} core)" if taken else "")
+
+
+def throttle_rows(runs: Sequence[Run]) -> list[str]:
+    """Per run under a quota: how much of it the bridge used and how often it ran out."""
+    limited = [r for r in runs if r.get("cpu_limit")]
+    if not limited:
+        return []
+    lines = [
+        "| N | bridge | real time | quota used | throttled periods | throttled ms per s "
+        "| caller late share | caller→model p99 ms "
+        "| other processes' load on bridge / emulator core |",
+        "|" + "---|" * 9,
+    ]
+    for r in limited:
+        t = r["cpu_limit"]
+        lines.append(
+            f"| {r['calls']} | {r['label']} | {_verdict(r)} | {t['quota_used'] * 100:.0f} % "
+            f"| {t['throttled_periods']} / {t['periods']} | {_num(t['throttled_ms_per_s'])} "
+            f"| {r['bridge']['caller_late_share'] * 100:.2f} % "
+            f"| {_num(r['caller_to_model_ms']['p99'])} "
+            f"| {_foreign(r)} |"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     runs = result["runs"]
+    ceilings = result.get("capacity")
     out = [
-        "# callbridge benchmark",
+        "# callbridge benchmark" + (" under a CPU quota" if ceilings else ""),
         "",
         f"{meta['started']} · {meta['machine']} · {meta['cores']} · "
         f"{meta['seconds']:g} s per call · call rate {meta['call_rate']} Hz · "
         f"model burst {meta['burst_speed']:g}x · {meta.get('scheduling', 'normal')} · "
-        f"commit {meta['commit']}",
+        f"commit {meta['commit']}{_quota_text(meta)}",
         "",
+        *_load_line(meta),
         "Real time held: < 1 % of caller audio reached the model > 20 ms late and < 1 % of "
         "agent-audio ticks underran. The emulators are judged on their own lateness (caller "
         "pump ticks and event-loop wake-ups late by > 20 ms); when they lose real time, the "
         "bridge's figures for that N are not the bridge's alone.",
         "",
-        *run_rows(runs),
-        "",
     ]
+    if ceilings:
+        out += [
+            "Ceiling: the largest N held, found by search (double until lost, then bisect to "
+            "within 10 %); calls held per core = N held / quota. ✓ held, ✗ lost, E emulators "
+            "lost real time.",
+            "",
+            *capacity_rows(ceilings),
+            "",
+        ]
+    out += [*run_rows(runs), ""]
+    throttled = throttle_rows(runs)
+    if throttled:
+        out += ["Throttling over each run's steady window (cgroup cpu.stat):", "", *throttled, ""]
     ratios = ratio_rows(runs)
     if ratios:
         out += ["Ratios, ours / reference (below 1 is better for ours):", "", *ratios, ""]
     if meta.get("skipped"):
         out += ["Not run: " + "; ".join(meta["skipped"]), ""]
+    if meta.get("reruns"):
+        out += [
+            "Run twice (a loss while another process's real-time task shared the bridge's "
+            "core; the better of the two counts for the search): " + "; ".join(meta["reruns"]),
+            "",
+        ]
     if "profile" in result:
         out += profile_markdown(result["profile"])
     return "\n".join(out)
@@ -234,19 +363,20 @@ def chart(result: dict[str, Any], path: Path) -> None:
     for ax in (cpu_ax, lat_ax):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"callbridge bench · {result['meta']['cores']}", fontsize=9)
+    meta = result["meta"]
+    fig.suptitle(f"callbridge bench · {meta['cores']}{_quota_text(meta)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write latest.json, latest.md and latest.png into ``out_dir``; returns their paths."""
+def write(result: dict[str, Any], out_dir: Path, stem: str = "latest") -> dict[str, Path]:
+    """Write ``<stem>.json``, ``.md`` and ``.png`` into ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "json": out_dir / "latest.json",
-        "md": out_dir / "latest.md",
-        "png": out_dir / "latest.png",
+        "json": out_dir / f"{stem}.json",
+        "md": out_dir / f"{stem}.md",
+        "png": out_dir / f"{stem}.png",
     }
     paths["json"].write_text(json.dumps(result, indent=1) + "\n")
     paths["md"].write_text(markdown(result))

@@ -15,6 +15,12 @@ Outputs: ``bench/results/latest.{json,md,png}`` (``--out`` to change), the Markd
 ``--profile`` re-runs our bridge at the largest N that held real time under py-spy and adds its
 top costs to the report. ``--variant`` runs a prototype optimisation
 (``callbridge.bench.variants``).
+
+``--cpu-quota Q`` runs each bridge under a CFS CPU quota of Q cores (a Kubernetes CPU limit;
+``callbridge.bench.cpu_limit``) and searches for the largest N it holds
+(``callbridge.bench.capacity``): calls held per core = N / Q, with the throttling seen. Outputs
+go to ``bench/results/cpu-quota-<Q>.{json,md,png}``. ``--no-cpu-quota`` runs the same search with
+the bridge on its whole core, unthrottled (where no cgroup is writable).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callbridge.bench import measure, profile, report, variants
+from callbridge.bench import capacity, cpu_limit, measure, profile, report, variants
 from callbridge.bench.load import ramp_seconds
 from callbridge.bench.procs import (
     Child,
@@ -47,6 +53,8 @@ from callbridge.bench.procs import (
     cpu_share,
     pin_self,
     plan_cores,
+    realtime_tasks,
+    sample_process,
 )
 from callbridge.bench.stack import BridgeKind, ProcessStack, StackOptions
 
@@ -57,6 +65,8 @@ MIN_WINDOW_S = 1.0
 ANSWER_TIMEOUT_S = 200.0
 RUN_OVERHEAD_S = 20.0
 """Process start-up, connect and teardown per run: used to keep a sweep within its budget."""
+QUIET_WAIT_S = 120.0
+"""Before rerunning a contended run, wait at most this long for other real-time work to stop."""
 REFINE_STEP = 5
 """Bisection lands on multiples of this many calls."""
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -81,6 +91,12 @@ class BenchOptions:
     nice: int | None = -10
     realtime: bool = False
     refine: int = 2
+    cpu_quota: float | None = None
+    """Cores the bridge may use (CFS quota); ``None``: its whole pinned core."""
+    cpu_period_us: int = cpu_limit.PERIOD_US
+    capacity: bool = False
+    """Search each bridge's ceiling (``--cpu-quota``/``--no-cpu-quota`` without ``--calls``)."""
+    start_calls: int | None = None
 
     def contenders(self) -> list[tuple[BridgeKind, str]]:
         """Each variant of our bridge, then the reference (as asked by ``bridges``)."""
@@ -140,17 +156,28 @@ async def measure_run(
         await _sleep_until(start)
         b0, t0, g0 = bridge.sample(), telco.sample(), gemini.sample()
         busy0 = _busy(options)
+        throttled0 = stack.cpu_limit.throttling() if stack.cpu_limit else None
         profiling = (
             asyncio.create_task(profile.record(bridge.pid, end - start - 0.3, profile_to))
             if profile_to is not None
             else None
         )
         peak_rss = b0.rss_bytes
+        rivals = RealtimeRivals(
+            options.cores, frozenset({os.getpid(), bridge.pid, telco.pid, gemini.pid})
+        )
+        rivals.scan()
         while time.monotonic() < end:
             await asyncio.sleep(min(0.5, max(0.0, end - time.monotonic())))
             peak_rss = max(peak_rss, bridge.sample().rss_bytes)
+            rivals.scan()
         b1, t1, g1 = bridge.sample(), telco.sample(), gemini.sample()
         busy1 = _busy(options)
+        limited = (
+            _throttling(stack.cpu_limit, throttled0, b0, b1)
+            if stack.cpu_limit and throttled0
+            else None
+        )
         profiled = await profiling if profiling is not None else None
         final = await _wait_status(
             telco, lambda s: s["ended"] + s["failed"] >= n, timeout_s=seconds + 60
@@ -175,7 +202,9 @@ async def measure_run(
             "gemini": round(cpu_share(g0, g1), 3),
         },
         "foreign_load": _foreign(options, busy0, busy1, b0, b1, [(t0, t1), (g0, g1)]),
+        "foreign_realtime": rivals.cores_used(max(b1.t - b0.t, 1e-9)),
         "priority": bridge_priority,
+        "cpu_limit": limited,
         "gc_in_window": _gc_in_window(bridge_stats, window),
         "stalls_in_window": _stalls_in_window(bridge_stats, window),
         "answered": final["answered"],
@@ -194,6 +223,58 @@ async def measure_run(
             },
         }
     return run
+
+
+class RealtimeRivals:
+    """Other processes' SCHED_FIFO/RR tasks on the benchmark's cores, and the CPU they took.
+
+    On a shared machine another benchmark run with ``--realtime`` takes a core from any normal
+    process whenever it wants it; a bridge under a CFS quota must stay normal, so it then loses
+    real time for reasons that are not its own. Scanned every half second over the window.
+    """
+
+    def __init__(self, cores: CorePlan, exclude: frozenset[int]) -> None:
+        self._cores = {"bridge_core": cores.bridge, "emulator_core": cores.emulators}
+        self._exclude = exclude
+        self._cpu: dict[str, dict[int, tuple[float, float]]] = {k: {} for k in self._cores}
+
+    def scan(self) -> None:
+        for where, cores in self._cores.items():
+            seen = self._cpu[where]
+            for pid in realtime_tasks(cores, self._exclude):
+                try:
+                    cpu_s = sample_process(pid).cpu_s
+                except (OSError, ValueError):
+                    continue
+                seen[pid] = (seen.get(pid, (cpu_s, cpu_s))[0], cpu_s)
+
+    def cores_used(self, elapsed_s: float) -> dict[str, Any]:
+        """Per core set: how many such tasks, and the cores' worth of CPU they used."""
+        return {
+            where: {
+                "tasks": len(seen),
+                "cores": round(sum(last - first for first, last in seen.values()) / elapsed_s, 3),
+            }
+            for where, seen in self._cpu.items()
+        }
+
+
+def _throttling(
+    limit: cpu_limit.CpuLimit, before: cpu_limit.Throttling, b0: ProcSample, b1: ProcSample
+) -> dict[str, Any]:
+    """The quota and how the bridge fared against it over the steady window."""
+    elapsed = max(b1.t - b0.t, 1e-9)
+    seen = limit.throttling().since(before)
+    return {
+        "quota": limit.quota,
+        "period_us": limit.period_us,
+        "hierarchy": limit.controller.hierarchy,
+        "quota_used": round((b1.cpu_s - b0.cpu_s) / elapsed / limit.quota, 3),
+        "periods": seen.periods,
+        "throttled_periods": seen.throttled,
+        "throttled_share": round(seen.throttled_share, 4),
+        "throttled_ms_per_s": round(seen.throttled_s / elapsed * 1000, 1),
+    }
 
 
 def _gc_in_window(stats: JsonDict, window: measure.Window) -> dict[str, Any] | None:
@@ -309,13 +390,21 @@ def _progress(run: Run) -> str:
 class Sweep:
     """Runs (N, contender) pairs within the time budget and remembers what held real time."""
 
-    def __init__(self, options: BenchOptions, workroot: Path, cores: CorePlan) -> None:
+    def __init__(
+        self,
+        options: BenchOptions,
+        workroot: Path,
+        cores: CorePlan,
+        controller: cpu_limit.CpuController | None = None,
+    ) -> None:
         self.options = options
+        self.controller = controller
         self.workroot = workroot
         self.cores = cores
         self.began = time.monotonic()
         self.runs: list[Run] = []
         self.skipped: list[str] = []
+        self.reruns: list[str] = []
 
     def _fits(self, n: int) -> bool:
         estimate = self.options.seconds + ramp_seconds(n) + RUN_OVERHEAD_S
@@ -336,10 +425,15 @@ class Sweep:
             nice=self.options.nice,
             realtime=self.options.realtime,
             cores=self.cores,
+            cpu_quota=self.options.cpu_quota,
+            cpu_period_us=self.options.cpu_period_us,
+            cpu_controller=self.controller,
         )
         workdir = self.workroot / f"{label.replace(' ', '_')}-{n}"
         try:
             run = await measure_run(stack_options, self.options.seconds, workdir)
+        except cpu_limit.CpuLimitError:
+            raise
         except Exception as exc:
             run = {"calls": n, "bridge_kind": kind, "label": label, "error": describe_failure(exc)}
         self.runs.append(run)
@@ -364,6 +458,37 @@ class Sweep:
             if emulator_lost:
                 self.skipped.append(f"N>{n}: the emulators lost real time at N={n}")
                 return
+
+    async def ceiling(self, kind: BridgeKind, variant: str, start: int) -> None:
+        """Search one contender's largest N held (``capacity.CeilingSearch``)."""
+        search = capacity.CeilingSearch(start)
+        while (n := search.next()) is not None:
+            run = await self.run(n, kind, variant)
+            if run is None:
+                return
+            result = capacity.outcome(run)
+            if capacity.contended(run):
+                # Other processes' real-time work took the core that lost: when it has
+                # stopped (or after a while), once more; the better of the two counts.
+                waited = await self._quiet()
+                self.reruns.append(f"N={n} {run['label']} (after {waited:.0f} s)")
+                again = await self.run(n, kind, variant)
+                if again is not None:
+                    result = capacity.better(result, capacity.outcome(again))
+            search.record(n, result)
+
+    async def _quiet(self, most_s: float = QUIET_WAIT_S, probe_s: float = 2.0) -> float:
+        """Wait until other processes' real-time tasks take < 0.1 core of either core."""
+        began = time.monotonic()
+        while time.monotonic() - began < most_s:
+            rivals = RealtimeRivals(self.cores, frozenset({os.getpid()}))
+            rivals.scan()
+            await asyncio.sleep(probe_s)
+            rivals.scan()
+            used = rivals.cores_used(probe_s)
+            if all(u["cores"] < capacity.RIVAL_CORES for u in used.values()):
+                break
+        return time.monotonic() - began
 
     async def refine(self, steps: int) -> None:
         """Bisect between each contender's largest held N and the smallest N it lost at."""
@@ -392,11 +517,20 @@ class Sweep:
 
 async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = _load_average()
     cores = plan_cores()
     pin_self(cores.emulators)
-    sweeper = Sweep(options, workroot, cores)
-    await sweeper.sweep()
-    if options.sweep and options.refine:
+    controller = None
+    if options.cpu_quota is not None:
+        controller = cpu_limit.check(options.cpu_quota, options.cpu_period_us)
+    sweeper = Sweep(options, workroot, cores, controller)
+    if options.capacity:
+        quota = options.cpu_quota or 1.0
+        for kind, variant in options.contenders():
+            await sweeper.ceiling(kind, variant, options.start_calls or capacity.start_calls(quota))
+    else:
+        await sweeper.sweep()
+    if options.sweep and options.refine and not options.capacity:
         await sweeper.refine(options.refine)
     order = {label: i for i, label in enumerate(report.labels(sweeper.runs))}
     runs = sorted(sweeper.runs, key=lambda r: (r["calls"], order[r["label"]]))
@@ -411,11 +545,16 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
             "call_rate": options.call_rate,
             "burst_speed": options.burst_speed,
             "variants": options.variants,
-            "scheduling": ("SCHED_RR" if options.realtime else "normal")
+            "scheduling": (
+                ("SCHED_RR" if options.cpu_quota is None else "SCHED_RR emulators")
+                if options.realtime
+                else "normal"
+            )
             + (f", nice {options.nice}" if options.nice else ""),
             "commit": _git_commit(),
             "sweep": list(options.calls),
             "skipped": skipped,
+            "reruns": sweeper.reruns,
             "criteria": {
                 "late_s": measure.LATE_S,
                 "max_late_share": measure.MAX_LATE_SHARE,
@@ -424,10 +563,36 @@ async def bench(options: BenchOptions, workroot: Path) -> dict[str, Any]:
         },
         "runs": runs,
     }
+    if options.cpu_quota is not None or options.capacity:
+        result["meta"]["cpu_limit"] = _limit_meta(options, controller)
+        result["capacity"] = [
+            capacity.ceiling([r for r in runs if r["label"] == label], options.cpu_quota)
+            for label in order  # as run: ours first
+        ]
     if options.profile:
         result["profile"] = await _profile(options, runs, workroot, cores)
     result["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
+    result["meta"]["load_average"] = {"start": load_before, "end": _load_average()}
     return result
+
+
+def _load_average() -> list[float]:
+    """``uptime``'s 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _limit_meta(
+    options: BenchOptions, controller: cpu_limit.CpuController | None
+) -> dict[str, Any]:
+    if options.cpu_quota is None or controller is None:
+        return {"quota": None, "note": "no quota: the bridge had its whole pinned core"}
+    return {
+        "quota": options.cpu_quota,
+        "period_us": options.cpu_period_us,
+        "quota_us": cpu_limit.quota_us(options.cpu_quota, options.cpu_period_us),
+        "hierarchy": controller.hierarchy,
+        "root": str(controller.root),
+    }
 
 
 async def _profile(
@@ -488,7 +653,9 @@ def parse(argv: Sequence[str]) -> BenchOptions:
     parser.add_argument("--profile", action="store_true", help="py-spy our bridge afterwards")
     parser.add_argument("--profile-calls", type=int, help="N to profile at (default: largest held)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.* are written")
-    parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting runs after")
+    parser.add_argument(
+        "--budget-s", type=float, help="stop starting runs after (default 540; 1200 with a quota)"
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and raw data")
     parser.add_argument(
         "--refine", type=int, default=2, help="bisection steps between held and lost N (sweep)"
@@ -499,11 +666,39 @@ def parse(argv: Sequence[str]) -> BenchOptions:
     parser.add_argument(
         "--realtime", action="store_true", help="SCHED_RR for benchmark processes (busy machine)"
     )
+    limit = parser.add_mutually_exclusive_group()
+    limit.add_argument(
+        "--cpu-quota",
+        type=float,
+        metavar="CORES",
+        help="run each bridge under a CFS CPU quota of CORES (0 < CORES <= 1; a Kubernetes CPU "
+        "limit) and, without --calls, search for the largest N it holds",
+    )
+    limit.add_argument(
+        "--no-cpu-quota",
+        action="store_true",
+        help="the same search with the bridge on its whole core, unthrottled",
+    )
+    parser.add_argument(
+        "--cpu-period-ms", type=float, default=100.0, help="CFS period with --cpu-quota"
+    )
+    parser.add_argument("--start-calls", type=int, help="first N of the ceiling search")
     args = parser.parse_args(argv)
-    sweep = args.sweep or not args.calls
+    period_us = round(args.cpu_period_ms * 1000)
+    if args.cpu_quota is not None:
+        try:
+            cpu_limit.quota_us(args.cpu_quota, period_us)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if args.profile:
+            parser.error("--profile runs unthrottled: run it without --cpu-quota")
+    capacity_mode = (args.cpu_quota is not None or args.no_cpu_quota) and not args.calls
+    sweep = not capacity_mode and (args.sweep or not args.calls)
     calls = sorted(set(args.calls or [])) if not sweep else list(SWEEP)
     bridges: list[BridgeKind] = ["ours", "reference"] if args.bridge == "both" else [args.bridge]
-    if any(n < 1 for n in calls) or args.seconds <= 0:
+    if capacity_mode:
+        calls = []
+    if any(n < 1 for n in calls) or args.seconds <= 0 or (args.start_calls or 1) < 1:
         parser.error("--calls and --seconds must be positive")
     chosen = args.variant or ["default"]
     try:
@@ -522,11 +717,15 @@ def parse(argv: Sequence[str]) -> BenchOptions:
         profile=args.profile,
         profile_calls=args.profile_calls,
         out=args.out,
-        budget_s=args.budget_s,
+        budget_s=args.budget_s or (1200.0 if capacity_mode else 540.0),
         keep_workdir=args.keep_workdir,
         nice=args.nice or None,
         realtime=args.realtime,
         refine=max(0, args.refine),
+        cpu_quota=args.cpu_quota,
+        cpu_period_us=period_us,
+        capacity=capacity_mode,
+        start_calls=args.start_calls,
     )
 
 
@@ -538,7 +737,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; logs in {workroot}", file=sys.stderr)
         return 130
-    paths = report.write(result, options.out)
+    except cpu_limit.CpuLimitError as exc:
+        print(f"callbridge bench: {exc}", file=sys.stderr)
+        shutil.rmtree(workroot, ignore_errors=True)
+        return 2
+    stem = (
+        f"cpu-quota-{options.cpu_quota:g}"
+        if options.cpu_quota is not None
+        else "capacity-unthrottled"
+        if options.capacity
+        else "latest"
+    )
+    paths = report.write(result, options.out, stem=stem)
     print(report.markdown(result))
     print(f"written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     failed = any(r.get("error") for r in result["runs"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from callbridge.bench.cpu_limit import PERIOD_US, CpuController, CpuLimit
 from callbridge.bench.load import TOOL_NAME
 from callbridge.bench.procs import Child, CorePlan, JsonDict, plan_cores
 from callbridge.bridge.config import LimitSettings
@@ -70,6 +71,11 @@ class StackOptions:
     to give the bridge its core whenever it wants it. Other work keeps the kernel's RT-throttle
     slice (5 %) of a saturated core."""
     cores: CorePlan = field(default_factory=plan_cores)
+    cpu_quota: float | None = None
+    """Cores' worth of CPU the bridge may use per CFS period (a Kubernetes CPU limit), on top
+    of its pinned core; ``None``: unlimited. Needs ``cpu_controller``."""
+    cpu_period_us: int = PERIOD_US
+    cpu_controller: CpuController | None = None
 
 
 class ProcessStack:
@@ -82,6 +88,8 @@ class ProcessStack:
         self.gemini: Child | None = None
         self.telco: Child | None = None
         self.bridge: Child | None = None
+        self.cpu_limit: CpuLimit | None = None
+        """The bridge's CPU-limited cgroup (removed when the stack closes), with a quota."""
 
     async def __aenter__(self) -> ProcessStack:
         opts = self.options
@@ -109,6 +117,18 @@ class ProcessStack:
                     realtime=opts.realtime,
                 )
             )
+            if opts.cpu_quota is not None:
+                if opts.cpu_controller is None:
+                    raise ValueError("cpu_quota needs cpu_controller (cpu_limit.detect())")
+                # Entered before the bridge, so it is removed after the bridge has stopped.
+                self.cpu_limit = self._exit.enter_context(
+                    CpuLimit(
+                        opts.cpu_controller,
+                        opts.cpu_quota,
+                        period_us=opts.cpu_period_us,
+                        nice=opts.nice,
+                    )
+                )
             self.bridge = await self._exit.enter_async_context(self._bridge_child())
         except BaseException:
             await self._exit.aclose()
@@ -146,7 +166,9 @@ class ProcessStack:
             cores=opts.cores.bridge,
             log_path=self.workdir / f"bridge-{opts.bridge}.log",
             nice=opts.nice,
-            realtime=opts.realtime,
+            # A CFS quota does not limit SCHED_RR tasks: under a quota the bridge stays normal.
+            realtime=opts.realtime and self.cpu_limit is None,
+            on_spawn=self.cpu_limit.add if self.cpu_limit is not None else None,
         )
 
     async def __aexit__(

@@ -8,11 +8,13 @@ lead's tooling read.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from callbridge.bench import measure, procs, report, run
+from callbridge.bench import cpu_limit, measure, procs, report, run
 from callbridge.bench.load import find_call_tag, tag_instruction
 
 RUN_KEYS = {
@@ -116,3 +118,41 @@ def test_a_failed_run_names_the_line_that_failed() -> None:
         text = run.describe_failure(exc)
     assert text.startswith("IndexError: list index out of range (at ")
     assert "test_bench_smoke.py:" in text
+
+
+async def test_small_run_under_a_cpu_quota_reports_throttling_and_removes_its_group(
+    tmp_path: Path,
+) -> None:
+    try:
+        cpu_limit.check(0.5)
+    except cpu_limit.CpuLimitError as exc:
+        pytest.skip(f"no writable cpu cgroup here: {exc}")
+    options = run.parse(
+        ["--cpu-quota", "0.5", "--calls", "2", "--seconds", "3", "--out", str(tmp_path / "out")]
+    )
+    options.nice = None
+    result = await run.bench(options, tmp_path / "work")
+    paths = report.write(result, options.out, stem="cpu-quota")
+
+    assert result["meta"]["cpu_limit"]["quota_us"] == 50_000
+    assert [c["label"] for c in result["capacity"]] == ["ours", "reference"]
+    for r in result["runs"]:
+        assert "error" not in r, r.get("error")
+        limited = r["cpu_limit"]
+        assert limited["quota"] == 0.5 and limited["periods"] > 0
+        assert 0 < limited["quota_used"] <= 1.1
+    leftovers = list(cpu_limit.detect().root.glob(f"{cpu_limit.GROUP_PREFIX}-{os.getpid()}-*"))
+    assert leftovers == [], "every run's cgroup is removed"
+    table = paths["md"].read_text()
+    assert "calls held per core" in table and "CPU quota 0.5 core" in table
+    assert paths["json"].name == "cpu-quota.json"
+
+
+def test_cpu_quota_mode_without_calls_searches_and_with_calls_does_not() -> None:
+    searching = run.parse(["--cpu-quota", "0.25"])
+    assert searching.capacity and searching.calls == [] and not searching.sweep
+    assert searching.budget_s == 1200.0
+    fixed = run.parse(["--cpu-quota", "0.25", "--calls", "20"])
+    assert not fixed.capacity and fixed.calls == [20] and fixed.cpu_quota == 0.25
+    unthrottled = run.parse(["--no-cpu-quota"])
+    assert unthrottled.capacity and unthrottled.cpu_quota is None
