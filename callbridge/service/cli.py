@@ -1,5 +1,5 @@
 """``callbridge`` command line: demo, emulators, serve, check-config, calls, call, campaign,
-bench, soak.
+bench, soak, bench-record-hour.
 
 Each subcommand's work lives in its own module, imported only when that subcommand runs,
 so ``callbridge check-config`` stays fast and never touches the network.
@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": ("callbridge.bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("callbridge.bench.soak:main", "soak: thousands of calls through one process"),
+    "bench-record-hour": (
+        "callbridge.bench.record_hour:main",
+        "one long recorded call: bridge RSS and the recording checked by cross-correlation",
+    ),
 }
 
 
