@@ -120,13 +120,18 @@ class HourReport:
 def prioritise(pids: Sequence[int], nice: int | None, *, realtime: bool) -> str:
     """Give the bench's processes the benchmark's priority (root only; see ``procs``): on a
     shared machine the phone and the bridge must get their CPU when a frame is due, or the
-    emulator's playout underruns and the recording is compared with a stuttering phone."""
+    emulator's playout underruns and the recording is compared with a stuttering phone.
+
+    ``realtime`` is SCHED_RR one above ``callbridge bench --realtime``: a benchmark running
+    beside this one at its own priority would otherwise share each core with us in 100 ms
+    round-robin slices, and the phone would stall for that long (seen: agent audio played
+    60-120 ms late). One call takes a few % of a core, so the other benchmark loses little."""
     for pid in pids:
         if nice is not None:
             raise_priority(pid, nice)
         if realtime:
             with contextlib.suppress(OSError):
-                os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(RT_PRIORITY))
+                os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(RT_PRIORITY + 1))
     return priority_of(pids[0])
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -70,6 +71,18 @@ def caller_script(minutes: float, rate: int) -> CallerScript:
     return CallerScript([Pause(1.0), *cycle * cycles])
 
 
+async def freeze_what_is_kept() -> None:
+    """Move everything alive into the collector's permanent generation every few seconds.
+
+    The emulator keeps every frame of the call (a ``PulledFrame`` per agent write, the
+    script's events...): after tens of minutes a full collection walks hundreds of thousands
+    of objects and pauses this loop, and the phone would stutter for the emulator's own sake.
+    """
+    while True:
+        await asyncio.sleep(5.0)
+        gc.freeze()
+
+
 def emit(kind: str, data: dict[str, Any]) -> None:
     print(json.dumps({kind: data}), flush=True)
 
@@ -77,7 +90,8 @@ def emit(kind: str, data: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> None:
     gemini = GeminiLiveEmulator(script=model_script(), log_audio_frames=False)
     telco = TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR, record_audio=True)
-    async with gemini, telco:
+    async with gemini, telco, asyncio.TaskGroup() as group:
+        freezer = group.create_task(freeze_what_is_kept())
         emit(
             "ready", {"telco": telco.base_url, "gemini": gemini.base_url, "ca": str(gemini.ca_file)}
         )
@@ -107,6 +121,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         # Stay up until the bench has stopped the bridge (it closes our stdin).
         await asyncio.to_thread(sys.stdin.read)
+        freezer.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
