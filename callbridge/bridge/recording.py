@@ -55,7 +55,9 @@ over the whole call would instead keep an anchor from before any caller audio th
 lost (a 300 ms stall skipped on its side never arrives): the wall clock would run ahead of
 the caller samples by the loss from then on, and all later agent audio would be recorded
 that much late (seen as a 0.59 s shift after two platform stalls in
-``callbridge bench-record-hour``)."""
+``callbridge bench-record-hour``). The price: a bridge so starved of CPU that its backlog of
+caller audio persists past the window places agent audio by that backlog, early, until the
+backlog drains (then an on-time chunk anchors again); the call itself is seconds late then."""
 
 EventKind = Literal["caller", "agent", "caller_gap", "agent_gap", "clear"]
 
