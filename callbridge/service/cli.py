@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "soak": ("callbridge.bench.soak:main", "soak: thousands of calls through one process"),
     "bench-record-hour": (
         "callbridge.bench.record_hour:main",
-        "one long recorded call: bridge RSS and the recording checked by cross-correlation",
+        "one long recorded call: bridge RSS, recording cross-correlated",
     ),
 }
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
     parser.add_argument("--version", action="version", version=f"callbridge {__version__}")
-    epilog = "\n".join(f"  {name:<13} {text}" for name, (_, text) in sorted(COMMANDS.items()))
+    epilog = "\n".join(f"  {name:<18} {text}" for name, (_, text) in sorted(COMMANDS.items()))
     parser.epilog = "commands:\n" + epilog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     if argv[:1] == ["--version"]:
