@@ -13,8 +13,11 @@ silence where audio was lost (counted in ``dropped_bytes``).
 is the caller's audio: the platform sends caller frames and plays agent audio in real time,
 so a caller sample's position is its index. "Now" is the caller samples received, unless
 the wall clock mapped onto them (each event carries its monotonic time; the mapping is
-anchored on the least delayed caller chunk so far) is more than ``WALL_SLACK_S`` ahead: then
-the event loop is late reading caller audio and the wall clock says where the phone is.
+anchored on the least delayed caller chunk of the last ``ANCHOR_WINDOW_S``) is more than
+``WALL_SLACK_S`` ahead: then the event loop is late reading caller audio and the wall clock
+says where the phone is. Caller audio the platform never sends (its frames skipped in a
+stall) moves the anchor once the window has passed it, so such a loss cannot push the agent
+channel later for the rest of the call.
 Agent audio written now starts playing when what was written before has played
 (``agent_end``), or now if that was all played. A clear drops everything
 scheduled after now: the caller never heard it. Output is released up to the caller samples received
@@ -42,6 +45,19 @@ The two agree within a few milliseconds while the loop keeps up, and then the ca
 are the better clock (the platform plays agent audio in step with them: placing by the wall
 clock there would open millisecond gaps between chunks). Past this the loop is late reading
 caller audio, and the wall clock is nearer the truth."""
+
+ANCHOR_WINDOW_S = 2.0
+"""How long a caller chunk's timing can anchor the wall clock (in caller audio).
+
+Read late, caller chunks arrive in a burst once the loop catches up, and the burst's last
+chunk is on time again: a window of a few seconds always holds an on-time chunk. A window
+over the whole call would instead keep an anchor from before any caller audio the platform
+lost (a 300 ms stall skipped on its side never arrives): the wall clock would run ahead of
+the caller samples by the loss from then on, and all later agent audio would be recorded
+that much late (seen as a 0.59 s shift after two platform stalls in
+``callbridge bench-record-hour``). The price: a bridge so starved of CPU that its backlog of
+caller audio persists past the window places agent audio by that backlog, early, until the
+backlog drains (then an on-time chunk anchors again); the call itself is seconds late then."""
 
 EventKind = Literal["caller", "agent", "caller_gap", "agent_gap", "clear"]
 
@@ -109,6 +125,10 @@ class StereoTimeline:
     def __init__(self, rate: int = 16000) -> None:
         self.rate = rate
         self._t0: float | None = None  # monotonic time of caller sample 0, least delayed
+        # Candidate anchors of the window, (caller samples, anchor), anchors increasing: the
+        # first is the window's least delayed (a monotonic queue, O(1) per chunk).
+        self._anchors: deque[tuple[int, float]] = deque()
+        self._window = int(ANCHOR_WINDOW_S * rate)
         self.now = 0  # caller samples received: the phone's clock
         self.written = 0  # stereo frames released
         self.agent_end = 0  # where scheduled agent audio ends (samples)
@@ -127,9 +147,15 @@ class StereoTimeline:
         self.now += len(samples)
         if at is not None:
             # This chunk's last sample was sent at ``at`` at the latest: keep the earliest
-            # such anchor, the one least delayed by the network and the event loop.
+            # such anchor of the window, the one least delayed by the network and the loop.
             anchor = at - self.now / self.rate
-            self._t0 = anchor if self._t0 is None else min(self._t0, anchor)
+            anchors = self._anchors
+            while anchors and anchors[-1][1] >= anchor:
+                anchors.pop()
+            anchors.append((self.now, anchor))
+            while anchors[0][0] < self.now - self._window:
+                anchors.popleft()
+            self._t0 = anchors[0][1]
         return self._release(self.now)
 
     def _now(self, at: float | None) -> int:

@@ -1,5 +1,5 @@
 """``callbridge`` command line: demo, emulators, serve, check-config, calls, call, campaign,
-bench, soak.
+bench, soak, bench-record-hour.
 
 Each subcommand's work lives in its own module, imported only when that subcommand runs,
 so ``callbridge check-config`` stays fast and never touches the network.
@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": ("callbridge.bench.run:main", "benchmark: calls per core, latency, barge-in, memory"),
     "soak": ("callbridge.bench.soak:main", "soak: thousands of calls through one process"),
+    "bench-record-hour": (
+        "callbridge.bench.record_hour:main",
+        "one long recorded call: bridge RSS, recording cross-correlated",
+    ),
 }
 
 
@@ -49,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
     parser.add_argument("--version", action="version", version=f"callbridge {__version__}")
-    epilog = "\n".join(f"  {name:<13} {text}" for name, (_, text) in sorted(COMMANDS.items()))
+    epilog = "\n".join(f"  {name:<18} {text}" for name, (_, text) in sorted(COMMANDS.items()))
     parser.epilog = "commands:\n" + epilog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     if argv[:1] == ["--version"]:

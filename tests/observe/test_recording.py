@@ -72,6 +72,28 @@ def test_agent_audio_is_placed_by_the_wall_clock_when_caller_audio_is_read_late(
     assert channels(out) == ([0, 0, 0, 0], [5, 5, 0, 0])
 
 
+def test_caller_audio_the_platform_never_sent_does_not_shift_the_agent_for_good() -> None:
+    """A platform stall skips 0.5 s of caller frames: they never come. Briefly the wall clock
+    runs ahead of the caller samples (as when the loop reads late), but once the anchor window
+    has passed the loss, agent audio is placed by the caller samples again (it used to stay
+    0.44 s late for the rest of the call)."""
+    line = StereoTimeline(rate=100)  # one sample = 10 ms; the anchor window is 200 samples
+    sent = 0  # caller samples the platform sent (the phone's clock)
+    t = 0.0
+    for _ in range(50):  # 1 s, on time
+        sent += 2
+        t = sent / 100
+        line.caller(pcm([1, 1]), at=t)
+    t += 0.5  # the stall: 0.5 s of wall clock, no caller audio ever
+    for _ in range(150):  # 3 s more, on time after the stall
+        sent += 2
+        t += 0.02
+        line.caller(pcm([1, 1]), at=t)
+    line.agent(pcm([9]), at=t)
+    out = line.caller(pcm([1, 1, 1, 1]), at=t + 0.04)
+    assert channels(out)[1] == [9, 0, 0, 0]
+
+
 def test_a_full_tap_records_silence_of_the_same_length() -> None:
     tap = RecordingTap(max_items=2)
     tap.push("caller", pcm([1, 1]))
