@@ -69,7 +69,9 @@ QUIET_WAIT_S = 120.0
 """Before rerunning a contended run, wait at most this long for other real-time work to stop."""
 REFINE_STEP = 5
 """Bisection lands on multiples of this many calls."""
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path("bench/results")
+"""Relative to the working directory, like the soak's and bench-record-hour's: `make bench` runs
+from the repository root, whose `bench/results/` holds the committed figures."""
 
 Run = dict[str, Any]
 
