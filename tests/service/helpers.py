@@ -188,8 +188,7 @@ class ServeProcess:
                 continue
             if isinstance(line, dict):
                 self.lines.append(line)
-                # With service.workers > 1 the workers log their own (loopback) start too.
-                if line.get("event") == "service_started" and "worker" not in line:
+                if line.get("event") == "service_started":
                     self.port = int(line["http_port"])
                     self.admin_port = int(line["admin_port"])
                     self._port_known.set()
