@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def _populate(url: str) -> CallRecord:
     record = full_record()
-    record.started_at = time.time() - 65.2  # finish() stamps the end now: a 1m05s call
     async with RecordStore(url) as store:
         record.listeners.append(store.listener())
+        # finish() (in fill) stamps the end now: a 1m05s call. Set here, after the store has
+        # opened (migrations can take a while on a loaded machine), not before.
+        record.started_at = time.time() - 65.0
         fill(record)
         other = CallRecord("call-2", "acme", "+15550001111", "+15550002222")
         other.listeners.append(store.listener())
