@@ -37,8 +37,8 @@ from .protocol import (
     encode_frame,
     normalize,
     parse_pcm_mime,
-    pick,
     snake,
+    snake_keys,
 )
 from .resumption import Conversation, HandleStore
 from .script import CallTool, Fault, Pause, Speak, Turn
@@ -220,22 +220,23 @@ class LiveSession:
                 )
 
     def _on_realtime_input(self, body: dict[str, Any]) -> None:
-        audio = pick(body, "audio")
+        fields = snake_keys(body)
+        audio = fields.get("audio")
         if isinstance(audio, dict):
             self._on_blob(audio)
-        chunks = pick(body, "media_chunks")
+        chunks = fields.get("media_chunks")
         if isinstance(chunks, list):
             for blob in chunks:
                 if isinstance(blob, dict):
                     self._on_blob(blob)
-        text = pick(body, "text")
+        text = fields.get("text")
         if isinstance(text, str) and text:
             self._log.texts_in.append(text)
             self._conv.state.transcript.append(("user", text))
             self._conv.state.context_text_tokens += max(1, len(text) // 4)
             self._user_turn_ended(_Trigger("text"), interrupt=True)
-        start = pick(body, "activity_start")
-        end = pick(body, "activity_end")
+        start = fields.get("activity_start")
+        end = fields.get("activity_end")
         if (start is not None or end is not None) and not self._info.manual_activity:
             raise ProtocolError(
                 1007,
@@ -248,12 +249,13 @@ class LiveSession:
         if end is not None:
             self._log.speech_ended_at.append(time.monotonic())
             self._user_turn_ended(_Trigger("activity"), interrupt=False)
-        if pick(body, "audio_stream_end") and self._vad.flush():
+        if fields.get("audio_stream_end") and self._vad.flush():
             self._log.speech_ended_at.append(time.monotonic())
             self._user_turn_ended(_Trigger("speech"), interrupt=False)
 
     def _on_blob(self, blob: dict[str, Any]) -> None:
-        rate = parse_pcm_mime(pick(blob, "mime_type"))
+        fields = snake_keys(blob)
+        rate = parse_pcm_mime(fields.get("mime_type"))
         if rate is None:
             return  # an image/video frame: accepted, not interpreted
         # Audio already on the wire when the toolCall went out cannot be helped by any
@@ -271,7 +273,7 @@ class LiveSession:
                 f"Policy violation: realtime audio input received while a BLOCKING function "
                 f"call is pending ({names}).",
             )
-        data = pick(blob, "data")
+        data = fields.get("data")
         if not isinstance(data, str):
             raise ProtocolError(1007, f"{INVALID_ARGUMENT} Blob data must be a base64 string.")
         pcm = decode_b64(data)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from callbridge.emulators.energy import slice_mean_squares
+
 __all__ = ["EnergyVad", "VadEvents"]
 
 FRAME_S = 0.02
@@ -28,6 +30,7 @@ class VadEvents:
 
 
 _NOTHING = VadEvents()
+_EMPTY = np.zeros(0, dtype=np.int16)
 
 
 class EnergyVad:
@@ -51,7 +54,7 @@ class EnergyVad:
         self._rate = 0
         self._frame = 0
         self._frame_s = FRAME_S
-        self._carry = np.zeros(0, dtype=np.int16)
+        self._carry = _EMPTY
         self._reset()
 
     def _reset(self) -> None:
@@ -71,21 +74,19 @@ class EnergyVad:
             self._rate = rate
             self._frame = max(1, round(rate * FRAME_S))
             self._frame_s = self._frame / rate
-            self._carry = np.zeros(0, dtype=np.int16)
+            self._carry = _EMPTY
         samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
         if self._carry.size:
             samples = np.concatenate((self._carry, samples))
         frame = self._frame
-        count = samples.size // frame
-        self._carry = samples[count * frame :].copy()
-        if count == 0:
+        whole = samples.size // frame * frame
+        self._carry = samples[whole:].copy() if whole < samples.size else _EMPTY
+        if whole == 0:
             return VadEvents(in_speech=self._started) if self._started else _NOTHING
-        blocks = samples[: count * frame].astype(np.float32).reshape(count, frame)
-        energy = np.einsum("ij,ij->i", blocks, blocks) / frame
-        voiced = (energy > self._threshold_sq).tolist()
         started = ended = False
-        for is_voiced in voiced:
-            if is_voiced:
+        threshold = self._threshold_sq
+        for energy in slice_mean_squares(samples, frame):
+            if energy > threshold:
                 self._active = True
                 self._voiced_s += self._frame_s
                 self._silence_s = 0.0
@@ -103,5 +104,5 @@ class EnergyVad:
         """End any utterance in progress now (`audioStreamEnd`); True if one counted."""
         counted = self._started and self._voiced_s >= self._min_utterance_s - 1e-9
         self._reset()
-        self._carry = np.zeros(0, dtype=np.int16)
+        self._carry = _EMPTY
         return counted

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from callbridge.emulators.energy import slice_mean_squares
+
 FRAME_S = 0.02
 """Every audio frame the emulator sends or plays is 20 ms long."""
 
@@ -26,15 +28,13 @@ def nonsilent_seconds(pcm: bytes, sample_rate: int) -> float:
     usable = len(pcm) // 2 * 2
     if usable == 0:
         return 0.0
-    samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float32)
+    samples = np.frombuffer(pcm, dtype="<i2", count=usable // 2)
     per_slice = sample_rate // 50
-    whole = len(samples) // per_slice
-    voiced = 0.0
-    if whole:
-        block = samples[: whole * per_slice].reshape(whole, per_slice)
-        rms = np.sqrt(np.mean(block * block, axis=1))
-        voiced += float(np.count_nonzero(rms > SILENCE_RMS)) * FRAME_S
-    tail = samples[whole * per_slice :]
-    if len(tail) and float(np.sqrt(np.mean(tail * tail))) > SILENCE_RMS:
+    threshold = SILENCE_RMS * SILENCE_RMS
+    energies = slice_mean_squares(samples, per_slice)
+    voiced = sum(1 for energy in energies if energy > threshold) * FRAME_S
+    whole = len(samples) // per_slice * per_slice
+    tail = samples[whole:]
+    if len(tail) and slice_mean_squares(tail, len(tail))[0] > threshold:
         voiced += len(tail) / sample_rate
     return voiced
