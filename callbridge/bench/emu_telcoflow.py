@@ -7,11 +7,11 @@ Commands:
 - ``status``: how many calls were placed, answered and ended, with answer/hang-up times;
 - ``collect {path}``: write every call's measurements as JSON to ``path``.
 
-The emulator keeps no per-frame send log for caller audio, and the benchmark needs one (to
-pair each caller sample with its arrival at the model, and to tell whether the emulator itself
-kept real time). So this process wraps each voice socket in a thin proxy that stamps every
-binary frame it sends: the caller pump sends exactly one binary frame per 20 ms tick, so the
-stamps are the pump's real send times. Agent audio is not recorded (``record_audio=False``);
+The emulator keeps no per-frame send log for caller audio by default, and the benchmark needs
+one (to pair each caller sample with its arrival at the model, and to tell whether the emulator
+itself kept real time). So this process gives each call a list in which the caller pump stamps
+every frame as it writes it (``EmulatedCall.caller_send_times``): one frame per 20 ms tick, so
+the stamps are the pump's real send times. Agent audio is not recorded (``record_audio=False``);
 the record still keeps each pull's time and size.
 """
 
@@ -23,37 +23,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import urlsplit
-
-from websockets.asyncio.server import ServerConnection
+from typing import Any
 
 from callbridge.bench.load import CallLoad
 from callbridge.bench.procs import JsonDict, LagProbe, serve_parent
-from callbridge.emulators.telcoflow import EmulatedCall, TelcoflowEmulator, wire
+from callbridge.emulators.telcoflow import EmulatedCall, TelcoflowEmulator
 from callbridge.service import loop
-
-
-class _StampedSocket:
-    """Delegates to a ``ServerConnection``; appends the send time of every binary frame."""
-
-    def __init__(self, ws: ServerConnection, stamps: list[float]) -> None:
-        self._ws = ws
-        self._stamps = stamps
-
-    async def send(self, message: Any) -> None:
-        if isinstance(message, bytes):
-            self._stamps.append(time.monotonic())
-        await self._ws.send(message)
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._ws.__aiter__()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ws, name)
 
 
 class StampingTelcoflowEmulator(TelcoflowEmulator):
@@ -63,14 +41,10 @@ class StampingTelcoflowEmulator(TelcoflowEmulator):
         super().__init__(*args, **kwargs)
         self.caller_sends: dict[str, list[float]] = {}
 
-    async def _handler(self, ws: ServerConnection) -> None:
-        request = ws.request
-        path = urlsplit(request.path).path if request is not None else ""
-        if path.startswith(wire.VOICE_PATH_PREFIX):
-            stamps = self.caller_sends.setdefault(path.removeprefix(wire.VOICE_PATH_PREFIX), [])
-            await super()._handler(cast(ServerConnection, _StampedSocket(ws, stamps)))
-            return
-        await super()._handler(ws)
+    def place_call(self, *args: Any, **kwargs: Any) -> EmulatedCall:
+        call = super().place_call(*args, **kwargs)
+        call.caller_send_times = self.caller_sends.setdefault(call.call_id, [])
+        return call
 
 
 def export_call(call: EmulatedCall, sends: list[float]) -> JsonDict:

@@ -27,6 +27,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import OP_PONG, Frame
 
+from callbridge.adapters import ws_send
+
 from . import messages as msg
 from .log import SessionLog
 from .native_rate import NATIVE_INPUT_RATE, NativeRate
@@ -112,6 +114,7 @@ class LiveSession:
         conversation: Conversation,
         handles: HandleStore,
     ) -> None:
+        ws_send.check_connection(ws, "Gemini Live emulator session")
         self._ws = ws
         self._log = log
         self._config = config
@@ -180,7 +183,7 @@ class LiveSession:
         if self._closing:
             return
         try:
-            await self._ws.send(frame)
+            await ws_send.send(self._ws, frame)
         except ConnectionClosed:
             self._closing = True
             return

@@ -77,6 +77,9 @@ class EmulatedCall:
         """Set for an outbound call (``session.create``): the called phone and its ring."""
         self.missed = missed
         """An inbound call a human did not take (offered to ``MISSED_ONLY`` connectors)."""
+        self.caller_send_times: list[float] | None = None
+        """Set to a list (by a benchmark) to have the caller pump append the monotonic time at
+        which it wrote each caller frame; ``None`` (the default) keeps no per-frame log."""
         self.created_at = int(time.time())
         self.placed_at = time.monotonic()
         self._outcomes: deque[ConnectOutcome] = deque(connect_outcomes)

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from callbridge.adapters import ws_send
+
 from . import wire
 from .caller import ScriptCursor
 from .outbound import FAILURE_CODES, CalleePhone
@@ -46,6 +48,7 @@ class VoiceLeg:
     """The platform side of one voice WebSocket."""
 
     def __init__(self, call: EmulatedCall, ws: ServerConnection, *, record_audio: bool) -> None:
+        ws_send.check_connection(ws, "Telcoflow emulator voice leg")
         self.call = call
         self.ws = ws
         self.record_audio = record_audio
@@ -339,12 +342,15 @@ class VoiceLeg:
             if frame is None:
                 await self.call.end_call("caller_hangup")
                 return
-            await self.ws.send(prefix + frame)
+            stamps = self.call.caller_send_times
+            if stamps is not None:
+                stamps.append(time.monotonic())
+            await ws_send.send(self.ws, prefix + frame)
             agent = self.playout.tick(now)
             if self.record_audio:
                 self.caller_buf += frame
                 self.playout_buf += agent
             request = self.playout.top_up(now)
             if request:
-                await self.ws.send(self._buffer_request_text(request))
+                await ws_send.send(self.ws, self._buffer_request_text(request))
             next_t += FRAME_S
