@@ -206,6 +206,8 @@ def capacity_rows(ceilings: Sequence[dict[str, Any]]) -> list[str]:
 
 def _foreign(run: Run) -> str:
     load = run.get("foreign_load")
+    if load and load.get("both_cores") is not None:
+        return f"{load['both_cores']:.2f} (both cores)"
     if not load or load.get("bridge_core") is None:
         return "-"
     text = f"{load['bridge_core']:.2f} / {load['emulator_core']:.2f}"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from callbridge.bench.cpu_limit import PERIOD_US, CpuController, CpuLimit
 from callbridge.bench.load import TOOL_NAME
-from callbridge.bench.procs import Child, CorePlan, JsonDict, plan_cores
+from callbridge.bench.procs import RT_PRIORITY, Child, CorePlan, JsonDict, plan_cores
 from callbridge.bridge.config import LimitSettings
 
 BridgeKind = Literal["ours", "reference"]
@@ -93,7 +93,7 @@ class ProcessStack:
 
     async def __aenter__(self) -> ProcessStack:
         opts = self.options
-        emu_cores = opts.cores.emulators
+        emu_cores = opts.cores.emulator_affinity
         try:
             self.gemini = await self._exit.enter_async_context(
                 Child(
@@ -168,6 +168,8 @@ class ProcessStack:
             nice=opts.nice,
             # A CFS quota does not limit SCHED_RR tasks: under a quota the bridge stays normal.
             realtime=opts.realtime and self.cpu_limit is None,
+            # Emulators allowed on its core must never delay it.
+            rt_priority=RT_PRIORITY + 1 if opts.cores.spill else RT_PRIORITY,
             on_spawn=self.cpu_limit.add if self.cpu_limit is not None else None,
         )
 

@@ -156,3 +156,39 @@ def test_cpu_quota_mode_without_calls_searches_and_with_calls_does_not() -> None
     assert not fixed.capacity and fixed.calls == [20] and fixed.cpu_quota == 0.25
     unthrottled = run.parse(["--no-cpu-quota"])
     assert unthrottled.capacity and unthrottled.cpu_quota is None
+
+
+def test_emulators_spill_needs_a_real_time_bridge_without_a_quota(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run.parse(["--calls", "2", "--realtime", "--emulators-spill"]).spill
+    for argv in (["--emulators-spill"], ["--realtime", "--emulators-spill", "--cpu-quota", "0.5"]):
+        with pytest.raises(SystemExit) as stopped:
+            run.parse(["--calls", "2", *argv])
+        assert stopped.value.code == 2
+        assert "--emulators-spill needs --realtime and no --cpu-quota" in capsys.readouterr().err
+
+
+def test_spilling_emulators_may_run_on_the_bridge_core_and_the_bridge_never_on_theirs() -> None:
+    plan = procs.CorePlan(frozenset({0}), frozenset({1}), spill=True)
+    assert plan.emulator_affinity == {0, 1} and plan.bridge == {1} and not plan.shared
+    assert procs.CorePlan(frozenset({0}), frozenset({1})).emulator_affinity == {0}
+    assert "idle" in plan.describe()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+async def test_a_spilled_run_puts_the_bridge_above_the_emulators(tmp_path: Path) -> None:
+    options = run.parse(
+        ["--calls", "2", "--seconds", "3", "--bridge", "ours", "--realtime", "--emulators-spill"]
+    )
+    options.nice = None
+    result = await run.bench(options, tmp_path / "work")
+    (r,) = result["runs"]
+    assert "error" not in r, r.get("error")
+    assert r["answered"] == 2 and r["bridge"]["calls_matched"] == 2
+    assert r["foreign_load"]["bridge_core"] is None and r["foreign_load"]["both_cores"] >= 0
+    assert (
+        "idle" in result["meta"]["cores"] and "above the emulators" in result["meta"]["scheduling"]
+    )
+    if os.geteuid() == 0:  # only root may use SCHED_RR: the bridge one step above the emulators
+        assert r["priority"].startswith(f"SCHED_RR {procs.RT_PRIORITY + 1},"), r["priority"]
