@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from callbridge.bench import load_child
 from callbridge.bench.channel_match import Match, match_bursts, match_windows
 from callbridge.bench.procs import RT_PRIORITY
 from callbridge.bench.procs import _priority_of as priority_of
@@ -210,57 +210,26 @@ def judge_channels(
     return lag0, windows, bursts
 
 
-async def _read_json(stream: asyncio.StreamReader) -> dict[str, Any]:
-    while True:
-        line = await stream.readline()
-        if not line:
-            raise RuntimeError("the emulator process exited early")
-        text = line.decode().strip()
-        if text.startswith("{"):
-            data: dict[str, Any] = json.loads(text)
-            return data
-
-
 async def record_call(args: argparse.Namespace, workdir: Path, report: HourReport) -> Path:
     """Run the call; returns the path of the emulator's WAV. Fills in the RSS samples."""
     emulator_wav = workdir / "emulator.wav"
     warnings: dict[str, int] = {}
     finished: list[CallRecord] = []
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    load_cpu = ["--cpu", str(cpus[0])] if len(cpus) > 1 else []
-    if len(cpus) > 1:
-        os.sched_setaffinity(0, set(cpus[1:]))
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    child = await load_child.spawn(
         "callbridge.bench.record_hour_load",
-        "--minutes",
-        str(args.minutes),
-        "--out",
-        str(emulator_wav),
-        *load_cpu,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        start_new_session=args.nice is not None,
+        ["--minutes", str(args.minutes), "--out", str(emulator_wav)],
+        stdin=True,
+        new_session=args.nice is not None,
     )
     assert child.stdout is not None and child.stdin is not None
     out = child.stdout
     report.priority = prioritise([os.getpid(), child.pid], args.nice, realtime=args.realtime)
     try:
-        ready = (await _read_json(out))["ready"]
+        ready = (await load_child.read_message(out))["ready"]
         config = load_config(
             overrides={
                 "tenant": "record-hour",
-                "telcoflow": {
-                    "base_url": ready["telco"],
-                    "api_key": API_KEY,
-                    "connector_uuid": CONNECTOR,
-                },
-                "model": {
-                    "api_key": "record-hour",
-                    "base_url": ready["gemini"],
-                    "ca_file": ready["ca"],
-                },
+                **load_child.emulator_sections(ready, api_key=API_KEY, connector=CONNECTOR),
                 "recording": {"enabled": True, "directory": str(workdir / "recordings")},
             },
             env={},
@@ -276,10 +245,10 @@ async def record_call(args: argparse.Namespace, workdir: Path, report: HourRepor
         )
 
         async def sample_until_done() -> dict[str, Any]:
-            message = await _read_json(out)
+            message = await load_child.read_message(out)
             assert "answered" in message, message
             answered = time.monotonic()
-            done = asyncio.ensure_future(_read_json(out))
+            done = asyncio.ensure_future(load_child.read_message(out))
             try:
                 while True:
                     report.rss.append((round(time.monotonic() - answered, 1), round(rss_mib(), 2)))

@@ -20,13 +20,13 @@ import asyncio
 import gc
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from callbridge.bench import load_child
 from callbridge.emulators.gemini_live import GeminiLiveEmulator, Script, Speak, Turn
 from callbridge.emulators.telcoflow import (
     CallerScript,
@@ -131,10 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--out", type=Path, required=True, help="the emulator's view, as WAV")
-    parser.add_argument("--cpu", type=int, default=None, help="pin to this core")
+    load_child.add_cpu_option(parser)
     args = parser.parse_args(argv)
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    load_child.pin_to(args.cpu)
     loop.run(run(args))
     return 0
 

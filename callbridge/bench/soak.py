@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import os
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from callbridge.bench import load_child
 from callbridge.bench.soak_load import API_KEY, CONNECTOR
 from callbridge.bridge.config import load_config
 from callbridge.bridge.record import CallRecord
@@ -129,55 +129,29 @@ class ErrorLog(logging.Handler):
         self.errors.append(f"{record.name}: {record.getMessage()}"[:300])
 
 
-async def _read_json(stream: asyncio.StreamReader) -> dict[str, Any]:
-    while True:
-        line = await stream.readline()
-        if not line:
-            raise RuntimeError("the load generator exited early")
-        text = line.decode().strip()
-        if text.startswith("{"):
-            data: dict[str, Any] = json.loads(text)
-            return data
-
-
 async def soak(args: argparse.Namespace) -> SoakReport:
     report = SoakReport()
     warnings: Counter[str] = Counter()
     # Only a summary per call: keeping whole records would make the harness itself grow.
     calls = FinishedCalls()
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    load_cpu = ["--cpu", str(cpus[0])] if len(cpus) > 1 else []
-    if len(cpus) > 1:
-        os.sched_setaffinity(0, set(cpus[1:]))
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    child = await load_child.spawn(
         "callbridge.bench.soak_load",
-        "--calls",
-        str(args.calls),
-        "--concurrent",
-        str(args.concurrent),
-        "--rate",
-        str(args.rate),
-        *load_cpu,
-        stdout=asyncio.subprocess.PIPE,
+        [
+            "--calls",
+            str(args.calls),
+            "--concurrent",
+            str(args.concurrent),
+            "--rate",
+            str(args.rate),
+        ],
     )
     assert child.stdout is not None
     try:
-        ready = (await _read_json(child.stdout))["ready"]
+        ready = (await load_child.read_message(child.stdout))["ready"]
         config = load_config(
             overrides={
                 "tenant": "soak",
-                "telcoflow": {
-                    "base_url": ready["telco"],
-                    "api_key": API_KEY,
-                    "connector_uuid": CONNECTOR,
-                },
-                "model": {
-                    "api_key": "soak",
-                    "base_url": ready["gemini"],
-                    "ca_file": ready["ca"],
-                },
+                **load_child.emulator_sections(ready, api_key=API_KEY, connector=CONNECTOR),
                 "tools": {"custom": {"lookup_order": "callbridge.bench.soak_tools:lookup_order"}},
                 "limits": {"max_concurrent_calls": args.concurrent + 10},
             },
@@ -195,7 +169,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
         started = time.monotonic()
 
         async def sample_until_done() -> dict[str, Any]:
-            done_task = asyncio.ensure_future(_read_json(child.stdout))  # type: ignore[arg-type]
+            done_task = asyncio.ensure_future(load_child.read_message(child.stdout))  # type: ignore[arg-type]
             try:
                 while True:
                     finished, _ = await asyncio.wait({done_task}, timeout=args.sample_s)
@@ -213,7 +187,7 @@ async def soak(args: argparse.Namespace) -> SoakReport:
                         message = done_task.result()
                         if "done" in message:
                             return dict(message["done"])
-                        done_task = asyncio.ensure_future(_read_json(child.stdout))  # type: ignore[arg-type]
+                        done_task = asyncio.ensure_future(load_child.read_message(child.stdout))  # type: ignore[arg-type]
             finally:
                 done_task.cancel()
 

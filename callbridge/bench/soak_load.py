@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from callbridge.bench import load_child
 from callbridge.emulators.gemini_live import CallTool, GeminiLiveEmulator, Script, Speak, Turn
 from callbridge.emulators.telcoflow import (
     CallerScript,
@@ -138,10 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second, at most")
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--warmup-s", type=float, default=1.0)
-    parser.add_argument("--cpu", type=int, default=None, help="pin to this core")
+    load_child.add_cpu_option(parser)
     args = parser.parse_args(argv)
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    load_child.pin_to(args.cpu)
     loop.run(run(args))
     return 0
 
