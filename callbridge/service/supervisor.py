@@ -35,7 +35,8 @@ SIGTERM (or a first SIGINT) drains: ``/readyz`` turns 503, every worker gets SIG
 its own drain (``limits.drain_grace_s``), nothing is restarted, and the supervisor exits 0
 once all have exited 0; a worker still running when its drain should long be over
 (:meth:`Supervisor.drain_deadline_s`) is killed and the exit status is 1. A second signal
-is passed on (each worker then exits at once) and the supervisor exits 130. Workers run in
+is passed on as SIGINT (each worker then exits at once; one still running
+:data:`FORCED_EXIT_WAIT_S` later is killed) and the supervisor exits 130. Workers run in
 their own session, so a terminal's Ctrl-C reaches only the supervisor, and drain by
 themselves if the supervisor disappears.
 """
@@ -67,6 +68,7 @@ from callbridge.service.http_guard import GuardStats, HttpLimits
 from callbridge.service.metrics import CONTENT_TYPE_LATEST
 from callbridge.service.metrics_merge import Families, cumulative, merge, parse, render
 from callbridge.service.pod_admin import PodAdmin, Slot
+from callbridge.service.process_exit import still_running_after
 from callbridge.service.serve import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -94,6 +96,8 @@ LINK_DRAIN_S = 1.0
 """After a worker exits, how long its link's last lines may take to be read."""
 LINK_LINE_LIMIT = 8 * 1024 * 1024
 """A link line lists at most every live call id of a worker (10 000 x ~20 bytes)."""
+FORCED_EXIT_WAIT_S = 10.0
+"""After a second signal, how long the workers have to exit on theirs before they are killed."""
 LOST_OUTCOME = "worker_lost"
 """The outcome recorded for a call whose worker process died under it."""
 
@@ -177,11 +181,40 @@ class Supervisor:
             self.request_drain(f"{name} (send it again, or press Ctrl-C, to exit at once)")
             return
         log.warning("forced_exit", signal=name)
-        self._signal_workers(signal.SIGTERM)  # their second signal: each exits at once
+        self._force_workers_out()
         with contextlib.suppress(Exception):
             sys.stderr.flush()
             sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)
+
+    def _force_workers_out(self) -> None:
+        """Every worker gone before the supervisor: SIGINT now, SIGKILL for any still
+        running :data:`FORCED_EXIT_WAIT_S` later.
+
+        SIGINT, not a second SIGTERM: the kernel keeps one pending instance of each signal
+        number, so a worker the scheduler did not run between the drain's SIGTERM and this
+        one (a loaded machine) would receive the two SIGTERMs as one and drain for its whole
+        grace. A pending SIGTERM and a pending SIGINT are two signals, and a worker counts
+        either (:meth:`callbridge.service.serve.Service._on_signal`). This blocks the loop
+        (the supervisor is exiting); it never waits longer than the bound."""
+        running = {
+            slot.proc.pid: slot.index
+            for slot in self.slots
+            if slot.proc is not None and slot.proc.returncode is None
+        }
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        left = still_running_after(list(running), FORCED_EXIT_WAIT_S)
+        if left:
+            log.error(
+                "workers_killed_at_exit",
+                workers=sorted(running[pid] for pid in left),
+                waited_s=FORCED_EXIT_WAIT_S,
+            )
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     # ── Running ──────────────────────────────────────────────────────────────────────
 

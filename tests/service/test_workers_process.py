@@ -20,6 +20,7 @@ from callbridge.emulators.telcoflow import CallerScript, EmulatedCall, Pause, Te
 from callbridge.service.console.auth import COOKIE_NAME
 from callbridge.service.metrics_merge import parse
 from callbridge.service.store import RecordStore
+from callbridge.service.supervisor import FORCED_EXIT_WAIT_S
 from callbridge.service.worker_link import REPORT_EVERY_S
 from tests.e2e.scenarios import agent
 from tests.kit import eventually
@@ -336,6 +337,85 @@ async def test_a_second_signal_exits_at_once_with_every_worker(tmp_path: Path) -
             )
     assert status == 130
     assert len(proc.events("forced_exit")) == 3  # the supervisor's and each worker's
+
+
+async def one_call_on_a_stopped_worker(
+    proc: ServeProcess, http: Any, telco: TelcoflowEmulator
+) -> tuple[int, int]:
+    """One call held by one worker, which is then stopped (SIGSTOP): its index and pid.
+
+    A stopped process is what a loaded machine makes of a runnable one for a while: it does
+    not run, and signals sent to it wait, pending, until it does."""
+    await wait_ready(http, timeout=60)
+    call = telco.place_call(CallerScript([Pause(120)]))
+    await call.answered(timeout=30)
+    listed = await poll_until(lambda: admin_calls(proc), lambda body: body["count"] == 1)
+    [owner] = [int(c["worker"]) for c in listed["calls"]]
+    pid = worker_pids(proc)[owner]
+    os.kill(pid, signal.SIGSTOP)
+    return owner, pid
+
+
+async def test_a_second_signal_reaches_a_worker_that_did_not_run_between_the_two(
+    tmp_path: Path,
+) -> None:
+    """The worker holding a call does not run between the supervisor's two signals (on a
+    loaded machine the scheduler does this; here SIGSTOP). The kernel keeps one pending
+    instance of each signal number, so two SIGTERMs would reach it as one and it would drain
+    for the whole 600 s grace: the second signal it is passed is another one, and when it
+    runs again it exits at once by itself."""
+    script = Script(greeting=Turn([agent("agent_greeting")]))
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=script) as gemini,
+    ):
+        proc, _ = workers_process(tmp_path, telco, gemini, drain_grace_s=600)
+        async with serve_processes(proc), await proc.wait_started() as http:
+            owner, pid = await one_call_on_a_stopped_worker(proc, http, telco)
+            try:
+                proc.signal(signal.SIGINT)
+                await poll_until(lambda: http.get("/readyz"), lambda r: r.status_code == 503)
+                proc.signal(signal.SIGINT)
+                await poll_until(
+                    lambda: asyncio.sleep(0, proc.events("forced_exit")),
+                    lambda lines: any("worker" not in line for line in lines),
+                    what="the supervisor's forced exit",
+                )
+                os.kill(pid, signal.SIGCONT)
+                status = await proc.wait(timeout=30)
+            finally:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+    assert status == 130
+    assert owner in {line.get("worker") for line in proc.events("forced_exit")}
+    assert not proc.events("workers_killed_at_exit")
+
+
+async def test_a_worker_that_never_runs_again_is_killed_by_the_forced_exit(
+    tmp_path: Path,
+) -> None:
+    """The stopped worker stays stopped: the supervisor does not exit leaving it behind to
+    drain for 600 s once it runs again, it kills it (after FORCED_EXIT_WAIT_S) and says so."""
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=Script(greeting=Turn([agent("agent_greeting")]))) as gemini,
+    ):
+        proc, _ = workers_process(tmp_path, telco, gemini, drain_grace_s=600)
+        async with serve_processes(proc), await proc.wait_started() as http:
+            owner, pid = await one_call_on_a_stopped_worker(proc, http, telco)
+            try:
+                proc.signal(signal.SIGTERM)
+                await poll_until(lambda: http.get("/readyz"), lambda r: r.status_code == 503)
+                proc.signal(signal.SIGTERM)
+                status = await proc.wait(timeout=FORCED_EXIT_WAIT_S + 20)
+                gone = not alive(pid)
+            finally:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+    assert status == 130
+    assert gone
+    [killed] = proc.events("workers_killed_at_exit")
+    assert killed["workers"] == [owner]
 
 
 async def test_an_outbound_call_goes_to_the_worker_with_room(tmp_path: Path) -> None:
