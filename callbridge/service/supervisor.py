@@ -361,10 +361,11 @@ class Supervisor:
             writer.close()
             slot.proc = None
             slot.state = WorkerState(running=False)
-            for client in (slot.http, slot.admin):
+            # Cleared before the first await, so no poll in flight takes its answer for news.
+            clients, slot.http, slot.admin = (slot.http, slot.admin), None, None
+            for client in clients:
                 if client is not None:
                     await client.aclose()
-            slot.http = slot.admin = None
             slot.retired = merge([slot.retired, slot.last_metrics])
             slot.last_metrics = {}
         return status
@@ -434,7 +435,14 @@ class Supervisor:
             response = await http.get(READY_PATH, timeout=POLL_S * 4)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            slot.state = WorkerState(running=True, reason=f"not answering ({type(exc).__name__})")
+            if slot.http is http:
+                slot.state = WorkerState(
+                    running=True, reason=f"not answering ({type(exc).__name__})"
+                )
+            return
+        if slot.http is not http:
+            # The worker died while we asked (its slot was reset): its answer is stale, and
+            # would make the pod look ready with a worker down until the next poll.
             return
         ready = response.status_code == 200
         slot.ever_ready = slot.ever_ready or ready
