@@ -3,8 +3,9 @@
 The supervisor's forced exit (a second SIGTERM or SIGINT) runs in a signal callback that
 ends with ``os._exit``: it cannot await the event loop's child watcher, whose job reaping
 stays. On Linux each process is watched through a pidfd, which turns readable when the
-process has terminated (a zombie included); elsewhere ``kill(pid, 0)`` is polled, which
-relies on the child watcher's thread reaping the process (Python 3.11's default watcher).
+process has terminated (a zombie included); elsewhere, or where ``pidfd_open`` is refused,
+``kill(pid, 0)`` is polled, which relies on the child watcher's thread reaping the process
+(Python 3.11's default watcher; a zombie left unreaped counts as running until the bound).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def still_running_after(pids: Sequence[int], timeout_s: float) -> list[int]:
     """Wait up to ``timeout_s`` for every process in ``pids`` to exit; those that have not."""
     deadline = time.monotonic() + timeout_s
     if hasattr(os, "pidfd_open"):
-        return _wait_pidfds(pids, deadline)
+        try:
+            return _wait_pidfds(pids, deadline)
+        except OSError:  # a kernel before 5.3, or a seccomp profile that refuses pidfd_open
+            pass
     left = [pid for pid in pids if _exists(pid)]
     while left and time.monotonic() < deadline:
         time.sleep(POLL_S)

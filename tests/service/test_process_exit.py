@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
+import threading
 import time
+
+import pytest
 
 from callbridge.service.process_exit import still_running_after
 
@@ -43,3 +48,22 @@ def test_a_process_already_reaped_is_not_running() -> None:
     done = sleeper(0)
     done.wait()
     assert still_running_after([done.pid], timeout_s=1) == []
+
+
+def test_where_pidfd_open_is_refused_it_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old kernel or a seccomp profile: ``kill(pid, 0)`` is polled instead, the processes
+    reaped by a thread as asyncio's child watcher does."""
+
+    def refused(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", refused, raising=False)
+    slow, quick = sleeper(60), sleeper(0)
+    reaper = threading.Thread(target=quick.wait)
+    reaper.start()
+    try:
+        assert still_running_after([slow.pid, quick.pid], timeout_s=3) == [slow.pid]
+    finally:
+        slow.kill()
+        slow.wait()
+        reaper.join()
