@@ -57,7 +57,7 @@ def test_every_log_line_is_one_write_even_when_stderr_is_unbuffered(
     # sys.stderr as PYTHONUNBUFFERED=1 makes it: write-through, no buffer. (Set here, not in
     # a fixture: pytest puts its own capture back on sys.stderr when the test body starts.)
     recorder = WriteRecorder()
-    stream = io.TextIOWrapper(recorder, encoding="utf-8", write_through=True)  # type: ignore[arg-type]
+    stream = io.TextIOWrapper(recorder, encoding="utf-8", write_through=True)  # type: ignore[type-var]
     monkeypatch.setattr(sys, "stderr", stream)
     configure_logging("json")
     log = structlog.get_logger("callbridge.test")
