@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -371,6 +372,10 @@ class LimitSettings(_Strict):
         return max(1, -(-self.model_connects_per_minute // 6))
 
 
+MAX_WORKERS = 256
+"""``service.workers`` above this is a typo, not a machine."""
+
+
 class ServiceSettings(_Strict):
     """Listeners, records and logs. Probes+metrics bind every interface (the kubelet and
     Prometheus reach them); the admin API binds loopback unless told otherwise."""
@@ -401,6 +406,24 @@ class ServiceSettings(_Strict):
     """Log and store phone numbers unmasked (default: last four digits only)."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """`json`, `console`, or `auto` (JSON when stderr is not a terminal)."""
+    workers: int | Literal["auto"] = 1
+    """Bridge processes for this tenant (one core each), behind these listeners: a whole number
+    >= 1, or `auto` (the cores the container may use: CPU affinity capped by the cgroup CPU
+    limit, rounded up). Each takes its share of `limits.max_concurrent_calls`. Default 1: one
+    process, as sized by memory limits set for one."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())  # from CALLBRIDGE_SERVICE__WORKERS
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+            raise ValueError(
+                f'expected a whole number from 1 to {MAX_WORKERS} or "auto" (got {value!r})'
+            )
+        return value
 
     @model_validator(mode="after")
     def _distinct_listeners(self) -> ServiceSettings:

@@ -18,6 +18,8 @@ from callbridge.bridge.config import SECRET_ENV, TenantConfig, config_problems, 
 from callbridge.bridge.errors import ConfigError
 from callbridge.bridge.models import unknown_model_hint
 from callbridge.bridge.tools import build_tools
+from callbridge.service.cpus import auto_workers
+from callbridge.service.workers import resolve_workers
 
 ADK_AGENT_LOADER = "callbridge.adapters.adk.agent:load_agent"
 """What ``serve`` uses to import ``model.adk_agent`` (named, so ``bridge`` imports no SDK)."""
@@ -83,8 +85,18 @@ def summary(path: str, config: TenantConfig) -> str:
         f"up to {config.limits.max_concurrent_calls} calls, "
         f"{config.limits.model_connects_per_minute} model connects/min, "
         f"drain grace {config.limits.drain_grace_s:g} s, "
-        f"{bind_addresses(config)}"
+        f"{bind_addresses(config)}{_workers(config)}"
     )
+
+
+def _workers(config: TenantConfig) -> str:
+    """``service.workers`` when not the default one process (``auto``: what it means here)."""
+    workers = config.service.workers
+    if workers == 1:
+        return ""
+    if workers == "auto":
+        return f", workers auto ({auto_workers()} on this machine)"
+    return f", {workers} workers"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -116,6 +128,10 @@ def main(argv: Sequence[str]) -> int:
         if not config.model.caps(name).known:
             print(f"{args.file}: warning: {unknown_model_hint(name)}", file=sys.stderr)
     problems = target_problems(config)
+    try:
+        resolve_workers(config, auto_workers())
+    except ConfigError as exc:
+        problems += config_problems(exc)
     if problems:
         for line in problems:
             print(f"{args.file}: {line}", file=sys.stderr)

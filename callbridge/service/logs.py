@@ -117,7 +117,11 @@ def configure_logging(
             scrub_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write() per line (print() makes two: the text, then the newline). With
+        # service.workers > 1 several processes share this stderr, and PYTHONUNBUFFERED (set
+        # in the image) sends every write straight to the pipe: two lines written at the same
+        # instant would interleave into one that no collector parses.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -23,6 +23,11 @@ Two listeners: probes and metrics on ``service.http_host:http_port``; the admin 
 operator console (``/console``) on ``service.admin_host:admin_port`` (loopback by default),
 each bounded by ``callbridge.service.http_guard``.
 
+With ``service.workers`` > 1 this command becomes a supervisor over that many bridge
+processes behind the same two listeners (:mod:`callbridge.service.supervisor`); each worker
+is this same command started with ``--worker INDEX/COUNT/FD`` and runs exactly the path above
+on loopback ports, with its share of the limits (:mod:`callbridge.service.workers`).
+
 Exit status: 0 after a drain, 1 when the bridge fails (e.g. Telcoflow refused the
 credentials), 2 for a configuration problem (one line per problem, naming the setting).
 """
@@ -38,6 +43,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
@@ -65,6 +71,7 @@ from callbridge.service.app import BridgeApp, build_connectors
 from callbridge.service.campaign_runner import row_finished
 from callbridge.service.campaigns import ClaimedRow, RowState, policy_of
 from callbridge.service.console import CONSOLE_PATH, ConsoleDeps, ConsoleHub, create_console_app
+from callbridge.service.cpus import auto_workers
 from callbridge.service.delivery import WarningHandler, log_warning
 from callbridge.service.health_metrics import register_gauges
 from callbridge.service.http import (
@@ -80,6 +87,10 @@ from callbridge.service.metrics import BridgeMetrics
 from callbridge.service.retention import purge_forever
 from callbridge.service.store import RecordStore
 from callbridge.service.webhook import WebhookDelivery
+from callbridge.service.workers import resolve_workers, worker_config
+
+if TYPE_CHECKING:
+    from callbridge.service.worker_link import WorkerLink
 
 log = structlog.get_logger("callbridge.service")
 
@@ -114,6 +125,40 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def bind_listener(host: str, port: int, setting: str = "service.http_port") -> socket.socket:
+    """A listening socket, or a :class:`ConfigError` naming the setting to fix."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    # Listening now (not when uvicorn starts) so the port is reachable the moment it is
+    # logged: connections wait in the backlog until the server accepts them.
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def embedded_server(app: ASGIApp, limits: HttpLimits, stats: GuardStats) -> _EmbeddedServer:
+    """uvicorn for ``app`` inside our own loop, behind the HTTP guard's limits."""
+    return _EmbeddedServer(
+        uvicorn.Config(
+            BodyLimit(app, max_bytes=limits.max_body_bytes, stats=stats),
+            http=guarded_protocol(limits, stats),
+            ws="none",
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=5,
+            limit_concurrency=limits.max_connections,
+        )
+    )
 
 
 class Service:
@@ -308,21 +353,7 @@ class Service:
     # ── Running ──────────────────────────────────────────────────────────────────────
 
     def _bind(self, host: str, port: int, setting: str = "service.http_port") -> socket.socket:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"{setting}: cannot listen on {host}:{port}: {exc.strerror}"
-            ) from None
-        # Listening now (not when uvicorn starts) so the port is reachable the moment it is
-        # logged: connections wait in the backlog until the server accepts them.
-        sock.listen(128)
-        sock.setblocking(False)
-        return sock
+        return bind_listener(host, port, setting)
 
     def _campaign_row(self, row: ClaimedRow, result: DialResult, state: RowState) -> None:
         self.metrics.campaign_rows.labels(outcome=result.outcome.value, state=state).inc()
@@ -337,20 +368,7 @@ class Service:
             hook(event)
 
     def _server(self, app: ASGIApp, name: str) -> _EmbeddedServer:
-        limits, stats = self.http_limits, self.guards[name]
-        return _EmbeddedServer(
-            uvicorn.Config(
-                BodyLimit(app, max_bytes=limits.max_body_bytes, stats=stats),
-                http=guarded_protocol(limits, stats),
-                ws="none",
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-                timeout_keep_alive=5,
-                limit_concurrency=limits.max_connections,
-            )
-        )
+        return embedded_server(app, self.http_limits, self.guards[name])
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Serve until drained; returns the exit status."""
@@ -506,12 +524,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    # Set by the supervisor on the worker processes it starts (service.workers > 1).
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(list(argv))
     if not args.config:
         _print_problems(["--config: no tenant file given (or set CALLBRIDGE_CONFIG)"])
         return EXIT_CONFIG
     try:
         config = load_config(args.config, service=True)
+        workers = 1 if args.worker else resolve_workers(config, auto_workers())
     except ConfigError as exc:
         _print_problems(config_problems(exc))
         return EXIT_CONFIG
@@ -519,6 +540,16 @@ def main(argv: Sequence[str]) -> int:
     register_secrets(_secret_values(config))
     structlog.contextvars.bind_contextvars(tenant=config.tenant)
     try:
+        if args.worker:
+            from callbridge.service.worker_link import WorkerLink, parse_worker_arg
+
+            index, count, fd = parse_worker_arg(args.worker)
+            structlog.contextvars.bind_contextvars(worker=index)
+            return loop.run(_serve(worker_config(config, index, count), link=WorkerLink(fd)))
+        if workers > 1:
+            from callbridge.service.supervisor import supervise
+
+            return loop.run(supervise(config, workers, args.config, args.log_level))
         return loop.run(_serve(config))
     except ConfigError as exc:
         _print_problems(config_problems(exc))
@@ -562,7 +593,7 @@ async def _open_store(service_settings: ServiceSettings) -> RecordStore:
         ) from None
 
 
-async def _serve(config: TenantConfig) -> int:
+async def _serve(config: TenantConfig, link: WorkerLink | None = None) -> int:
     service = config.service
     # Records are written as the call goes, so a crash loses nothing already known.
     store = await _open_store(service)
@@ -572,7 +603,14 @@ async def _serve(config: TenantConfig) -> int:
             await store.abandon_stale(config.tenant, older_than_s=STALE_CALL_AFTER_S)
         except Exception as exc:  # a sweep that fails must not stop the service
             log.warning("stale_call_sweep_failed", error=repr(exc))
-        status = await Service(config, store=store).run(install_signals=True)
+        served = Service(config, store=store)
+        if link is None:
+            status = await served.run(install_signals=True)
+        else:
+            async with asyncio.TaskGroup() as group:
+                reporting = group.create_task(link.run(served), name="worker-link")
+                status = await served.run(install_signals=True)
+                reporting.cancel()
     finally:
         lost = await store.close_within(service.records_flush_timeout_s)
         try:

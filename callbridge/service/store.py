@@ -40,7 +40,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
@@ -464,6 +464,24 @@ class RecordStore:
         if count:
             _log().warning("stale_calls_abandoned", tenant=tenant, calls=count)
         return count
+
+    async def end_calls(self, call_ids: Collection[str], *, outcome: str) -> int:
+        """Finalise these calls if still ``in_progress``: ``outcome``, ended now.
+
+        For calls whose process died under them (a worker killed mid-call): the supervisor
+        knows exactly which calls the worker had. Returns how many rows changed."""
+        if not call_ids:
+            return 0
+        now = time.time()
+        query = (
+            sa.update(calls)
+            .where(calls.c.call_id.in_(sorted(call_ids)))
+            .where(calls.c.outcome == "in_progress")
+            .values(outcome=outcome, ended_at=now, updated_at=now)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+        return int(result.rowcount or 0)
 
     async def _write_next(self) -> None:
         """Take one batch (a failed batch first) and commit it in one transaction."""

@@ -188,7 +188,8 @@ class ServeProcess:
                 continue
             if isinstance(line, dict):
                 self.lines.append(line)
-                if line.get("event") == "service_started":
+                # With service.workers > 1 the workers log their own (loopback) start too.
+                if line.get("event") == "service_started" and "worker" not in line:
                     self.port = int(line["http_port"])
                     self.admin_port = int(line["admin_port"])
                     self._port_known.set()
