@@ -98,6 +98,9 @@ LINK_LINE_LIMIT = 8 * 1024 * 1024
 """A link line lists at most every live call id of a worker (10 000 x ~20 bytes)."""
 FORCED_EXIT_WAIT_S = 10.0
 """After a second signal, how long the workers have to exit on theirs before they are killed."""
+KILLED_EXIT_WAIT_S = 5.0
+"""After SIGKILL, how long the supervisor waits for the kernel to finish the workers off (a
+large process takes a moment to tear down, longer on a loaded machine) before it exits."""
 LOST_OUTCOME = "worker_lost"
 """The outcome recorded for a call whose worker process died under it."""
 
@@ -215,6 +218,15 @@ class Supervisor:
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            # SIGKILL is delivered at once but the exit is not: without this wait the
+            # supervisor could exit while a killed worker was still being torn down.
+            undead = still_running_after(left, KILLED_EXIT_WAIT_S)
+            if undead:
+                log.error(
+                    "workers_outlived_kill",
+                    workers=sorted(running[pid] for pid in undead),
+                    waited_s=KILLED_EXIT_WAIT_S,
+                )
 
     # ── Running ──────────────────────────────────────────────────────────────────────
 
