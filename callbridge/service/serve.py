@@ -127,6 +127,17 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+def release_listeners(
+    loop: asyncio.AbstractEventLoop, signals_installed: bool, *socks: socket.socket
+) -> None:
+    """Undo what a serving process took at start: its signal handlers and listening sockets."""
+    if signals_installed:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
+    for sock in socks:
+        sock.close()
+
+
 def bind_listener(host: str, port: int, setting: str = "service.http_port") -> socket.socket:
     """A listening socket, or a :class:`ConfigError` naming the setting to fix."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -430,11 +441,7 @@ class Service:
         except ExceptionGroup as group_error:
             failure = group_error
         finally:
-            if install_signals:
-                loop.remove_signal_handler(signal.SIGTERM)
-                loop.remove_signal_handler(signal.SIGINT)
-            sock.close()
-            admin_sock.close()
+            release_listeners(loop, install_signals, sock, admin_sock)
             if self.tracer is not None:
                 # Bounded by tracing.export_timeout_s; off the loop, which has stopped serving.
                 await asyncio.to_thread(self.tracer.close)

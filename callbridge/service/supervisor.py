@@ -79,6 +79,7 @@ from callbridge.service.serve import (
     _report,
     bind_listener,
     embedded_server,
+    release_listeners,
 )
 from callbridge.service.store import RecordStore
 from callbridge.service.workers import WorkerState, pod_readiness, shares
@@ -280,11 +281,7 @@ class Supervisor:
                 server.should_exit = True
                 admin_server.should_exit = True
         finally:
-            if install_signals:
-                loop.remove_signal_handler(signal.SIGTERM)
-                loop.remove_signal_handler(signal.SIGINT)
-            sock.close()
-            admin_sock.close()
+            release_listeners(loop, install_signals, sock, admin_sock)
         if self.failed_status is not None:
             log.error("service_failed", error="a worker failed before it was ever ready")
             return self.failed_status

@@ -9,9 +9,11 @@ SIGKILL is restarted while the other's calls go on, and SIGTERM drains both and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,19 @@ from tests.service.helpers import (
 )
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+GREETING = Script(greeting=Turn([agent("agent_greeting")]))
+
+
+@contextlib.asynccontextmanager
+async def platform_and_model(
+    script: Script | None = None,
+) -> AsyncIterator[tuple[TelcoflowEmulator, GeminiLiveEmulator]]:
+    """Both emulators on 127.0.0.1, the model playing ``script`` (its default one if None)."""
+    async with (
+        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
+        GeminiLiveEmulator(script=script) as gemini,
+    ):
+        yield telco, gemini
 
 
 def workers_process(
@@ -141,11 +156,7 @@ async def test_calls_spread_over_two_workers_behind_one_port_and_sigterm_drains_
     forces both workers to take calls. One ``GET /calls`` lists all six with their worker, one
     ``/metrics`` counts six finished calls, and SIGTERM stops the pod with status 0."""
     total = 6
-    script = Script(greeting=Turn([agent("agent_greeting")]))
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator(script=script) as gemini,
-    ):
+    async with platform_and_model(GREETING) as (telco, gemini):
         proc, _ = workers_process(tmp_path, telco, gemini, max_concurrent_calls=total)
         async with serve_processes(proc), await proc.wait_started() as http:
             await wait_ready(http, timeout=60)
@@ -217,11 +228,7 @@ async def test_calls_spread_over_two_workers_behind_one_port_and_sigterm_drains_
 async def test_a_killed_worker_is_restarted_its_call_ends_and_the_other_goes_on(
     tmp_path: Path,
 ) -> None:
-    script = Script(greeting=Turn([agent("agent_greeting")]))
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator(script=script) as gemini,
-    ):
+    async with platform_and_model(GREETING) as (telco, gemini):
         proc, records = workers_process(tmp_path, telco, gemini, max_concurrent_calls=2)
         async with serve_processes(proc), await proc.wait_started() as http:
             await wait_ready(http, timeout=60)
@@ -298,10 +305,7 @@ async def test_a_worker_that_never_becomes_ready_stops_the_supervisor_with_its_s
 ) -> None:
     """Refused credentials: restarting would not help, so the pod exits 1 as one process
     would, with the worker's one clear line, and the other worker is stopped."""
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator() as gemini,
-    ):
+    async with platform_and_model() as (telco, gemini):
         proc, _ = workers_process(tmp_path, telco, gemini)
         proc.env["TELCOFLOW_API_KEY"] = "not-the-key"
         async with serve_processes(proc):
@@ -313,11 +317,7 @@ async def test_a_worker_that_never_becomes_ready_stops_the_supervisor_with_its_s
 
 
 async def test_a_second_signal_exits_at_once_with_every_worker(tmp_path: Path) -> None:
-    script = Script(greeting=Turn([agent("agent_greeting")]))
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator(script=script) as gemini,
-    ):
+    async with platform_and_model(GREETING) as (telco, gemini):
         proc, _ = workers_process(tmp_path, telco, gemini, drain_grace_s=600)
         async with serve_processes(proc), await proc.wait_started() as http:
             await wait_ready(http, timeout=60)
@@ -364,11 +364,7 @@ async def test_a_second_signal_reaches_a_worker_that_did_not_run_between_the_two
     instance of each signal number, so two SIGTERMs would reach it as one and it would drain
     for the whole 600 s grace: the second signal it is passed is another one, and when it
     runs again it exits at once by itself."""
-    script = Script(greeting=Turn([agent("agent_greeting")]))
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator(script=script) as gemini,
-    ):
+    async with platform_and_model(GREETING) as (telco, gemini):
         proc, _ = workers_process(tmp_path, telco, gemini, drain_grace_s=600)
         async with serve_processes(proc), await proc.wait_started() as http:
             owner, pid = await one_call_on_a_stopped_worker(proc, http, telco)
@@ -396,10 +392,7 @@ async def test_a_worker_that_never_runs_again_is_killed_by_the_forced_exit(
 ) -> None:
     """The stopped worker stays stopped: the supervisor does not exit leaving it behind to
     drain for 600 s once it runs again, it kills it (after FORCED_EXIT_WAIT_S) and says so."""
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator(script=Script(greeting=Turn([agent("agent_greeting")]))) as gemini,
-    ):
+    async with platform_and_model(GREETING) as (telco, gemini):
         proc, _ = workers_process(tmp_path, telco, gemini, drain_grace_s=600)
         async with serve_processes(proc), await proc.wait_started() as http:
             owner, pid = await one_call_on_a_stopped_worker(proc, http, telco)
@@ -421,10 +414,7 @@ async def test_a_worker_that_never_runs_again_is_killed_by_the_forced_exit(
 async def test_an_outbound_call_goes_to_the_worker_with_room(tmp_path: Path) -> None:
     """One inbound call fills worker X (capacity 2 split 1/1); ``POST /calls`` on the one
     admin port is placed by the other worker, and ``GET /dials/{id}`` finds it there."""
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator(script=REMINDER) as gemini,
-    ):
+    async with platform_and_model(REMINDER) as (telco, gemini):
         proc, _ = workers_process(
             tmp_path,
             telco,
@@ -476,10 +466,7 @@ async def test_a_worker_stuck_in_its_drain_is_killed_and_the_pod_still_exits(
     """A worker that cannot finish its drain (stopped here with SIGSTOP) is killed once its
     drain should be over (grace 1 s + record flush 1 s + trace flush 5 s + 2 s), so the pod
     exits (status 1, naming the worker) instead of hanging until something kills it."""
-    async with (
-        TelcoflowEmulator(api_key=API_KEY, connector_uuid=CONNECTOR) as telco,
-        GeminiLiveEmulator() as gemini,
-    ):
+    async with platform_and_model() as (telco, gemini):
         proc, _ = workers_process(
             tmp_path, telco, gemini, service={"records_flush_timeout_s": 1.0}, drain_grace_s=1
         )
