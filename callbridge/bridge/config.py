@@ -348,6 +348,11 @@ class WarningSettings(_Strict):
 class LimitSettings(_Strict):
     max_concurrent_calls: Annotated[int, Field(ge=1, le=10_000)] = 50
     """This process never claims more calls; other replicas take the rest."""
+    claim_spread_ms: Annotated[float, Field(ge=0, le=1000)] = 20.0
+    """Before claiming an offered call, wait this long times the share of
+    `max_concurrent_calls` in use: every replica (and every `service.workers` process) is
+    offered every call and the first to claim gets it, so the least loaded one should be
+    first. 0: claim at once."""
     model_connects_per_minute: Annotated[int, Field(ge=1)] = 600
     """New model connections per minute for the tenant; over it calls wait."""
     admission_wait_s: Annotated[float, Field(ge=0, le=30)] = 3.0

@@ -123,6 +123,7 @@ class BridgeApp:
             sample_rate=config.audio.call_rate,
             handle_call=self._handle_call,
             max_concurrent_calls=config.limits.max_concurrent_calls,
+            claim_spread_ms=config.limits.claim_spread_ms,
             unready=unready,
             on_connected=self.dialer.declare,
         )

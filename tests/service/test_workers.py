@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from callbridge.adapters.telcoflow.source import claim_delay_s
 from callbridge.bridge.config import TenantConfig, config_problems, load_config
 from callbridge.bridge.errors import ConfigError
 from callbridge.service.cpus import quota_cores, usable_cores
@@ -262,3 +263,21 @@ def test_check_config_names_the_workers_problem_and_shows_the_count(
     path.write_text('tenant = "t"\n[service]\nworkers = 3\n')
     assert config_cli.main(["--without-secrets", str(path)]) == 0
     assert ", 3 workers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("in_use", "capacity", "spread_ms", "delay_s"),
+    [
+        (0, 4, 20.0, 0.0),  # idle: claim at once
+        (1, 4, 20.0, 0.005),
+        (2, 4, 200.0, 0.1),
+        (4, 4, 20.0, 0.02),  # full (a reservation racing the check): the whole spread, no more
+        (9, 4, 20.0, 0.02),
+        (3, 4, 0.0, 0.0),  # switched off
+        (3, 0, 20.0, 0.0),
+    ],
+)
+def test_a_busier_consumer_waits_longer_before_claiming(
+    in_use: int, capacity: int, spread_ms: float, delay_s: float
+) -> None:
+    assert claim_delay_s(in_use, capacity, spread_ms) == pytest.approx(delay_s)

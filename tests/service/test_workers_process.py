@@ -225,6 +225,31 @@ async def test_calls_spread_over_two_workers_behind_one_port_and_sigterm_drains_
     assert not errors, errors
 
 
+async def test_calls_below_capacity_go_to_the_less_loaded_worker(tmp_path: Path) -> None:
+    """Four calls one after another, against two workers with room for four each: with
+    ``limits.claim_spread_ms`` the busier worker claims later, so each ends up with two (before
+    it, whichever worker was quicker took all four in most runs)."""
+    async with platform_and_model(GREETING) as (telco, gemini):
+        proc, _ = workers_process(
+            tmp_path, telco, gemini, max_concurrent_calls=8, claim_spread_ms=400
+        )
+        async with serve_processes(proc), await proc.wait_started() as http:
+            await wait_ready(http, timeout=60)
+            await eventually(lambda: len(telco.sm_connection_ids) == 2, what="both SM-WS")
+            calls = []
+            for i in range(4):
+                calls.append(
+                    telco.place_call(CallerScript([Pause(120)]), caller=f"+1555001{i:04d}")
+                )
+                await hold(calls[-1:])
+            claimed = [call.claimed_by for call in calls]
+            assert sorted(claimed.count(c) for c in set(claimed)) == [2, 2], claimed
+            listed = await poll_until(
+                lambda: admin_calls(proc), lambda body: body["count"] == 4, timeout=20
+            )
+            assert sorted(int(c["worker"]) for c in listed["calls"]) == [0, 0, 1, 1]
+
+
 async def test_a_killed_worker_is_restarted_its_call_ends_and_the_other_goes_on(
     tmp_path: Path,
 ) -> None:

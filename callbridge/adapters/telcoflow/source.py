@@ -84,6 +84,20 @@ def build_manager(settings: TelcoflowSettings, sample_rate: CallRate) -> telcofl
     return manager
 
 
+def claim_delay_s(in_use: int, capacity: int, spread_ms: float) -> float:
+    """How long to wait before claiming an offered call: ``spread_ms`` times the share of
+    ``capacity`` in use (0 when idle).
+
+    Competing consumers on one connector (a pod's workers, other replicas) are all offered
+    every call, and the first to open its session gets it. Without a delay the fastest one
+    wins, which below capacity put every call of a run on the same worker; with it an idle
+    consumer claims at once and a busier one a little later, so calls spread by load.
+    """
+    if capacity <= 0 or spread_ms <= 0:
+        return 0.0
+    return spread_ms / 1000 * min(1.0, max(0, in_use) / capacity)
+
+
 class TelcoflowCallSource:
     """Claims calls for this process and runs ``handle_call`` for each, in one TaskGroup."""
 
@@ -94,6 +108,7 @@ class TelcoflowCallSource:
         sample_rate: CallRate,
         handle_call: CallHandler,
         max_concurrent_calls: int,
+        claim_spread_ms: float = 0.0,
         unready: Callable[[], str | None] = lambda: None,
         on_connected: Callable[[telcoflow.SessionManager], Awaitable[None]] | None = None,
     ) -> None:
@@ -101,6 +116,7 @@ class TelcoflowCallSource:
         self._rate = sample_rate
         self._handle_call = handle_call
         self._max_calls = max_concurrent_calls
+        self._claim_spread_ms = claim_spread_ms
         self._unready = unready
         self._released: set[str] = set()
         self._resumes_seen: dict[str, int] = {}
@@ -246,6 +262,13 @@ class TelcoflowCallSource:
             self.stats.declined_unready += 1
             log.info("session_left_for_another_replica", session_id=session_id, reason=unready)
             return
+        delay = claim_delay_s(len(self._reserved), self._max_calls, self._claim_spread_ms)
+        if delay > 0:
+            await asyncio.sleep(delay)  # at most claim_spread_ms; the bus waits for it
+            if not self.has_capacity():
+                self.stats.declined_capacity += 1
+                log.info("session_left_for_another_replica", session_id=session_id)
+                return
         if notice.activity == "RESUME":
             self.stats.resumes_taken_over += 1
             self._released.discard(session_id)
